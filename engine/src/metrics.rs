@@ -2,7 +2,7 @@
 //!
 //! [`EngineMetrics`] owns the metric families; the node registers them in the registry it
 //! serves at `/metrics` ([`EngineMetrics::register`]). Each [`SlotHost`](crate::SlotHost)
-//! resolves its label sets once, at construction, into [`SlotMetrics`], so the hot path only
+//! resolves its label sets once, at construction, into pre-resolved handles, so the hot path only
 //! increments atomics and never hashes a label set.
 //!
 //! | metric | labels |

@@ -351,7 +351,6 @@ fn shadow_runs_the_candidate_off_the_hot_path_and_never_uses_it() {
     let slow = demand::Holt::with_params(demand::HoltParams {
         alpha: 0.1,
         beta: 0.05,
-        ..demand::HoltParams::default()
     })
     .unwrap();
     host.load_candidate(Arc::new(Variant::new(Arc::new(slow), "holt-slow", "1")))

@@ -34,14 +34,27 @@ fn schema(args: &SchemaArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("slot {} (schema v{}): {}", c.slot, c.schema_version, c.description);
+    println!(
+        "slot {} (schema v{}): {}",
+        c.slot, c.schema_version, c.description
+    );
     println!("called: {}", c.called);
-    println!("input  f32{:?}   output f32{:?}   deadline {:?}", c.input_shape(), c.output_shape(), c.default_deadline);
+    println!(
+        "input  f32{:?}   output f32{:?}   deadline {:?}",
+        c.input_shape(),
+        c.output_shape(),
+        c.default_deadline
+    );
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
+    t.load_style(UTF8_FULL_CONDENSED);
     t.set_header(["#", "feature", "unit", "meaning"]);
     for (i, f) in c.features.iter().enumerate() {
-        t.add_row([i.to_string(), f.name.clone(), f.unit.to_string(), f.description.clone()]);
+        t.add_row([
+            i.to_string(),
+            f.name.clone(),
+            f.unit.to_string(),
+            f.description.clone(),
+        ]);
     }
     println!("{t}");
     let o = &c.output;

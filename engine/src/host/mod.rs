@@ -335,10 +335,10 @@ impl SlotHostBuilder {
             step: 0,
             last_rollback: None,
         };
-        if let (Some(store), Some(resolver)) = (&self.store, &self.resolver) {
-            if let Some(rec) = store.load(slot)? {
-                restore(slot, &mut routing, rec, resolver.as_ref());
-            }
+        if let (Some(store), Some(resolver)) = (&self.store, &self.resolver)
+            && let Some(rec) = store.load(slot)?
+        {
+            restore(slot, &mut routing, rec, resolver.as_ref());
         }
         slot_metrics
             .canary_share
@@ -770,11 +770,11 @@ impl SlotHost {
                 ShadowOutcome::Failed
             });
             let mut g = guard.lock();
-            if g.candidate_id == candidate_id {
-                if let Some(alarm) = g.guard.record_decision(!ok) {
-                    g.pending_alarm = Some(alarm.to_string());
-                    pending.store(true, Ordering::Release);
-                }
+            if g.candidate_id == candidate_id
+                && let Some(alarm) = g.guard.record_decision(!ok)
+            {
+                g.pending_alarm = Some(alarm.to_string());
+                pending.store(true, Ordering::Release);
             }
         });
         if !spawned {
@@ -830,10 +830,10 @@ impl SlotHost {
         if mode != Mode::Off && cur.candidate.is_none() {
             return Err(self.refused("no candidate is loaded"));
         }
-        if let Mode::Canary { basis_points } = mode {
-            if basis_points > FULL_SHARE_BP {
-                return Err(self.refused("a canary share must be between 0 and 100%"));
-            }
+        if let Mode::Canary { basis_points } = mode
+            && basis_points > FULL_SHARE_BP
+        {
+            return Err(self.refused("a canary share must be between 0 and 100%"));
         }
         let mut next = cur.next();
         next.mode = mode;
@@ -914,13 +914,13 @@ impl SlotHost {
     /// a store failure refuses the change (operator commands); otherwise the change is
     /// applied anyway and the failure logged (the guard's rollbacks must never wait).
     fn commit(&self, next: Routing, strict: bool) -> Result<()> {
-        if let Some(store) = &self.store {
-            if let Err(e) = store.save(&self.record(&next)) {
-                if strict {
-                    return Err(e);
-                }
-                tracing::error!(slot = %self.slot, error = %e, "cannot persist rollout state");
+        if let Some(store) = &self.store
+            && let Err(e) = store.save(&self.record(&next))
+        {
+            if strict {
+                return Err(e);
             }
+            tracing::error!(slot = %self.slot, error = %e, "cannot persist rollout state");
         }
         if next.candidate_id != self.routing.load().candidate_id {
             *self.guard.lock() = GuardCell {
@@ -1021,7 +1021,7 @@ fn fault_reason(f: OutputFault) -> FallbackReason {
 /// How far a shadow answer is from the answer used, per slot:
 /// `ordering`: the share of sampled pairs the two orders rank differently (0..1);
 /// `anomaly`, `leader_health`: mean absolute difference of probabilities (0..1);
-/// `batch_size`, `demand`: mean relative difference.
+/// `batch_size`, `demand`: mean symmetric relative difference `|a-b| / max(|a|, |b|, 1)` (0..1).
 pub fn divergence(contract: &SlotContract, used: &[f32], other: &[f32]) -> f64 {
     let n = used.len().min(other.len());
     if n == 0 {
@@ -1058,7 +1058,7 @@ pub fn divergence(contract: &SlotContract, used: &[f32], other: &[f32]) -> f64 {
         SlotKind::BatchSize | SlotKind::Demand => {
             used.iter()
                 .zip(other)
-                .map(|(a, b)| f64::from((a - b).abs()) / f64::from(a.abs().max(1.0)))
+                .map(|(a, b)| f64::from((a - b).abs()) / f64::from(a.abs().max(b.abs()).max(1.0)))
                 .sum::<f64>()
                 / n as f64
         }
