@@ -54,11 +54,20 @@ fn misbehaving_policies_fall_back_per_decision() {
     ];
     for slot in SlotKind::ALL {
         for (fault, reasons) in cases {
+            // A panic runs the panic hook first, which symbolises a backtrace when
+            // RUST_BACKTRACE is set: give it time, so the reason seen is the panic itself.
+            let cfg = match fault {
+                Fault::Panic => SuiteConfig {
+                    deadline: Duration::from_secs(10),
+                    ..SuiteConfig::default()
+                },
+                _ => SuiteConfig::default(),
+            };
             let rep = check(
                 slot,
                 &|| faulty(slot, fault),
                 &Expect::FallsBack(reasons.to_vec()),
-                &SuiteConfig::default(),
+                &cfg,
             )
             .unwrap_or_else(|e| panic!("{slot} {fault:?}: {e}"));
             assert_eq!(rep.fallbacks, rep.decisions, "{slot} {fault:?}");

@@ -111,7 +111,8 @@ mod tests {
     #[test]
     fn returns_results_panics_and_timeouts() {
         let w = Watchdog::new("t", 2);
-        let dl = || Instant::now() + Duration::from_millis(200);
+        // Generous: with RUST_BACKTRACE set, the panic hook symbolises a backtrace first.
+        let dl = || Instant::now() + Duration::from_secs(10);
         assert!(matches!(w.run(dl(), || 7), Watched::Done(7)));
         match w.run(dl(), || -> u32 { panic!("boom") }) {
             Watched::Panicked(m) => assert!(m.contains("boom")),
