@@ -37,16 +37,23 @@
 //! assert_eq!(decision.tag.answered_by.backend.as_str(), "static");
 //! ```
 
+pub mod admission;
+pub mod batcher;
 pub mod clock;
 pub mod conformance;
 pub mod error;
+pub mod executor;
 pub mod fault;
 pub mod features;
 pub mod host;
+pub mod mempool;
 pub mod metrics;
 pub mod policy;
 pub mod rollout;
 pub mod slot;
+pub mod state;
+pub mod tx;
+pub mod workload;
 
 pub use error::{EngineError, Result};
 pub use features::FeatureMatrix;
