@@ -32,26 +32,31 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use serde::Serialize;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::error::{EngineError, Result};
 use crate::features::FeatureMatrix;
-use crate::metrics::{EngineMetrics, ShadowOutcome, SlotMetrics};
-use crate::policy::{BackendKind, Isolation, Policy, PolicyError};
+use crate::metrics::{ShadowOutcome, SlotMetrics};
+use crate::policy::{Isolation, Policy, PolicyError};
 use crate::rollout::guard::Moments;
 use crate::rollout::{
-    FULL_SHARE_BP, Guard, GuardConfig, GuardSnapshot, Mode, PolicyRef, PolicyResolver,
-    RolloutRecord, RolloutStore, StepSchedule, routes_to_candidate,
+    FULL_SHARE_BP, Guard, GuardConfig, Mode, PolicyRef, RolloutRecord, RolloutStore, StepSchedule,
+    routes_to_candidate,
 };
 use crate::slot::{OutputFault, Rows, SlotContract, SlotKind};
 
 mod breaker;
+mod builder;
 mod decision;
+mod status;
 mod watchdog;
 
 pub use breaker::BreakerConfig;
+pub use builder::SlotHostBuilder;
 pub use decision::{Answerer, Arm, Decision, DecisionTag, FallbackReason};
+pub use status::{ArmTotals, ScheduleStatus, ShadowSummary, SlotStatus};
+
+use builder::check_fits;
 
 use breaker::{Breaker, Permit};
 use watchdog::{Watchdog, Watched, panic_message};
@@ -179,251 +184,6 @@ struct ShadowStats {
     divergence: Moments,
 }
 
-/// Shadow-mode figures for [`SlotStatus`].
-#[derive(Clone, Debug, Serialize)]
-pub struct ShadowSummary {
-    /// Shadow runs that answered validly.
-    pub ok: u64,
-    /// Shadow runs that failed (error, timeout, panic, invalid output).
-    pub failed: u64,
-    /// Decisions whose shadow run was skipped because no worker was idle.
-    pub skipped: u64,
-    /// Mean divergence between the candidate's answer and the answer used.
-    pub mean_divergence: f64,
-}
-
-/// Per-arm totals for [`SlotStatus`].
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ArmTotals {
-    /// Decisions routed to the arm.
-    pub decisions: u64,
-    /// Of which answered by the static fallback.
-    pub fallbacks: u64,
-}
-
-/// The step schedule's progress, for [`SlotStatus`].
-#[derive(Clone, Debug, Serialize)]
-pub struct ScheduleStatus {
-    /// Steps in percent.
-    pub steps_percent: Vec<f64>,
-    /// Current step index.
-    pub step: usize,
-    /// Candidate decisions required per step.
-    pub min_decisions: u64,
-}
-
-/// A slot's state for operators and the admin API.
-#[derive(Clone, Debug, Serialize)]
-pub struct SlotStatus {
-    /// The slot.
-    pub slot: SlotKind,
-    /// Rollout mode.
-    pub mode: Mode,
-    /// The baseline.
-    pub baseline: Answerer,
-    /// The candidate, if loaded.
-    pub candidate: Option<Answerer>,
-    /// The schedule, if the canary climbs one.
-    pub schedule: Option<ScheduleStatus>,
-    /// Routing generation (increments on every change).
-    pub generation: u64,
-    /// Whether the breaker holds the slot on static.
-    pub circuit_open: bool,
-    /// How many times the breaker opened.
-    pub circuit_trips: u64,
-    /// The guard's view of the candidate.
-    pub guard: Option<GuardSnapshot>,
-    /// Reason of the last rollback.
-    pub last_rollback: Option<String>,
-    /// Per-decision deadline in microseconds.
-    pub deadline_us: u64,
-    /// Baseline totals.
-    pub baseline_totals: ArmTotals,
-    /// Candidate totals.
-    pub candidate_totals: ArmTotals,
-    /// Shadow figures.
-    pub shadow: ShadowSummary,
-}
-
-/// Builder of a [`SlotHost`] with a store, a resolver, shared metrics or a test clock.
-pub struct SlotHostBuilder {
-    slot: SlotKind,
-    config: HostConfig,
-    fallback: Option<Arc<dyn Policy>>,
-    metrics: Option<EngineMetrics>,
-    clock: Option<Arc<dyn Clock>>,
-    store: Option<Arc<dyn RolloutStore>>,
-    resolver: Option<Arc<dyn PolicyResolver>>,
-}
-
-impl SlotHostBuilder {
-    /// Host settings.
-    pub fn config(mut self, config: HostConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Replaces the slot's default static policy with another static rule (e.g. other
-    /// parameters). It must report [`BackendKind::Static`] and fit the slot.
-    pub fn fallback(mut self, policy: Arc<dyn Policy>) -> Self {
-        self.fallback = Some(policy);
-        self
-    }
-
-    /// Metric families shared with the rest of the node.
-    pub fn metrics(mut self, metrics: EngineMetrics) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    /// The clock for the breaker and timestamps.
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
-    /// Persists the rollout state in `store`; on build, restores it through `resolver`.
-    pub fn store(
-        mut self,
-        store: Arc<dyn RolloutStore>,
-        resolver: Arc<dyn PolicyResolver>,
-    ) -> Self {
-        self.store = Some(store);
-        self.resolver = Some(resolver);
-        self
-    }
-
-    /// Builds the host, restoring the persisted rollout state if a store was given.
-    /// A persisted policy that cannot be resolved any more is dropped with a warning
-    /// (baseline: the static policy answers; candidate: the rollout is off).
-    pub fn build(self) -> Result<SlotHost> {
-        let slot = self.slot;
-        let contract = slot.contract();
-        self.config.guard.validate()?;
-        let fallback = self.fallback.unwrap_or_else(|| slot.static_policy());
-        check_fits(contract, fallback.as_ref())?;
-        if fallback.info().backend != BackendKind::Static
-            || fallback.isolation() != Isolation::Inline
-        {
-            return Err(EngineError::InvalidConfig(format!(
-                "the fallback of `{slot}` must be an inline static policy, got {}",
-                fallback.info().label()
-            )));
-        }
-        let deadline = self.config.deadline.unwrap_or(contract.default_deadline);
-        if deadline.is_zero() {
-            return Err(EngineError::InvalidConfig(
-                "the deadline must be positive".into(),
-            ));
-        }
-        let reserve = self
-            .config
-            .fallback_reserve
-            .unwrap_or(deadline / 10)
-            .min(deadline);
-        let clock = self.clock.unwrap_or_else(SystemClock::shared);
-        let metrics = self.metrics.unwrap_or_default();
-        let slot_metrics = metrics.slot(slot);
-        let mut routing = Routing {
-            generation: 0,
-            baseline: None,
-            candidate: None,
-            candidate_id: 0,
-            mode: Mode::Off,
-            salt: rand::random(),
-            schedule: None,
-            step: 0,
-            last_rollback: None,
-        };
-        if let (Some(store), Some(resolver)) = (&self.store, &self.resolver)
-            && let Some(rec) = store.load(slot)?
-        {
-            restore(slot, &mut routing, rec, resolver.as_ref());
-        }
-        slot_metrics
-            .canary_share
-            .set(routing.mode.percent().map_or(0, |p| p.round() as i64));
-        let routing_candidate_id = routing.candidate_id;
-        let host = SlotHost {
-            slot,
-            contract,
-            static_answerer: Answerer::of(fallback.info()),
-            fallback,
-            deadline,
-            reserve,
-            routing: ArcSwap::from_pointee(routing),
-            control: Mutex::new(()),
-            guard: Arc::new(Mutex::new(GuardCell {
-                candidate_id: routing_candidate_id,
-                guard: Guard::new(self.config.guard.clone()),
-                step_decisions: 0,
-                pending_alarm: None,
-            })),
-            rollback_pending: Arc::new(AtomicBool::new(false)),
-            guard_config: self.config.guard.clone(),
-            breaker: Breaker::new(self.config.breaker.clone(), clock.clone()),
-            watchdog: Watchdog::new(slot.as_str(), self.config.watchdog_workers),
-            metrics: slot_metrics,
-            shadow: Arc::new(Mutex::new(ShadowStats::default())),
-            next_candidate_id: AtomicU64::new(1),
-            clock,
-            store: self.store,
-        };
-        Ok(host)
-    }
-}
-
-fn restore(
-    slot: SlotKind,
-    routing: &mut Routing,
-    rec: RolloutRecord,
-    resolver: &dyn PolicyResolver,
-) {
-    let resolve = |r: &PolicyRef, what: &str| match resolver.resolve(slot, r) {
-        Ok(p) if check_fits(slot.contract(), p.as_ref()).is_ok() => Some(Arc::new(Armed::new(p))),
-        Ok(p) => {
-            tracing::warn!(%slot, policy = %p.info().label(), "persisted {what} no longer fits the slot; dropped");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(%slot, name = %r.name, version = %r.version, error = %e, "persisted {what} cannot be resolved; dropped");
-            None
-        }
-    };
-    routing.salt = rec.salt;
-    routing.last_rollback = rec.last_rollback;
-    routing.baseline = rec.baseline.as_ref().and_then(|r| resolve(r, "baseline"));
-    routing.candidate = rec.candidate.as_ref().and_then(|r| resolve(r, "candidate"));
-    if routing.candidate.is_some() {
-        routing.candidate_id = 1;
-        routing.mode = rec.mode;
-        routing.schedule = rec.schedule;
-        routing.step = rec.step;
-    }
-}
-
-fn check_fits(contract: &SlotContract, policy: &dyn Policy) -> Result<()> {
-    let info = policy.info();
-    let mismatch = |reason: String| EngineError::ContractMismatch {
-        slot: contract.slot,
-        policy: info.label(),
-        reason,
-    };
-    if info.slot != contract.slot {
-        return Err(mismatch(format!(
-            "it is built for the `{}` slot",
-            info.slot
-        )));
-    }
-    if info.schema_version != contract.schema_version {
-        return Err(mismatch(format!(
-            "it declares feature schema v{}, the slot uses v{}",
-            info.schema_version, contract.schema_version
-        )));
-    }
-    Ok(())
-}
-
 /// The host of one slot. See the module docs.
 pub struct SlotHost {
     slot: SlotKind,
@@ -452,19 +212,6 @@ impl SlotHost {
     /// Fails only on an invalid config.
     pub fn new(slot: SlotKind, config: HostConfig) -> Result<Self> {
         Self::builder(slot).config(config).build()
-    }
-
-    /// A builder for a host with a store, shared metrics or a test clock.
-    pub fn builder(slot: SlotKind) -> SlotHostBuilder {
-        SlotHostBuilder {
-            slot,
-            config: HostConfig::default(),
-            fallback: None,
-            metrics: None,
-            clock: None,
-            store: None,
-            resolver: None,
-        }
     }
 
     /// The slot.
