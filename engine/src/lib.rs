@@ -38,6 +38,7 @@
 //! ```
 
 pub mod admission;
+pub mod backend;
 pub mod batcher;
 pub mod clock;
 pub mod conformance;

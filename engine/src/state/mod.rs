@@ -31,3 +31,43 @@ pub struct Genesis {
     /// Initial balances.
     pub allocations: Vec<(Address, u64)>,
 }
+
+pub mod root;
+mod store;
+
+/// Address order (ascending bytes, the same order as `Address`'s `Ord`), comparing the first
+/// eight bytes as one integer before falling back to the rest: sorting and searching
+/// addresses is hot in execution and commit, and a byte-wise `memcmp` call costs several
+/// times more.
+pub fn address_order(a: &Address, b: &Address) -> std::cmp::Ordering {
+    let head = |x: &Address| {
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&x.0[..8]);
+        u64::from_be_bytes(h)
+    };
+    head(a).cmp(&head(b)).then_with(|| a.0[8..].cmp(&b.0[8..]))
+}
+
+pub use root::{StateRoot, compute_root};
+pub use store::{DEFAULT_SHARDS, MAX_SHARDS, ShardedState};
+
+/// Why a state could not be built. Each variant has a stable code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// A shard count outside `1..=MAX_SHARDS`.
+    #[error("shard count {0} outside 1..={MAX_SHARDS}")]
+    ShardCount(usize),
+    /// Genesis allocations to one address add up to more than `u64::MAX`.
+    #[error("genesis allocations to {0} overflow u64")]
+    GenesisOverflow(Address),
+}
+
+impl StateError {
+    /// Stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StateError::ShardCount(_) => "E_STATE_SHARD_COUNT",
+            StateError::GenesisOverflow(_) => "E_STATE_GENESIS_OVERFLOW",
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The WASM backend's cost: an `ordering` decision by a plugin against the native static
+//! policy, for 1 row (per-call overhead: fresh store, instantiation, copies, call) and for
+//! 10,000 rows (target, issue 4: at most 0.5 ms including copying the rows in and the
+//! scores out), with the pooling allocator (the default) and with on-demand allocation; the
+//! instantiation alone; and a 10,000-row decision through the `SlotHost`.
+//!
+//! Needs the example plugins: `./scripts/build-plugins` first.
+//! Run: `cargo bench -p aurigraph-benches --bench wasm -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aurigraph_engine::backend::wasm::{RuntimeConfig, WasmPlugin, WasmRuntime};
+use aurigraph_engine::rollout::Mode;
+use aurigraph_engine::{HostConfig, Policy, SlotHost, SlotKind};
+use criterion::{Criterion, criterion_group, criterion_main};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+fn plugin(runtime: &WasmRuntime, name: &str) -> WasmPlugin {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/dist")
+        .join(format!("{name}.wasm"));
+    runtime.load(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: [{}] {e} (run ./scripts/build-plugins first)",
+            path.display(),
+            e.code()
+        )
+    })
+}
+
+fn ordering(c: &mut Criterion) {
+    let pooled = WasmRuntime::new(RuntimeConfig::default()).expect("runtime");
+    let on_demand = WasmRuntime::new(RuntimeConfig {
+        pooled_instances: 0,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let far = Instant::now() + Duration::from_secs(3600);
+    let native = SlotKind::Ordering.static_policy();
+    let mut g = c.benchmark_group("wasm_ordering");
+    for rows in [1usize, 10_000] {
+        let input = SlotKind::Ordering.sample_input(rows, &mut SmallRng::seed_from_u64(7));
+        g.bench_function(format!("static/{rows}"), |b| {
+            b.iter(|| black_box(native.evaluate(black_box(&input), far)))
+        });
+        for (rt, label) in [(&pooled, "pooled"), (&on_demand, "on_demand")] {
+            for name in ["fee-per-byte", "conflict-aware"] {
+                let p = plugin(rt, name)
+                    .policy(SlotKind::Ordering)
+                    .expect("ordering");
+                g.bench_function(format!("{name}/{label}/{rows}"), |b| {
+                    b.iter(|| black_box(p.evaluate(black_box(&input), far)))
+                });
+            }
+        }
+    }
+    let input = SlotKind::Ordering.sample_input(10_000, &mut SmallRng::seed_from_u64(7));
+    let host = SlotHost::new(SlotKind::Ordering, HostConfig::default()).expect("host");
+    let p = plugin(&pooled, "fee-per-byte");
+    host.load_candidate(Arc::new(p.policy(SlotKind::Ordering).expect("ordering")))
+        .expect("load");
+    host.set_mode(Mode::Canary {
+        basis_points: 10_000,
+    })
+    .expect("canary");
+    let mut key = 0u64;
+    g.bench_function("fee-per-byte/host/10000", |b| {
+        b.iter(|| {
+            key = key.wrapping_add(1);
+            black_box(host.decide(key, black_box(&input)))
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("wasm_instantiate");
+    for (rt, label) in [(&pooled, "pooled"), (&on_demand, "on_demand")] {
+        let p = plugin(rt, "fee-per-byte");
+        g.bench_function(label, |b| b.iter(|| black_box(p.instantiate_once())));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, ordering);
+criterion_main!(benches);

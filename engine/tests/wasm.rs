@@ -1,0 +1,274 @@
+//! The WASM backend with the example plugins of `plugins/` (built by `scripts/build-plugins`):
+//! the slot conformance suite, what each example decides, the plugins folder and its watcher,
+//! and the SDK's schema against the engine's contracts.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aurigraph_engine::backend::wasm::{PluginEvent, PluginWatcher, WasmPlugin, WasmRuntime};
+use aurigraph_engine::conformance::{Expect, SuiteConfig, check};
+use aurigraph_engine::rollout::Mode;
+use aurigraph_engine::slot::ordering::{FeeKey, FeePriority, FeePriorityParams, OrderingFeatures};
+use aurigraph_engine::slot::{OutputLen, Rows};
+use aurigraph_engine::{BackendKind, FeatureMatrix, HostConfig, Policy, SlotHost, SlotKind};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+/// The SDK's schema constants, compiled here to check them against the engine.
+#[allow(dead_code)]
+#[path = "../../plugins/sdk/src/schema.rs"]
+mod sdk_schema;
+
+const EXAMPLES: [&str; 3] = ["fee-per-byte", "conflict-aware", "sender-rate"];
+
+fn dist() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist")
+}
+
+/// Loads a built example; fails loudly (never skips) when the examples were not built.
+fn example(name: &str) -> WasmPlugin {
+    let path = dist().join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the example plugins first with ./scripts/build-plugins \
+         (it installs the wasm32-unknown-unknown target with rustup; if that target cannot be \
+         installed on this machine, the WASM plugin tests cannot run)",
+        path.display()
+    );
+    WasmRuntime::shared()
+        .expect("runtime")
+        .load(&path)
+        .unwrap_or_else(|e| panic!("{name}: [{}] {e}", e.code()))
+}
+
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(5)
+}
+
+#[test]
+fn the_examples_pass_the_conformance_suite_for_every_slot_they_implement() {
+    for name in EXAMPLES {
+        let plugin = example(name);
+        let slots: Vec<SlotKind> = plugin.slots().collect();
+        assert!(!slots.is_empty(), "{name}");
+        for slot in slots {
+            let rep = check(
+                slot,
+                &|| Arc::new(plugin.policy(slot).expect("claimed slot")),
+                &Expect::Answers,
+                &SuiteConfig::default(),
+            )
+            .unwrap_or_else(|e| panic!("{name} {slot}: {e}"));
+            assert_eq!(rep.answered_by_policy, rep.decisions, "{name} {slot}");
+            assert_eq!(rep.fallbacks, 0, "{name} {slot}");
+        }
+    }
+}
+
+#[test]
+fn metadata_comes_from_the_module() {
+    let p = example("fee-per-byte");
+    let m = p.meta();
+    assert_eq!(m.name, "fee-per-byte");
+    assert_eq!(m.version, "1.0.0");
+    assert_eq!(m.slots, vec![(SlotKind::Ordering, 1)]);
+    assert!(m.module_bytes > 0 && m.source.ends_with("fee-per-byte.wasm"));
+    let info = p.policy(SlotKind::Ordering).unwrap().info().clone();
+    assert_eq!(info.backend, BackendKind::Wasm);
+    assert_eq!(info.label(), "wasm:fee-per-byte@1.0.0");
+    let err = p.policy(SlotKind::Anomaly).unwrap_err();
+    assert_eq!(err.code(), "E_WASM_NO_SUCH_SLOT");
+    assert_eq!(example("sender-rate").meta().slots, vec![(SlotKind::Anomaly, 1)]);
+    assert_eq!(p.policies().len(), 1);
+}
+
+#[test]
+fn fee_per_byte_agrees_with_the_static_rule_keyed_by_fee_density() {
+    // Differential oracle: the static rule ranked by fee_per_byte is the same ordering.
+    let plugin = example("fee-per-byte").policy(SlotKind::Ordering).unwrap();
+    let oracle = FeePriority::with_params(FeePriorityParams {
+        key: FeeKey::FeePerByte,
+    });
+    let mut rng = SmallRng::seed_from_u64(11);
+    for rows in [1, 5, 300, 2_000] {
+        let input = SlotKind::Ordering.sample_input(rows, &mut rng);
+        let got = plugin.evaluate(&input, far()).unwrap();
+        let want = oracle.evaluate(&input, far()).unwrap();
+        assert_eq!(got, want, "{rows} rows");
+    }
+}
+
+fn tx(fee_per_byte: f32, seq: f32, touched: f32, hot: f32) -> OrderingFeatures {
+    OrderingFeatures {
+        fee: fee_per_byte * 100.0,
+        fee_per_byte,
+        size_bytes: 100.0,
+        arrival_seq: seq,
+        sender_pending: 1.0,
+        nonce_gap: 0.0,
+        accounts_touched: touched,
+        hot_account_share: hot,
+        age_ms: 10.0,
+    }
+}
+
+#[test]
+fn conflict_aware_puts_cold_transactions_first_and_groups_the_hot_ones() {
+    let plugin = example("conflict-aware").policy(SlotKind::Ordering).unwrap();
+    let batch = [
+        tx(50.0, 0.0, 4.0, 0.5),  // 2 hot accounts, dearest
+        tx(1.0, 1.0, 2.0, 0.0),   // cold, cheap
+        tx(9.0, 2.0, 4.0, 0.25),  // 1 hot account
+        tx(7.0, 3.0, 3.0, 0.0),   // cold, dearer
+        tx(20.0, 4.0, 4.0, 0.5),  // 2 hot accounts
+        tx(9.0, 5.0, 4.0, 0.25),  // 1 hot account, same density, later
+    ];
+    let scores = plugin
+        .evaluate(&OrderingFeatures::matrix(&batch), far())
+        .unwrap();
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    assert_eq!(order, vec![3, 1, 2, 5, 0, 4], "scores {scores:?}");
+}
+
+#[test]
+fn sender_rate_flags_bursts_from_young_senders() {
+    use aurigraph_engine::slot::anomaly::AnomalyFeatures;
+    let plugin = example("sender-rate").policy(SlotKind::Anomaly).unwrap();
+    let calm = AnomalyFeatures {
+        size_bytes: 200.0,
+        sender_rate: 0.5,
+        fee_per_byte: 2.0,
+        sender_age_s: 3_600.0,
+        ..AnomalyFeatures::default()
+    };
+    let burst = AnomalyFeatures {
+        sender_rate: 400.0,
+        sender_rate_z: 6.0,
+        sender_age_s: 4.0,
+        ..calm
+    };
+    let rows: Vec<[f32; 8]> = [calm, burst].iter().map(|r| r.to_row()).collect();
+    let input = FeatureMatrix::from_rows(8, &rows).unwrap();
+    let s = plugin.evaluate(&input, far()).unwrap();
+    assert!(s[0] < 0.5, "calm sender scored {}", s[0]);
+    assert!(s[1] >= 0.8, "burst scored {}", s[1]);
+}
+
+#[test]
+fn a_plugin_answers_through_the_host_and_the_tag_names_it() {
+    let host = SlotHost::new(SlotKind::Ordering, HostConfig::default()).unwrap();
+    host.load_candidate(Arc::new(
+        example("conflict-aware").policy(SlotKind::Ordering).unwrap(),
+    ))
+    .unwrap();
+    host.set_mode(Mode::Canary {
+        basis_points: 10_000,
+    })
+    .unwrap();
+    let mut rng = SmallRng::seed_from_u64(3);
+    let input = SlotKind::Ordering.sample_input(10_000, &mut rng);
+    let d = host.decide(1, &input).unwrap();
+    assert_eq!(d.tag.fallback, None);
+    assert_eq!(d.tag.answered_by.backend, BackendKind::Wasm);
+    assert_eq!(d.values.len(), 10_000);
+}
+
+#[test]
+fn a_plugins_folder_loads_what_it_can_and_the_watcher_sees_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = WasmRuntime::shared().unwrap();
+    std::fs::copy(dist().join("fee-per-byte.wasm"), dir.path().join("fee-per-byte.wasm")).unwrap();
+    let folder = dir.path().join("sender-rate");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(dist().join("sender-rate.wasm"), folder.join("plugin.wasm")).unwrap();
+    std::fs::write(dir.path().join("broken.wasm"), b"not wasm").unwrap();
+    std::fs::write(dir.path().join("README.md"), b"ignored").unwrap();
+
+    let loaded = rt.load_dir(dir.path()).unwrap();
+    let names: Vec<&str> = loaded.loaded.iter().map(|(_, p)| p.meta().name.as_str()).collect();
+    assert_eq!(names, ["fee-per-byte", "sender-rate"]);
+    assert_eq!(loaded.refused.len(), 1);
+    assert_eq!(loaded.refused[0].1.code(), "E_WASM_COMPILE");
+    assert_eq!(loaded.policies(SlotKind::Ordering).len(), 1);
+    assert_eq!(loaded.policies(SlotKind::Anomaly).len(), 1);
+    assert!(loaded.policies(SlotKind::Demand).is_empty());
+
+    let mut watcher = PluginWatcher::new(rt, dir.path());
+    let first = watcher.poll().unwrap();
+    assert_eq!(first.len(), 3, "{first:?}");
+    assert!(watcher.poll().unwrap().is_empty(), "nothing changed");
+    // Replace the broken plugin by a good one (a different size), remove another.
+    std::fs::copy(dist().join("conflict-aware.wasm"), dir.path().join("broken.wasm")).unwrap();
+    std::fs::remove_file(dir.path().join("fee-per-byte.wasm")).unwrap();
+    let events = watcher.poll().unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(events.iter().any(|e| matches!(e,
+        PluginEvent::Loaded(p, plugin) if p.ends_with("broken.wasm") && plugin.meta().name == "conflict-aware")));
+    assert!(events.iter().any(|e| matches!(e,
+        PluginEvent::Removed(p) if p.ends_with("fee-per-byte.wasm"))));
+}
+
+#[test]
+fn the_sdk_schema_matches_the_engine_contracts() {
+    let sdk: [(SlotKind, u32, &[&str], sdk_schema::OutputLen, f32, f32); 5] = [
+        (
+            SlotKind::Ordering,
+            sdk_schema::ordering::SCHEMA_VERSION,
+            &sdk_schema::ordering::FEATURES,
+            sdk_schema::ordering::OUTPUT_LEN,
+            sdk_schema::ordering::OUTPUT_MIN,
+            sdk_schema::ordering::OUTPUT_MAX,
+        ),
+        (
+            SlotKind::BatchSize,
+            sdk_schema::batch_size::SCHEMA_VERSION,
+            &sdk_schema::batch_size::FEATURES,
+            sdk_schema::batch_size::OUTPUT_LEN,
+            sdk_schema::batch_size::OUTPUT_MIN,
+            sdk_schema::batch_size::OUTPUT_MAX,
+        ),
+        (
+            SlotKind::LeaderHealth,
+            sdk_schema::leader_health::SCHEMA_VERSION,
+            &sdk_schema::leader_health::FEATURES,
+            sdk_schema::leader_health::OUTPUT_LEN,
+            sdk_schema::leader_health::OUTPUT_MIN,
+            sdk_schema::leader_health::OUTPUT_MAX,
+        ),
+        (
+            SlotKind::Anomaly,
+            sdk_schema::anomaly::SCHEMA_VERSION,
+            &sdk_schema::anomaly::FEATURES,
+            sdk_schema::anomaly::OUTPUT_LEN,
+            sdk_schema::anomaly::OUTPUT_MIN,
+            sdk_schema::anomaly::OUTPUT_MAX,
+        ),
+        (
+            SlotKind::Demand,
+            sdk_schema::demand::SCHEMA_VERSION,
+            &sdk_schema::demand::FEATURES,
+            sdk_schema::demand::OUTPUT_LEN,
+            sdk_schema::demand::OUTPUT_MIN,
+            sdk_schema::demand::OUTPUT_MAX,
+        ),
+    ];
+    for (slot, version, names, len, min, max) in sdk {
+        let c = slot.contract();
+        assert_eq!(version, c.schema_version, "{slot}");
+        let engine: Vec<&str> = c.features.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, engine.as_slice(), "{slot}");
+        let engine_len = match c.output.len {
+            OutputLen::PerRow => sdk_schema::OutputLen::PerRow,
+            OutputLen::Fixed(n) => sdk_schema::OutputLen::Fixed(n),
+        };
+        assert_eq!(len, engine_len, "{slot}");
+        assert_eq!((min, max), (c.output.min, c.output.max), "{slot}");
+        assert_eq!(
+            matches!(c.rows, Rows::Batch),
+            len == sdk_schema::OutputLen::PerRow,
+            "{slot}"
+        );
+    }
+}

@@ -1,0 +1,352 @@
+//! Misbehaving WASM plugins: each is refused at load with a stable code, or falls back per
+//! decision, the host keeps serving, and no decision waits past its deadline (plus a generous
+//! slack: the machine running the tests may be loaded).
+//!
+//! The plugins are small WAT modules that follow the ABI (`plugins/wit/policy.wit`): a bump
+//! allocator, `metadata`, and an `ordering` function that answers zeros unless the batch has
+//! at least 100 rows, when it runs the misbehaviour under test. The host's warm-up uses
+//! smaller batches, so such a plugin loads, then misbehaves on big batches only.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aurigraph_engine::backend::wasm::{PluginError, RuntimeConfig, WasmPlugin, WasmRuntime};
+use aurigraph_engine::rollout::Mode;
+use aurigraph_engine::{
+    FallbackReason, FeatureMatrix, HostConfig, Policy, PolicyError, SlotHost, SlotKind,
+};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+/// Rows from which the test plugins misbehave.
+const BAD_ROWS: usize = 100;
+/// Slack allowed past a deadline on a loaded machine.
+const SLACK: Duration = Duration::from_millis(100);
+
+/// A plugin module: `misbehave` runs first in `ordering` when `rows >= 100`; `extra` adds
+/// module fields; `meta` is the 24-byte `plugin-info` record at address 128.
+fn module(misbehave: &str, extra: &str, meta: &str, slot_exports: &str) -> Vec<u8> {
+    let text = format!(
+        r#"(module
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 1024))
+  (func $alloc (param $size i32) (result i32) (local $p i32) (local $end i32)
+    (local.set $p (i32.and (i32.add (global.get $heap) (i32.const 7)) (i32.const -8)))
+    (local.set $end (i32.add (local.get $p) (local.get $size)))
+    (global.set $heap (local.get $end))
+    (block $ok
+      (br_if $ok (i32.le_u (local.get $end) (i32.mul (memory.size) (i32.const 65536))))
+      (br_if $ok (i32.ne (i32.const -1) (memory.grow (i32.add (i32.const 1) (i32.shr_u
+        (i32.sub (local.get $end) (i32.mul (memory.size) (i32.const 65536))) (i32.const 16))))))
+      unreachable)
+    (local.get $p))
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (call $alloc (local.get 3)))
+  (data (i32.const 64) "wat-test")
+  (data (i32.const 80) "1.0.0")
+  (data (i32.const 96) "\00\00\00\00\01\00\00\00")
+  (data (i32.const 128) "{meta}")
+  (func (export "metadata") (result i32) (i32.const 128))
+  (func $ordering (param $ptr i32) (param $len i32) (param $rows i32) (result i32)
+    (if (i32.ge_u (local.get $rows) (i32.const {BAD_ROWS})) (then {misbehave}))
+    (i32.store (i32.const 160) (i32.const 0))
+    (i32.store (i32.const 164) (call $alloc (i32.shl (local.get $rows) (i32.const 2))))
+    (i32.store (i32.const 168) (local.get $rows))
+    (i32.const 160))
+  {slot_exports}
+  {extra})"#
+    );
+    wat::parse_str(&text).unwrap_or_else(|e| panic!("test WAT does not parse: {e}\n{text}"))
+}
+
+/// `plugin-info`: name `wat-test` (8 bytes at 64), version `1.0.0` (5 bytes at 80), one slot
+/// declaration at 96 (`ordering`, schema v1).
+const META: &str = r"\40\00\00\00\08\00\00\00\50\00\00\00\05\00\00\00\60\00\00\00\01\00\00\00";
+const EXPORT_ORDERING: &str = r#"(export "ordering" (func $ordering))"#;
+
+fn plugin(misbehave: &str) -> Vec<u8> {
+    module(misbehave, "", META, EXPORT_ORDERING)
+}
+
+fn runtime() -> WasmRuntime {
+    // A small memory cap so the memory bomb is quick; the rest as in production.
+    WasmRuntime::new(RuntimeConfig {
+        memory_cap: 8 << 20,
+        pooled_instances: 16,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime")
+}
+
+fn load(rt: &WasmRuntime, bytes: &[u8]) -> Result<WasmPlugin, PluginError> {
+    rt.load_bytes(bytes, "test.wat")
+}
+
+fn ordering_policy(rt: &WasmRuntime, misbehave: &str) -> Arc<dyn Policy> {
+    let p = load(rt, &plugin(misbehave)).unwrap_or_else(|e| panic!("[{}] {e}", e.code()));
+    Arc::new(p.policy(SlotKind::Ordering).unwrap())
+}
+
+fn input(rows: usize) -> FeatureMatrix {
+    SlotKind::Ordering.sample_input(rows, &mut SmallRng::seed_from_u64(rows as u64))
+}
+
+const LOOP: &str = "(loop $spin (br $spin))";
+const MEMORY_BOMB: &str = "(loop $more (drop (call $alloc (i32.const 1048576))) (br $more))";
+const TRAP: &str = "unreachable";
+const STACK_OVERFLOW: &str = "(drop (call $deep (i32.const 0)))";
+const DEEP: &str =
+    "(func $deep (param i32) (result i32) (call $deep (i32.add (local.get 0) (i32.const 1))))";
+const WRONG_LENGTH: &str = "(i32.store (i32.const 160) (i32.const 0)) \
+    (i32.store (i32.const 164) (i32.const 1024)) \
+    (i32.store (i32.const 168) (i32.add (local.get $rows) (i32.const 1))) \
+    (return (i32.const 160))";
+const OUT_OF_BOUNDS: &str = "(i32.store (i32.const 160) (i32.const 0)) \
+    (i32.store (i32.const 164) (i32.const 0x7ffffff0)) \
+    (i32.store (i32.const 168) (local.get $rows)) \
+    (return (i32.const 160))";
+const ERROR_ANSWER: &str = "(i32.store (i32.const 160) (i32.const 1)) \
+    (i32.store (i32.const 164) (i32.const 64)) \
+    (i32.store (i32.const 168) (i32.const 8)) \
+    (return (i32.const 160))";
+
+#[test]
+fn a_healthy_test_plugin_answers_small_batches() {
+    let rt = runtime();
+    let p = ordering_policy(&rt, LOOP);
+    let far = Instant::now() + Duration::from_secs(5);
+    assert_eq!(p.evaluate(&input(7), far).unwrap(), vec![0.0; 7]);
+}
+
+#[test]
+fn an_infinite_loop_is_cut_at_the_deadline() {
+    let rt = runtime();
+    let p = ordering_policy(&rt, LOOP);
+    let start = Instant::now();
+    let deadline = start + Duration::from_millis(30);
+    assert_eq!(
+        p.evaluate(&input(BAD_ROWS), deadline),
+        Err(PolicyError::DeadlineExceeded)
+    );
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(25), "cut early: {took:?}");
+    assert!(took < Duration::from_millis(30) + SLACK, "cut late: {took:?}");
+}
+
+#[test]
+fn the_per_call_outcomes_of_misbehaving_plugins() {
+    let rt = runtime();
+    let far = Instant::now() + Duration::from_secs(5);
+    let cases: [(&str, &str, &str); 6] = [
+        (MEMORY_BOMB, "", "memory cap of 8388608 bytes reached"),
+        (TRAP, "", "unreachable"),
+        (STACK_OVERFLOW, DEEP, "stack"),
+        (OUT_OF_BOUNDS, "", "out of bounds"),
+        (ERROR_ANSWER, "", "wat-test"),
+        (WRONG_LENGTH, "", ""),
+    ];
+    for (misbehave, extra, says) in cases {
+        let bytes = module(misbehave, extra, META, EXPORT_ORDERING);
+        let p = load(&rt, &bytes).unwrap().policy(SlotKind::Ordering).unwrap();
+        let r = p.evaluate(&input(BAD_ROWS), far);
+        match (misbehave, &r) {
+            (MEMORY_BOMB | TRAP | STACK_OVERFLOW, Err(PolicyError::Trapped(m))) => {
+                assert!(m.contains(says), "{m}")
+            }
+            (OUT_OF_BOUNDS | ERROR_ANSWER, Err(PolicyError::Failed(m))) => {
+                assert!(m.contains(says), "{m}")
+            }
+            (WRONG_LENGTH, Ok(v)) => assert_eq!(v.len(), BAD_ROWS + 1),
+            _ => panic!("{misbehave}: unexpected {r:?}"),
+        }
+        // The same plugin still answers the next, small batch: nothing leaks between calls.
+        assert_eq!(p.evaluate(&input(3), far).unwrap(), vec![0.0; 3]);
+    }
+}
+
+/// Loads `policy` in an `ordering` host at canary 100% and takes decisions on big batches
+/// (the plugin misbehaves) and small ones (it answers).
+fn serve(policy: Arc<dyn Policy>, reasons: &[FallbackReason]) {
+    let deadline = Duration::from_millis(40);
+    let host = SlotHost::new(
+        SlotKind::Ordering,
+        HostConfig {
+            deadline: Some(deadline),
+            ..HostConfig::default()
+        },
+    )
+    .unwrap();
+    host.load_candidate(policy).expect("passes warm-up on small batches");
+    host.set_mode(Mode::Canary {
+        basis_points: 10_000,
+    })
+    .unwrap();
+    let fallback = SlotKind::Ordering.static_policy();
+    for key in 0..3 {
+        let big = input(BAD_ROWS + key as usize);
+        let d = host.decide(key, &big).unwrap();
+        let reason = d.tag.fallback.expect("falls back on a big batch");
+        assert!(reasons.contains(&reason), "{reason:?} not in {reasons:?}");
+        assert!(d.latency < deadline + SLACK, "{:?}", d.latency);
+        let far = Instant::now() + Duration::from_secs(5);
+        assert_eq!(d.values, fallback.evaluate(&big, far).unwrap());
+        // The host keeps serving (the breaker may open after repeated failures: then the
+        // static policy answers, which is serving too).
+        let d = host.decide(100 + key, &input(5)).unwrap();
+        assert_eq!(d.values.len(), 5);
+        assert!(d.latency < deadline + SLACK, "{:?}", d.latency);
+    }
+}
+
+#[test]
+fn misbehaving_plugins_fall_back_per_decision_through_the_host() {
+    let rt = runtime();
+    serve(ordering_policy(&rt, LOOP), &[FallbackReason::Timeout]);
+    serve(ordering_policy(&rt, MEMORY_BOMB), &[FallbackReason::Trap]);
+    serve(ordering_policy(&rt, TRAP), &[FallbackReason::Trap]);
+    serve(ordering_policy(&rt, WRONG_LENGTH), &[FallbackReason::WrongLength]);
+    serve(ordering_policy(&rt, ERROR_ANSWER), &[FallbackReason::Error]);
+    serve(ordering_policy(&rt, OUT_OF_BOUNDS), &[FallbackReason::Error]);
+}
+
+#[test]
+fn a_plugin_that_misbehaves_from_the_first_call_is_refused_at_warm_up() {
+    let rt = runtime();
+    let host = SlotHost::new(SlotKind::Ordering, HostConfig::default()).unwrap();
+    // Misbehaves on every batch, warm-up included.
+    let p = load(
+        &rt,
+        &module(
+            "",
+            "",
+            META,
+            r#"(export "ordering" (func $always_trap))
+               (func $always_trap (param i32 i32 i32) (result i32) unreachable)"#,
+        ),
+    )
+    .unwrap();
+    let err = host
+        .load_candidate(Arc::new(p.policy(SlotKind::Ordering).unwrap()))
+        .unwrap_err();
+    assert_eq!(err.code(), "E_WARMUP_FAILED", "{err}");
+    assert!(host.status().candidate.is_none());
+}
+
+fn refused(rt: &WasmRuntime, bytes: &[u8]) -> PluginError {
+    match load(rt, bytes) {
+        Ok(p) => panic!("loaded {:?}", p.meta()),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn bad_modules_are_refused_at_load_with_stable_codes() {
+    let rt = runtime();
+    let code = |bytes: &[u8]| refused(&rt, bytes).code();
+    // Not wasm at all.
+    assert_eq!(code(b"\0asm garbage"), "E_WASM_COMPILE");
+    // Too large: refused before compiling anything.
+    let big = vec![0u8; RuntimeConfig::default().max_module_bytes + 1];
+    let e = refused(&rt, &big);
+    assert_eq!(e.code(), "E_WASM_TOO_LARGE", "{e}");
+    // Imports (WASI or anything else).
+    let wasi = module(
+        "",
+        r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#,
+        META,
+        EXPORT_ORDERING,
+    );
+    let e = refused(&rt, &wasi);
+    assert_eq!(e.code(), "E_WASM_IMPORTS");
+    assert!(e.to_string().contains("wasi_snapshot_preview1::fd_write"), "{e}");
+    // No slot function at all.
+    assert_eq!(code(&module("", "", META, "")), "E_WASM_EXPORTS");
+    // A slot function of the wrong type.
+    let wrong_type = module(
+        "",
+        r#"(func (export "ordering") (param i32 i32) (result i32) (i32.const 160))"#,
+        META,
+        "",
+    );
+    let e = refused(&rt, &wrong_type);
+    assert_eq!(e.code(), "E_WASM_EXPORTS");
+    assert!(e.to_string().contains("ordering"), "{e}");
+    // Claims `ordering` (META) but exports `anomaly` only.
+    let e = refused(
+        &rt,
+        &module("", "", META, r#"(export "anomaly" (func $ordering))"#),
+    );
+    assert_eq!(e.code(), "E_WASM_EXPORTS");
+    assert!(e.to_string().contains("claims `ordering`"), "{e}");
+    // Exports `anomaly` too, without claiming it.
+    let e = refused(
+        &rt,
+        &module(
+            "",
+            "",
+            META,
+            r#"(export "ordering" (func $ordering)) (export "anomaly" (func $ordering))"#,
+        ),
+    );
+    assert_eq!(e.code(), "E_WASM_EXPORTS");
+    assert!(e.to_string().contains("does not claim"), "{e}");
+    // Built for schema v9.
+    let v9 = module(
+        "",
+        r#"(data (i32.const 100) "\09\00\00\00")"#,
+        META,
+        EXPORT_ORDERING,
+    );
+    let e = refused(&rt, &v9);
+    assert_eq!(e.code(), "E_WASM_SCHEMA");
+    assert!(e.to_string().contains("v9"), "{e}");
+    // Malformed metadata: a name out of bounds, an unknown slot, no slots.
+    let oob = r"\00\00\ff\7f\08\00\00\00\50\00\00\00\05\00\00\00\60\00\00\00\01\00\00\00";
+    assert_eq!(code(&module("", "", oob, EXPORT_ORDERING)), "E_WASM_METADATA");
+    let slot9 = module("", r#"(data (i32.const 96) "\09")"#, META, EXPORT_ORDERING);
+    assert_eq!(code(&slot9), "E_WASM_METADATA");
+    let none = r"\40\00\00\00\08\00\00\00\50\00\00\00\05\00\00\00\60\00\00\00\00\00\00\00";
+    assert_eq!(code(&module("", "", none, EXPORT_ORDERING)), "E_WASM_METADATA");
+    // A `metadata` that loops is cut by the load deadline.
+    let text = r#"(module (memory (export "memory") 1)
+        (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 0))
+        (func (export "metadata") (result i32) (loop $l (br $l)) (i32.const 0))
+        (func (export "ordering") (param i32 i32 i32) (result i32) (i32.const 0)))"#;
+    let start = Instant::now();
+    let e = refused(&rt, &wat::parse_str(text).unwrap());
+    assert_eq!(e.code(), "E_WASM_METADATA", "{e}");
+    assert!(e.to_string().contains("deadline"), "{e}");
+    assert!(start.elapsed() < RuntimeConfig::default().load_deadline + SLACK);
+}
+
+#[test]
+fn sandbox_limits_are_checked_at_load() {
+    let rt = runtime();
+    // Memory that starts over the cap (8 MiB = 128 pages).
+    let text = r#"(module (memory (export "memory") 200)
+        (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 0))
+        (func (export "metadata") (result i32) (i32.const 0))
+        (func (export "ordering") (param i32 i32 i32) (result i32) (i32.const 0)))"#;
+    let e = refused(&rt, &wat::parse_str(text).unwrap());
+    assert_eq!(e.code(), "E_WASM_LIMITS", "{e}");
+    // A missing memory export.
+    let text = r#"(module (memory 1)
+        (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 0))
+        (func (export "metadata") (result i32) (i32.const 0))
+        (func (export "ordering") (param i32 i32 i32) (result i32) (i32.const 0)))"#;
+    let e = refused(&rt, &wat::parse_str(text).unwrap());
+    assert_eq!(e.code(), "E_WASM_EXPORTS", "{e}");
+    assert!(e.to_string().contains("memory"), "{e}");
+    // A start function that loops forever: cut by the load deadline.
+    let rt_fast = WasmRuntime::new(RuntimeConfig {
+        load_deadline: Duration::from_millis(50),
+        pooled_instances: 0,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let spin_start = module("", "(func $spin (loop $l (br $l))) (start $spin)", META, EXPORT_ORDERING);
+    let start = Instant::now();
+    let e = refused(&rt_fast, &spin_start);
+    assert_eq!(e.code(), "E_WASM_INSTANTIATE", "{e}");
+    assert!(e.to_string().contains("deadline"), "{e}");
+    assert!(start.elapsed() < Duration::from_millis(50) + SLACK + SLACK);
+}
