@@ -49,6 +49,7 @@ pub mod features;
 pub mod host;
 pub mod mempool;
 pub mod metrics;
+pub mod onnx;
 pub mod policy;
 pub mod rollout;
 pub mod slot;

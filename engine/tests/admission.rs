@@ -5,8 +5,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aurigraph_engine::admission::{Admission, AdmissionConfig, Refusal, SignatureVerifier};
+use aurigraph_engine::admission::{
+    Admission, AdmissionConfig, PendingNonces, Refusal, SignatureVerifier,
+};
 use aurigraph_engine::clock::ManualClock;
+use aurigraph_engine::mempool::{Mempool, MempoolConfig};
 use aurigraph_engine::slot::anomaly::AnomalyClass;
 use aurigraph_engine::state::{Account, StateView};
 use aurigraph_engine::tx::{
@@ -127,10 +130,10 @@ fn every_refusal_code_through_the_real_path() {
         transfer(&k, 3, 4, 2, 10).encoded().to_vec(),              // 9 stale nonce (next is 5)
         transfer(&k, 3, 13, 2, 10).encoded().to_vec(),             // 10 too far (5 + 8)
         transfer(&k, 3, 12, 2, 10).encoded().to_vec(),             // 11 last nonce in the window
-        transfer(&k, 0, 0, 3, 10).encoded().to_vec(),              // 12 nonce 0 is pending
-        transfer(&k, 3, 5, 2, 99).encoded().to_vec(),              // 13 101 > 100
-        transfer(&k, 3, 6, 2, 50).encoded().to_vec(),              // 14 52 + pending 12 <= 100
-        transfer(&k, 3, 7, 2, 40).encoded().to_vec(),              // 15 42 + pending 64 > 100
+        transfer(&k, 0, 0, 3, 10).encoded().to_vec(), // 12 same nonce, other hash: for the mempool
+        transfer(&k, 3, 5, 2, 99).encoded().to_vec(), // 13 101 > 100
+        transfer(&k, 3, 6, 2, 98).encoded().to_vec(), // 14 100 <= 100
+        transfer(&k, 3, 7, u64::MAX - 5, 10).encoded().to_vec(), // 15 fee + amount overflows
         transfer(&k, 2, u64::MAX, 2, u64::MAX).encoded().to_vec(), // 16 too far
     ];
     let out = adm.admit(&state, &inputs);
@@ -150,7 +153,7 @@ fn every_refusal_code_through_the_real_path() {
             "E_STALE_NONCE",
             "E_NONCE_TOO_FAR",
             "OK",
-            "E_NONCE_PENDING",
+            "OK",
             "E_INSUFFICIENT_BALANCE",
             "OK",
             "E_INSUFFICIENT_BALANCE",
@@ -167,15 +170,22 @@ fn every_refusal_code_through_the_real_path() {
         &Refusal::NonceTooFar { nonce: 13, max: 12 }
     );
     assert_eq!(
+        out.results[13].as_ref().unwrap_err(),
+        &Refusal::InsufficientBalance {
+            needed: 101,
+            available: 100
+        }
+    );
+    assert_eq!(
         out.results[15].as_ref().unwrap_err(),
         &Refusal::InsufficientBalance {
-            needed: 42 + 12 + 52,
+            needed: u64::MAX,
             available: 100
         }
     );
     assert!(out.anomaly.is_some());
     let c = adm.counters();
-    assert_eq!((c.admitted, c.refused, c.batches), (3, 14, 1));
+    assert_eq!((c.admitted, c.refused, c.batches), (4, 13, 1));
 
     // A later batch: the same hash is a duplicate, a field error has its decoder code, and a
     // smaller configured size limit refuses with the shared size code.
@@ -210,41 +220,69 @@ fn every_refusal_code_through_the_real_path() {
 fn pending_nonces_admit_the_next_one_and_follow_release_and_commit() {
     let k = keys(2);
     let mut state = funded(&k, 10_000);
-    let adm = admission(AdmissionConfig::default());
+    let pending = Arc::new(PendingNonces::new());
+    let adm = admission(AdmissionConfig::default()).with_pending(pending.clone());
     let t0 = transfer(&k, 0, 0, 1, 10);
     let t1 = transfer(&k, 0, 1, 1, 10);
     let t3 = transfer(&k, 0, 3, 1, 10);
-    let a = adm.admit(&state, &[t0.encoded()]).into_admitted();
-    assert_eq!(a.len(), 1);
+    assert_eq!(adm.admit(&state, &[t0.encoded()]).admitted_count(), 1);
     // n + 1 while n is pending, and a gap within the window.
     let b = adm.admit(&state, &[t1.encoded(), t3.encoded()]);
     assert_eq!(b.admitted_count(), 2);
-    assert_eq!(adm.pending().nonces(&k.addrs[0]), vec![0, 1, 3]);
-    // The gap's feature: nonce 3 against next executable 2; nonce 1 was executable next.
+    assert_eq!(pending.nonces(&k.addrs[0]), vec![0, 1, 3]);
+    // The gap's feature: nonce 3 against next expected 2; nonce 1 was next.
     assert_eq!(b.features.len(), 2);
     assert_eq!(b.features[0].nonce_gap, 0.0);
     assert_eq!(b.features[1].nonce_gap, 1.0);
-    // Released by the mempool: the same nonce may come again (a different transaction).
+    // A pending nonce with another hash goes on (the mempool replaces by fee or refuses).
+    let t1b = transfer(&k, 0, 1, 5, 10);
+    let r = adm.admit_one(&state, t1b.encoded()).expect("admitted");
+    assert_eq!(code(&adm.admit_one(&state, t1b.encoded())), "E_DUPLICATE");
+    // The mempool refused it: released, the same bytes are admissible again.
+    adm.release(&r.tx);
+    assert!(adm.admit_one(&state, t1b.encoded()).is_ok());
     adm.release(&t3);
-    assert_eq!(adm.pending().nonces(&k.addrs[0]), vec![0, 1]);
-    let t3b = transfer(&k, 0, 3, 2, 10);
-    assert!(adm.admit_one(&state, t3b.encoded()).is_ok());
-    // A released transaction's hash is forgotten: the same bytes are admissible again once
-    // their nonce is free.
-    adm.release(&t3b);
-    assert!(adm.admit_one(&state, t3b.encoded()).is_ok());
-    // A commit of nonces 0 and 1: the committed ones are stale, the rest stays pending.
+    assert_eq!(pending.nonces(&k.addrs[0]), vec![0, 1]);
+    // Within one batch, consecutive nonces read as executable in turn.
+    let b = adm.admit(
+        &state,
+        &[
+            transfer(&k, 1, 0, 1, 1).encoded(),
+            transfer(&k, 1, 1, 1, 1).encoded(),
+            transfer(&k, 1, 3, 1, 1).encoded(),
+        ],
+    );
+    let gaps: Vec<f32> = b.features.iter().map(|f| f.nonce_gap).collect();
+    assert_eq!(gaps, vec![0.0, 0.0, 1.0]);
+    // A commit of nonces 0 and 1: they are stale now, and no longer pending.
     state.0.get_mut(&k.addrs[0]).unwrap().nonce = 2;
     adm.committed(&k.addrs[0], 2);
-    assert_eq!(adm.pending().nonces(&k.addrs[0]), vec![3]);
+    assert!(pending.nonces(&k.addrs[0]).is_empty());
     assert_eq!(
         code(&adm.admit_one(&state, transfer(&k, 0, 1, 5, 5).encoded())),
         "E_STALE_NONCE"
     );
-    assert!(
-        adm.admit_one(&state, transfer(&k, 0, 2, 1, 5).encoded())
-            .is_ok()
-    );
+    let t2 = adm.admit(&state, &[transfer(&k, 0, 2, 1, 5).encoded()]);
+    assert_eq!(t2.features[0].nonce_gap, 0.0);
+}
+
+#[test]
+fn the_mempool_serves_as_the_pending_view() {
+    let k = keys(2);
+    let state = funded(&k, 10_000);
+    let mempool = Arc::new(Mempool::new(MempoolConfig::default()).expect("mempool"));
+    let adm = admission(AdmissionConfig::default()).with_pending(mempool.clone());
+    let first = adm
+        .admit(&state, &[transfer(&k, 0, 0, 1, 1).encoded()])
+        .into_admitted();
+    for a in first {
+        mempool.insert(a, 0).expect("inserted");
+    }
+    // Nonce 0 is in the mempool: 1 is next (gap 0), 2 is one ahead.
+    let b = adm.admit(&state, &[transfer(&k, 0, 2, 1, 1).encoded()]);
+    assert_eq!(b.features[0].nonce_gap, 1.0);
+    let b = adm.admit(&state, &[transfer(&k, 0, 1, 1, 1).encoded()]);
+    assert_eq!(b.features[0].nonce_gap, 0.0);
 }
 
 #[test]

@@ -79,7 +79,10 @@ fn metadata_comes_from_the_module() {
     assert_eq!(info.label(), "wasm:fee-per-byte@1.0.0");
     let err = p.policy(SlotKind::Anomaly).unwrap_err();
     assert_eq!(err.code(), "E_WASM_NO_SUCH_SLOT");
-    assert_eq!(example("sender-rate").meta().slots, vec![(SlotKind::Anomaly, 1)]);
+    assert_eq!(
+        example("sender-rate").meta().slots,
+        vec![(SlotKind::Anomaly, 1)]
+    );
     assert_eq!(p.policies().len(), 1);
 }
 
@@ -115,14 +118,16 @@ fn tx(fee_per_byte: f32, seq: f32, touched: f32, hot: f32) -> OrderingFeatures {
 
 #[test]
 fn conflict_aware_puts_cold_transactions_first_and_groups_the_hot_ones() {
-    let plugin = example("conflict-aware").policy(SlotKind::Ordering).unwrap();
+    let plugin = example("conflict-aware")
+        .policy(SlotKind::Ordering)
+        .unwrap();
     let batch = [
-        tx(50.0, 0.0, 4.0, 0.5),  // 2 hot accounts, dearest
-        tx(1.0, 1.0, 2.0, 0.0),   // cold, cheap
-        tx(9.0, 2.0, 4.0, 0.25),  // 1 hot account
-        tx(7.0, 3.0, 3.0, 0.0),   // cold, dearer
-        tx(20.0, 4.0, 4.0, 0.5),  // 2 hot accounts
-        tx(9.0, 5.0, 4.0, 0.25),  // 1 hot account, same density, later
+        tx(50.0, 0.0, 4.0, 0.5), // 2 hot accounts, dearest
+        tx(1.0, 1.0, 2.0, 0.0),  // cold, cheap
+        tx(9.0, 2.0, 4.0, 0.25), // 1 hot account
+        tx(7.0, 3.0, 3.0, 0.0),  // cold, dearer
+        tx(20.0, 4.0, 4.0, 0.5), // 2 hot accounts
+        tx(9.0, 5.0, 4.0, 0.25), // 1 hot account, same density, later
     ];
     let scores = plugin
         .evaluate(&OrderingFeatures::matrix(&batch), far())
@@ -160,7 +165,9 @@ fn sender_rate_flags_bursts_from_young_senders() {
 fn a_plugin_answers_through_the_host_and_the_tag_names_it() {
     let host = SlotHost::new(SlotKind::Ordering, HostConfig::default()).unwrap();
     host.load_candidate(Arc::new(
-        example("conflict-aware").policy(SlotKind::Ordering).unwrap(),
+        example("conflict-aware")
+            .policy(SlotKind::Ordering)
+            .unwrap(),
     ))
     .unwrap();
     host.set_mode(Mode::Canary {
@@ -179,7 +186,11 @@ fn a_plugin_answers_through_the_host_and_the_tag_names_it() {
 fn a_plugins_folder_loads_what_it_can_and_the_watcher_sees_changes() {
     let dir = tempfile::tempdir().unwrap();
     let rt = WasmRuntime::shared().unwrap();
-    std::fs::copy(dist().join("fee-per-byte.wasm"), dir.path().join("fee-per-byte.wasm")).unwrap();
+    std::fs::copy(
+        dist().join("fee-per-byte.wasm"),
+        dir.path().join("fee-per-byte.wasm"),
+    )
+    .unwrap();
     let folder = dir.path().join("sender-rate");
     std::fs::create_dir(&folder).unwrap();
     std::fs::copy(dist().join("sender-rate.wasm"), folder.join("plugin.wasm")).unwrap();
@@ -187,7 +198,11 @@ fn a_plugins_folder_loads_what_it_can_and_the_watcher_sees_changes() {
     std::fs::write(dir.path().join("README.md"), b"ignored").unwrap();
 
     let loaded = rt.load_dir(dir.path()).unwrap();
-    let names: Vec<&str> = loaded.loaded.iter().map(|(_, p)| p.meta().name.as_str()).collect();
+    let names: Vec<&str> = loaded
+        .loaded
+        .iter()
+        .map(|(_, p)| p.meta().name.as_str())
+        .collect();
     assert_eq!(names, ["fee-per-byte", "sender-rate"]);
     assert_eq!(loaded.refused.len(), 1);
     assert_eq!(loaded.refused[0].1.code(), "E_WASM_COMPILE");
@@ -200,7 +215,11 @@ fn a_plugins_folder_loads_what_it_can_and_the_watcher_sees_changes() {
     assert_eq!(first.len(), 3, "{first:?}");
     assert!(watcher.poll().unwrap().is_empty(), "nothing changed");
     // Replace the broken plugin by a good one (a different size), remove another.
-    std::fs::copy(dist().join("conflict-aware.wasm"), dir.path().join("broken.wasm")).unwrap();
+    std::fs::copy(
+        dist().join("conflict-aware.wasm"),
+        dir.path().join("broken.wasm"),
+    )
+    .unwrap();
     std::fs::remove_file(dir.path().join("fee-per-byte.wasm")).unwrap();
     let events = watcher.poll().unwrap();
     assert_eq!(events.len(), 2, "{events:?}");

@@ -129,7 +129,10 @@ fn an_infinite_loop_is_cut_at_the_deadline() {
     );
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(25), "cut early: {took:?}");
-    assert!(took < Duration::from_millis(30) + SLACK, "cut late: {took:?}");
+    assert!(
+        took < Duration::from_millis(30) + SLACK,
+        "cut late: {took:?}"
+    );
 }
 
 #[test]
@@ -146,7 +149,10 @@ fn the_per_call_outcomes_of_misbehaving_plugins() {
     ];
     for (misbehave, extra, says) in cases {
         let bytes = module(misbehave, extra, META, EXPORT_ORDERING);
-        let p = load(&rt, &bytes).unwrap().policy(SlotKind::Ordering).unwrap();
+        let p = load(&rt, &bytes)
+            .unwrap()
+            .policy(SlotKind::Ordering)
+            .unwrap();
         let r = p.evaluate(&input(BAD_ROWS), far);
         match (misbehave, &r) {
             (MEMORY_BOMB | TRAP | STACK_OVERFLOW, Err(PolicyError::Trapped(m))) => {
@@ -175,7 +181,8 @@ fn serve(policy: Arc<dyn Policy>, reasons: &[FallbackReason]) {
         },
     )
     .unwrap();
-    host.load_candidate(policy).expect("passes warm-up on small batches");
+    host.load_candidate(policy)
+        .expect("passes warm-up on small batches");
     host.set_mode(Mode::Canary {
         basis_points: 10_000,
     })
@@ -203,9 +210,15 @@ fn misbehaving_plugins_fall_back_per_decision_through_the_host() {
     serve(ordering_policy(&rt, LOOP), &[FallbackReason::Timeout]);
     serve(ordering_policy(&rt, MEMORY_BOMB), &[FallbackReason::Trap]);
     serve(ordering_policy(&rt, TRAP), &[FallbackReason::Trap]);
-    serve(ordering_policy(&rt, WRONG_LENGTH), &[FallbackReason::WrongLength]);
+    serve(
+        ordering_policy(&rt, WRONG_LENGTH),
+        &[FallbackReason::WrongLength],
+    );
     serve(ordering_policy(&rt, ERROR_ANSWER), &[FallbackReason::Error]);
-    serve(ordering_policy(&rt, OUT_OF_BOUNDS), &[FallbackReason::Error]);
+    serve(
+        ordering_policy(&rt, OUT_OF_BOUNDS),
+        &[FallbackReason::Error],
+    );
 }
 
 #[test]
@@ -249,15 +262,21 @@ fn bad_modules_are_refused_at_load_with_stable_codes() {
     let e = refused(&rt, &big);
     assert_eq!(e.code(), "E_WASM_TOO_LARGE", "{e}");
     // Imports (WASI or anything else).
-    let wasi = module(
-        "",
-        r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#,
-        META,
-        EXPORT_ORDERING,
-    );
+    let wasi = wat::parse_str(
+        r#"(module
+            (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 0))
+            (func (export "metadata") (result i32) (i32.const 0))
+            (func (export "ordering") (param i32 i32 i32) (result i32) (i32.const 0)))"#,
+    )
+    .unwrap();
     let e = refused(&rt, &wasi);
     assert_eq!(e.code(), "E_WASM_IMPORTS");
-    assert!(e.to_string().contains("wasi_snapshot_preview1::fd_write"), "{e}");
+    assert!(
+        e.to_string().contains("wasi_snapshot_preview1::fd_write"),
+        "{e}"
+    );
     // No slot function at all.
     assert_eq!(code(&module("", "", META, "")), "E_WASM_EXPORTS");
     // A slot function of the wrong type.
@@ -301,21 +320,38 @@ fn bad_modules_are_refused_at_load_with_stable_codes() {
     assert!(e.to_string().contains("v9"), "{e}");
     // Malformed metadata: a name out of bounds, an unknown slot, no slots.
     let oob = r"\00\00\ff\7f\08\00\00\00\50\00\00\00\05\00\00\00\60\00\00\00\01\00\00\00";
-    assert_eq!(code(&module("", "", oob, EXPORT_ORDERING)), "E_WASM_METADATA");
+    assert_eq!(
+        code(&module("", "", oob, EXPORT_ORDERING)),
+        "E_WASM_METADATA"
+    );
     let slot9 = module("", r#"(data (i32.const 96) "\09")"#, META, EXPORT_ORDERING);
     assert_eq!(code(&slot9), "E_WASM_METADATA");
     let none = r"\40\00\00\00\08\00\00\00\50\00\00\00\05\00\00\00\60\00\00\00\00\00\00\00";
-    assert_eq!(code(&module("", "", none, EXPORT_ORDERING)), "E_WASM_METADATA");
+    assert_eq!(
+        code(&module("", "", none, EXPORT_ORDERING)),
+        "E_WASM_METADATA"
+    );
     // A `metadata` that loops is cut by the load deadline.
     let text = r#"(module (memory (export "memory") 1)
         (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 0))
         (func (export "metadata") (result i32) (loop $l (br $l)) (i32.const 0))
         (func (export "ordering") (param i32 i32 i32) (result i32) (i32.const 0)))"#;
+    let quick = WasmRuntime::new(RuntimeConfig {
+        load_deadline: Duration::from_millis(50),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let bytes = wat::parse_str(text).unwrap();
     let start = Instant::now();
-    let e = refused(&rt, &wat::parse_str(text).unwrap());
+    let e = refused(&quick, &bytes);
     assert_eq!(e.code(), "E_WASM_METADATA", "{e}");
     assert!(e.to_string().contains("deadline"), "{e}");
-    assert!(start.elapsed() < RuntimeConfig::default().load_deadline + SLACK);
+    // Compiling is included: allow for a loaded machine.
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -343,10 +379,20 @@ fn sandbox_limits_are_checked_at_load() {
         ..RuntimeConfig::default()
     })
     .unwrap();
-    let spin_start = module("", "(func $spin (loop $l (br $l))) (start $spin)", META, EXPORT_ORDERING);
+    let spin_start = module(
+        "",
+        "(func $spin (loop $l (br $l))) (start $spin)",
+        META,
+        EXPORT_ORDERING,
+    );
     let start = Instant::now();
     let e = refused(&rt_fast, &spin_start);
     assert_eq!(e.code(), "E_WASM_INSTANTIATE", "{e}");
     assert!(e.to_string().contains("deadline"), "{e}");
-    assert!(start.elapsed() < Duration::from_millis(50) + SLACK + SLACK);
+    // Compiling is included: allow for a loaded machine.
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
 }

@@ -22,7 +22,7 @@ pub enum Command {
     /// Show the product in one command: the policy host on a seeded workload, candidates
     /// on canary and shadow, a guard rollback, and a closing table per slot and arm.
     Demo(DemoArgs),
-    /// The model contract: slot schemas.
+    /// The model contract: slot schemas, and the offline check of a model folder.
     #[command(subcommand)]
     Models(ModelsCommand),
 }
@@ -49,6 +49,26 @@ pub struct DemoArgs {
 pub enum ModelsCommand {
     /// Print a slot's contract: features (name, unit, meaning), shapes, schema version.
     Schema(SchemaArgs),
+    /// Check a model folder (model.toml + model.onnx) offline, exactly as the node loads it:
+    /// exit 0 when it would load for its slot, otherwise exit 1 with a one-line reason and a
+    /// stable error code.
+    Validate(ValidateArgs),
+}
+
+/// Arguments of `aurigraph models validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The model folder (or its model.toml).
+    pub path: std::path::PathBuf,
+    /// Print JSON: {"ok": true, ...} or {"ok": false, "code": ..., "reason": ...}.
+    #[arg(long)]
+    pub json: bool,
+    /// Per-decision deadline the model must meet, in milliseconds (default: the slot's).
+    #[arg(long, value_name = "MS")]
+    pub deadline_ms: Option<f64>,
+    /// Rows of the batch timed at warm-up for batched slots.
+    #[arg(long, default_value_t = 10_000)]
+    pub timed_rows: usize,
 }
 
 /// Arguments of `aurigraph models schema`.

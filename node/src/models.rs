@@ -1,15 +1,104 @@
 //! `aurigraph models ...`: the contract ML engineers build against.
 
+use std::path::Path;
+use std::time::Duration;
+
 use anyhow::{Result, bail};
 use aurigraph_engine::SlotKind;
+use aurigraph_engine::onnx::{LoadOptions, OnnxError, OnnxPolicy};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
-use crate::cli::{ModelsCommand, SchemaArgs};
+use crate::cli::{ModelsCommand, SchemaArgs, ValidateArgs};
 
 /// Runs a `models` verb.
 pub fn run(cmd: &ModelsCommand) -> Result<()> {
     match cmd {
         ModelsCommand::Schema(args) => schema(args),
+        ModelsCommand::Validate(args) => validate(args),
+    }
+}
+
+/// `aurigraph models validate PATH`: loads the folder exactly as the node would (checks,
+/// optimisation, warm-up, timing) and says yes, or why not. Exit code 1 on a refusal.
+fn validate(args: &ValidateArgs) -> Result<()> {
+    let folder: &Path = if args.path.file_name().is_some_and(|n| n == "model.toml") {
+        args.path.parent().unwrap_or(Path::new("."))
+    } else {
+        &args.path
+    };
+    let deadline = match args.deadline_ms {
+        Some(ms) if ms.is_finite() && ms > 0.0 && ms < 3.6e6 => {
+            Some(Duration::from_secs_f64(ms / 1e3))
+        }
+        Some(ms) => bail!("--deadline-ms must be a positive number of milliseconds, got {ms}"),
+        None => None,
+    };
+    let options = LoadOptions {
+        deadline,
+        timed_rows: args.timed_rows.max(1),
+        ..LoadOptions::default()
+    };
+    let result = if folder.is_dir() {
+        OnnxPolicy::load_folder(folder, &options)
+    } else {
+        Err(OnnxError::Io {
+            path: folder.display().to_string(),
+            reason: "not a model folder (expected a folder with model.toml and model.onnx)"
+                .to_string(),
+        })
+    };
+    match result {
+        Ok(p) => {
+            let m = p.manifest();
+            let r = p.report();
+            if args.json {
+                let v = serde_json::json!({
+                    "ok": true,
+                    "name": m.name,
+                    "version": m.version,
+                    "slot": m.slot,
+                    "schema": m.schema,
+                    "report": r,
+                });
+                println!("{}", serde_json::to_string(&v)?);
+            } else {
+                let col = r
+                    .output_column
+                    .map(|c| format!(" column {c}"))
+                    .unwrap_or_default();
+                println!(
+                    "ok: {}@{} loads for `{}`: input `{}`, output `{}`{col}; {} row(s) in {:.3} ms \
+                     (budget {:.3} ms){}",
+                    m.name,
+                    m.version,
+                    m.slot,
+                    r.input,
+                    r.output,
+                    r.timed_rows,
+                    r.timed_us as f64 / 1e3,
+                    r.budget_us as f64 / 1e3,
+                    if r.notes.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; note: {}", r.notes.join("; "))
+                    }
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if args.json {
+                let v = serde_json::json!({
+                    "ok": false,
+                    "code": e.code(),
+                    "reason": e.one_line(),
+                });
+                println!("{}", serde_json::to_string(&v)?);
+            } else {
+                eprintln!("error [{}] {}", e.code(), e.one_line());
+            }
+            std::process::exit(1);
+        }
     }
 }
 

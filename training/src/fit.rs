@@ -66,9 +66,11 @@ pub fn logistic(
         .max_iterations(max_iterations)
         .fit(&ds)
         .map_err(|e| TrainingError::Fit(e.to_string()))?;
-    // linfa models the probability of the larger class label, here 1 (true).
-    if fitted.labels().pos.class != 1 {
-        return Err(TrainingError::Fit("unexpected positive class".into()));
-    }
-    Ok((fitted.params().to_vec(), fitted.intercept()))
+    // linfa models the probability of its "positive" class; when that is 0 (false),
+    // P(true) = 1 - sigmoid(z) = sigmoid(-z): negate the parameters.
+    let sign = if fitted.labels().pos.class == 1 { 1.0 } else { -1.0 };
+    Ok((
+        fitted.params().iter().map(|w| sign * w).collect(),
+        sign * fitted.intercept(),
+    ))
 }

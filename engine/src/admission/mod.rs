@@ -11,12 +11,11 @@
 //!    verification inside a chunk that fails, to find exactly the bad ones (ZIP-215: batch
 //!    and single verification agree).
 //! 3. **Stateful checks** (sequential, in input order, under one lock): duplicate (also
-//!    within the batch), nonce against the sender's committed next nonce `n` from the
-//!    [`StateView`] and its pending nonces ([`PendingNonces`]): below `n` is stale, from
-//!    `n + nonce_window` too far, a nonce a pending transaction holds is taken; then the
-//!    balance must cover this transaction's fee and amount on top of the sender's pending
-//!    spends. An admitted transaction gets its `seq`, its hash is remembered, its nonce
-//!    reserved, and its `anomaly` feature row is built ([`AnomalyFeatures`]: per-sender rate
+//!    within the batch); nonce against the sender's committed next nonce `n` from the
+//!    [`StateView`]: below `n` is stale, from `n + nonce_window` too far, anything between
+//!    is accepted, so `n + 1` is admitted while `n` is pending; the committed balance must
+//!    cover the fee plus the amount. An admitted transaction gets its `seq`, its hash is
+//!    remembered, the [`PendingView`] hears of it, and its `anomaly` feature row is built ([`AnomalyFeatures`]: per-sender rate
 //!    and age from a decaying counter, z-scores from [`PopulationStats`], scored before the
 //!    values are folded in). Sizes and fees are folded in for every transaction, a sender's
 //!    rate with probability `1 / (its count in the window)`, about once per sender per
@@ -39,21 +38,28 @@
 //! increasing over all batches; a caller that needs mempool insertion in `seq` order calls
 //! `admit` from one thread.
 //!
-//! ## The contract with the mempool
+//! ## Pending transactions and the mempool
 //!
-//! Admission reserves each admitted nonce in the shared [`PendingNonces`]
-//! ([`Admission::pending`]), so a sender may submit `n + 1` while `n` is pending. The
-//! mempool (or the node) reports back:
+//! Nonce checks are against committed state, so nothing pending can make admission refuse
+//! `n + 1`. A second transaction with the nonce of a pending one (another hash) is
+//! admitted too: the mempool replaces by fee or refuses it. Pending transactions matter to
+//! the `nonce_gap` feature only, through a [`PendingView`]: by default a
+//! [`PendingNonces`] that admission feeds itself; the node plugs in the
+//! [`Mempool`](crate::mempool::Mempool) with [`Admission::with_pending`]. Either way the
+//! node reports back:
 //! - [`Admission::release`] when an admitted transaction leaves the mempool uncommitted
-//!   (evicted, expired, no room): its nonce is free and its hash forgotten, so it may be
+//!   (evicted, replaced, refused for room): its hash is forgotten, so the same bytes may be
 //!   submitted again;
-//! - [`Admission::committed`] (or [`PendingNonces::committed`]) with a sender's new next
-//!   nonce after a commit. Admission also prunes committed nonces by itself whenever it
-//!   looks at a sender.
+//! - [`Admission::committed`] with a sender's new next nonce after a commit.
+//!
+//! The balance check is against the committed balance and this transaction alone: what the
+//! sender's pending transactions will spend is not subtracted (the executor has the final
+//! word, and a transaction that cannot pay still pays its fee).
 //!
 //! Time for the rate features comes from a [`Clock`] (the system clock by default, a
 //! [`ManualClock`](crate::clock::ManualClock) in tests).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -66,7 +72,7 @@ use crate::host::{DecisionTag, SlotHost};
 use crate::slot::SlotKind;
 use crate::slot::anomaly::{AnomalyClass, AnomalyFeatures, PopulationStats, Thresholds};
 use crate::state::StateView;
-use crate::tx::{AdmittedTx, SignedTransaction};
+use crate::tx::{Address, AdmittedTx, SignedTransaction};
 
 mod activity;
 mod config;
@@ -76,7 +82,7 @@ mod refusal;
 mod verifier;
 
 pub use config::AdmissionConfig;
-pub use pending::PendingNonces;
+pub use pending::{PendingNonces, PendingView};
 pub use refusal::Refusal;
 pub use verifier::{DEFAULT_MAX_CHUNK, SignatureVerifier};
 
@@ -146,7 +152,7 @@ pub struct Admission {
     config: AdmissionConfig,
     anomaly: Arc<SlotHost>,
     verifier: SignatureVerifier,
-    pending: Arc<PendingNonces>,
+    pending: Arc<dyn PendingView>,
     clock: Arc<dyn Clock>,
     books: Mutex<Books>,
 }
@@ -156,7 +162,6 @@ impl std::fmt::Debug for Admission {
         f.debug_struct("Admission")
             .field("config", &self.config)
             .field("verifier", &self.verifier)
-            .field("pending", &self.pending)
             .finish_non_exhaustive()
     }
 }
@@ -208,8 +213,9 @@ impl Admission {
         self
     }
 
-    /// Shares `pending` (e.g. one the mempool already holds) instead of a fresh tracker.
-    pub fn with_pending(mut self, pending: Arc<PendingNonces>) -> Self {
+    /// Reads pending nonces from `pending` (e.g. the mempool) instead of a fresh
+    /// [`PendingNonces`].
+    pub fn with_pending(mut self, pending: Arc<dyn PendingView>) -> Self {
         self.pending = pending;
         self
     }
@@ -219,8 +225,8 @@ impl Admission {
         &self.config
     }
 
-    /// The pending-nonce tracker shared with the mempool.
-    pub fn pending(&self) -> &Arc<PendingNonces> {
+    /// The view of pending transactions.
+    pub fn pending(&self) -> &Arc<dyn PendingView> {
         &self.pending
     }
 
@@ -244,15 +250,15 @@ impl Admission {
         self.books.lock().recent.len()
     }
 
-    /// An admitted transaction left the mempool without being committed: frees its nonce
-    /// and forgets its hash, so it can be submitted again.
+    /// An admitted transaction left the mempool without being committed: forgets its hash,
+    /// so it can be submitted again, and tells the [`PendingView`].
     pub fn release(&self, tx: &SignedTransaction) {
-        self.pending.release(&tx.tx().sender, tx.tx().nonce);
+        self.pending.released(&tx.tx().sender, tx.tx().nonce);
         self.books.lock().recent.forget(&tx.hash());
     }
 
     /// A commit moved `sender`'s next nonce to `next_nonce`.
-    pub fn committed(&self, sender: &crate::tx::Address, next_nonce: u64) {
+    pub fn committed(&self, sender: &Address, next_nonce: u64) {
         self.pending.committed(sender, next_nonce);
     }
 
@@ -303,6 +309,7 @@ impl Admission {
         let now = self.clock.monotonic().as_secs_f64();
         let mut rows: Vec<AnomalyFeatures> = Vec::new();
         let mut seqs: Vec<u64> = Vec::new();
+        let mut batch_next: HashMap<Address, u64> = HashMap::new();
         let batch;
         {
             let mut books = self.books.lock();
@@ -310,7 +317,7 @@ impl Admission {
             books.next_batch += 1;
             for d in &mut decoded {
                 let Ok(tx) = d else { continue };
-                match self.check_state(&mut books, state, tx, now) {
+                match self.check_state(&mut books, &mut batch_next, state, tx, now) {
                     Ok(features) => {
                         rows.push(features);
                         seqs.push(books.next_seq);
@@ -380,6 +387,7 @@ impl Admission {
     fn check_state(
         &self,
         books: &mut Books,
+        batch_next: &mut HashMap<Address, u64>,
         state: &dyn StateView,
         stx: &SignedTransaction,
         now: f64,
@@ -404,29 +412,30 @@ impl Admission {
                 max,
             });
         }
-        let view = self.pending.view(&tx.sender, base, tx.nonce);
-        if view.taken {
-            return Err(Refusal::NoncePending { nonce: tx.nonce });
-        }
         // Overflow reads as "cannot pay": no balance covers more than u64::MAX.
-        let spend = tx.fee.checked_add(tx.amount_out());
-        let needed = spend.and_then(|s| s.checked_add(view.pending_spend));
-        let (Some(spend), Some(needed)) = (spend, needed) else {
-            return Err(Refusal::InsufficientBalance {
-                needed: u64::MAX,
-                available: account.balance,
-            });
-        };
+        let needed = tx.fee.checked_add(tx.amount_out()).unwrap_or(u64::MAX);
         if needed > account.balance {
             return Err(Refusal::InsufficientBalance {
                 needed,
                 available: account.balance,
             });
         }
-        if !self.pending.reserve(tx.sender, tx.nonce, spend) {
-            // Another thread (the mempool re-inserting) took it since the view.
-            return Err(Refusal::NoncePending { nonce: tx.nonce });
-        }
+        // Next expected nonce: this batch's own admissions first (the mempool has not seen
+        // them yet), then the pending view.
+        let next = batch_next
+            .get(&tx.sender)
+            .copied()
+            .unwrap_or_else(|| self.pending.next_nonce(&tx.sender, base))
+            .max(base);
+        batch_next.insert(
+            tx.sender,
+            if tx.nonce == next {
+                next.saturating_add(1)
+            } else {
+                next
+            },
+        );
+        self.pending.admitted(&tx.sender, tx.nonce);
         books.recent.insert(hash);
 
         let mut u = [0u8; 8];
@@ -451,7 +460,7 @@ impl Admission {
             size_z,
             fee_per_byte: fee_per_byte as f32,
             fee_z,
-            nonce_gap: tx.nonce.saturating_sub(view.next_executable) as f32,
+            nonce_gap: tx.nonce.saturating_sub(next) as f32,
             sender_age_s: seen.age as f32,
         })
     }

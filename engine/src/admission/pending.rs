@@ -1,38 +1,64 @@
-//! [`PendingNonces`]: pending nonces and spends per sender, shared with the mempool.
+//! [`PendingView`]: what admission knows of pending (admitted, not yet committed)
+//! transactions, and [`PendingNonces`], a self-contained implementation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use parking_lot::Mutex;
 
 use crate::tx::Address;
 
+/// Admission's view of the transactions admitted but not yet committed: the sender's next
+/// expected nonce.
+///
+/// Admission checks nonces against committed state (below the account's nonce is stale,
+/// from `account nonce + nonce_window` too far), so a sender may submit `n + 1` while `n`
+/// is pending whatever the view says. The view only serves the `nonce_gap` feature (a
+/// nonce minus the next expected one). It is not consulted to refuse: a second
+/// transaction with a pending nonce goes on to the mempool, which replaces by fee or
+/// refuses.
+///
+/// Implementations: the [`Mempool`](crate::mempool::Mempool) (its `pending_nonce`; the
+/// node plugs it in with [`Admission::with_pending`](super::Admission::with_pending)), and
+/// [`PendingNonces`], which admission feeds itself through the hooks (the default).
+/// Implementations must be cheap (one short lock at most) and must never block on
+/// admission.
+pub trait PendingView: Send + Sync {
+    /// The nonce the sender's next transaction would execute at: `account_nonce` (the
+    /// committed next nonce) plus the consecutive nonces from it that pending transactions
+    /// hold. Never below `account_nonce`.
+    fn next_nonce(&self, sender: &Address, account_nonce: u64) -> u64;
+
+    /// Admission admitted `nonce` of `sender`. Default: nothing (a mempool learns of the
+    /// transaction when the node inserts it).
+    fn admitted(&self, _sender: &Address, _nonce: u64) {}
+
+    /// An admitted transaction left without being committed (evicted, expired, refused by
+    /// the mempool). Default: nothing.
+    fn released(&self, _sender: &Address, _nonce: u64) {}
+
+    /// A commit moved `sender`'s committed next nonce to `next_nonce`. Default: nothing.
+    fn committed(&self, _sender: &Address, _next_nonce: u64) {}
+}
+
+impl PendingView for crate::mempool::Mempool {
+    fn next_nonce(&self, sender: &Address, account_nonce: u64) -> u64 {
+        self.pending_nonce(sender, account_nonce).max(account_nonce)
+    }
+}
+
 const SHARDS: usize = 16;
 
-/// Pending nonces of one sender, each with the fee plus amount it will spend.
-type SenderQueue = BTreeMap<u64, u64>;
-
-/// The nonces (and spends) of admitted transactions that are not yet committed, per sender,
-/// shared by admission and the mempool.
+/// Pending nonces per sender, fed by admission itself: for a node, test or harness that
+/// runs admission without a mempool's view.
 ///
-/// Committed state knows a sender's next nonce `n`; while `n` waits in the mempool the
-/// sender may already submit `n + 1`, and admission must neither accept a second `n` nor
-/// forget what `n` will spend. This tracker holds, per sender, the pending nonces and the
-/// fee plus amount each will spend.
-///
-/// ## Who updates it
-///
-/// - Admission reserves a nonce when it admits a transaction ([`PendingNonces::reserve`]).
-/// - The mempool calls [`PendingNonces::release`] when an admitted transaction leaves it
-///   without being committed (evicted, expired, refused for lack of room), so its nonce can
-///   be used again.
-/// - After a commit, [`PendingNonces::committed`] drops the nonces below the sender's new
-///   committed next nonce. Admission also prunes them by itself whenever it looks at a
-///   sender, so a missed call costs memory for a while, never correctness.
-///
-/// It is sharded by sender (16 mutexes), and every call holds one shard lock for a few
-/// map operations: callers on different threads rarely wait for each other.
+/// Admission records each admitted nonce ([`PendingView::admitted`]); whoever holds the
+/// transactions reports [`PendingView::released`] (left uncommitted) and
+/// [`PendingView::committed`] (after a commit; [`PendingView::next_nonce`] also ignores
+/// nonces below the committed one, so a missed call costs memory for a while, never a
+/// wrong answer). Sharded by sender over 16 mutexes; every call holds one for a few map
+/// operations.
 pub struct PendingNonces {
-    shards: Box<[Mutex<HashMap<Address, SenderQueue>>]>,
+    shards: Box<[Mutex<HashMap<Address, BTreeSet<u64>>>]>,
 }
 
 impl Default for PendingNonces {
@@ -50,18 +76,6 @@ impl std::fmt::Debug for PendingNonces {
     }
 }
 
-/// What admission needs to know about a sender, read under one lock.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SenderView {
-    /// The lowest nonce at or above the committed next nonce that no pending transaction
-    /// holds: the next executable nonce.
-    pub next_executable: u64,
-    /// Whether the nonce asked about is pending.
-    pub taken: bool,
-    /// Fee plus amount of the pending transactions (saturating).
-    pub pending_spend: u64,
-}
-
 impl PendingNonces {
     /// An empty tracker.
     pub fn new() -> Self {
@@ -70,76 +84,8 @@ impl PendingNonces {
         }
     }
 
-    fn shard(&self, sender: &Address) -> &Mutex<HashMap<Address, SenderQueue>> {
+    fn shard(&self, sender: &Address) -> &Mutex<HashMap<Address, BTreeSet<u64>>> {
         &self.shards[usize::from(sender.0[0]) % SHARDS]
-    }
-
-    /// The sender's state relative to `committed_next` (the next nonce in committed state),
-    /// and whether `nonce` is pending. Prunes nonces below `committed_next`.
-    pub(crate) fn view(&self, sender: &Address, committed_next: u64, nonce: u64) -> SenderView {
-        let mut shard = self.shard(sender).lock();
-        let Some(q) = shard.get_mut(sender) else {
-            return SenderView {
-                next_executable: committed_next,
-                taken: false,
-                pending_spend: 0,
-            };
-        };
-        prune(q, committed_next);
-        let mut next = committed_next;
-        for &n in q.keys() {
-            if n != next {
-                break;
-            }
-            next = next.saturating_add(1);
-        }
-        let view = SenderView {
-            next_executable: next,
-            taken: q.contains_key(&nonce),
-            pending_spend: q.values().fold(0u64, |a, &c| a.saturating_add(c)),
-        };
-        if q.is_empty() {
-            shard.remove(sender);
-        }
-        view
-    }
-
-    /// Marks `nonce` of `sender` pending, spending `spend` (fee plus amount). Returns
-    /// `false`, changing nothing, when that nonce is already pending.
-    pub fn reserve(&self, sender: Address, nonce: u64, spend: u64) -> bool {
-        let mut shard = self.shard(&sender).lock();
-        let q = shard.entry(sender).or_default();
-        if q.contains_key(&nonce) {
-            return false;
-        }
-        q.insert(nonce, spend);
-        true
-    }
-
-    /// Frees a pending nonce whose transaction left the mempool without being committed.
-    /// Returns whether it was pending.
-    pub fn release(&self, sender: &Address, nonce: u64) -> bool {
-        let mut shard = self.shard(sender).lock();
-        let Some(q) = shard.get_mut(sender) else {
-            return false;
-        };
-        let was = q.remove(&nonce).is_some();
-        if q.is_empty() {
-            shard.remove(sender);
-        }
-        was
-    }
-
-    /// Drops the sender's pending nonces below `next_nonce`, its committed next nonce after
-    /// a commit.
-    pub fn committed(&self, sender: &Address, next_nonce: u64) {
-        let mut shard = self.shard(sender).lock();
-        if let Some(q) = shard.get_mut(sender) {
-            prune(q, next_nonce);
-            if q.is_empty() {
-                shard.remove(sender);
-            }
-        }
     }
 
     /// The sender's pending nonces, in order.
@@ -147,7 +93,7 @@ impl PendingNonces {
         self.shard(sender)
             .lock()
             .get(sender)
-            .map(|q| q.keys().copied().collect())
+            .map(|q| q.iter().copied().collect())
             .unwrap_or_default()
     }
 
@@ -160,7 +106,7 @@ impl PendingNonces {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().values().map(BTreeMap::len).sum::<usize>())
+            .map(|s| s.lock().values().map(BTreeSet::len).sum::<usize>())
             .sum()
     }
 
@@ -170,11 +116,47 @@ impl PendingNonces {
     }
 }
 
-fn prune(q: &mut SenderQueue, committed_next: u64) {
-    if q.first_key_value()
-        .is_some_and(|(&n, _)| n < committed_next)
-    {
-        *q = q.split_off(&committed_next);
+impl PendingView for PendingNonces {
+    fn next_nonce(&self, sender: &Address, account_nonce: u64) -> u64 {
+        let shard = self.shard(sender).lock();
+        let mut next = account_nonce;
+        if let Some(q) = shard.get(sender) {
+            for &n in q.range(account_nonce..) {
+                if n != next {
+                    break;
+                }
+                next = next.saturating_add(1);
+            }
+        }
+        next
+    }
+
+    fn admitted(&self, sender: &Address, nonce: u64) {
+        self.shard(sender)
+            .lock()
+            .entry(*sender)
+            .or_default()
+            .insert(nonce);
+    }
+
+    fn released(&self, sender: &Address, nonce: u64) {
+        let mut shard = self.shard(sender).lock();
+        if let Some(q) = shard.get_mut(sender) {
+            q.remove(&nonce);
+            if q.is_empty() {
+                shard.remove(sender);
+            }
+        }
+    }
+
+    fn committed(&self, sender: &Address, next_nonce: u64) {
+        let mut shard = self.shard(sender).lock();
+        if let Some(q) = shard.get_mut(sender) {
+            *q = q.split_off(&next_nonce);
+            if q.is_empty() {
+                shard.remove(sender);
+            }
+        }
     }
 }
 
@@ -183,25 +165,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn next_executable_follows_contiguous_pending_nonces() {
+    fn next_nonce_follows_contiguous_pending_nonces() {
         let p = PendingNonces::new();
         let a = Address([3; 32]);
-        assert_eq!(p.view(&a, 5, 5).next_executable, 5);
-        assert!(p.reserve(a, 5, 10));
-        assert!(p.reserve(a, 6, 10));
-        assert!(p.reserve(a, 8, 10));
-        assert!(!p.reserve(a, 8, 99));
-        let v = p.view(&a, 5, 8);
-        assert_eq!(v.next_executable, 7);
-        assert!(v.taken);
-        assert_eq!(v.pending_spend, 30);
-        // A commit up to 6 prunes 5; admission's own view prunes too.
+        assert_eq!(p.next_nonce(&a, 5), 5);
+        for n in [5, 6, 8] {
+            p.admitted(&a, n);
+        }
+        assert_eq!(p.next_nonce(&a, 5), 7);
+        assert_eq!(
+            p.next_nonce(&a, 8),
+            9,
+            "below the committed nonce is ignored"
+        );
         p.committed(&a, 6);
         assert_eq!(p.nonces(&a), vec![6, 8]);
-        assert_eq!(p.view(&a, 7, 0).pending_spend, 10);
-        assert_eq!(p.nonces(&a), vec![8]);
-        assert!(p.release(&a, 8));
-        assert!(!p.release(&a, 8));
+        p.released(&a, 6);
+        assert_eq!(p.next_nonce(&a, 6), 6);
+        p.released(&a, 8);
         assert!(p.is_empty());
         assert_eq!(p.senders(), 0);
     }

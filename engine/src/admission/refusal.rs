@@ -9,8 +9,8 @@ use crate::tx::{TxError, TxHash};
 /// size, decoding and field rules ([`Refusal::TooLarge`], [`Refusal::Decode`]), chain
 /// ([`Refusal::WrongChain`]), fee ([`Refusal::FeeTooLow`]), duplicate
 /// ([`Refusal::Duplicate`]), signature ([`Refusal::BadSignature`]), nonce
-/// ([`Refusal::StaleNonce`], [`Refusal::NonceTooFar`], [`Refusal::NoncePending`]) and
-/// balance ([`Refusal::InsufficientBalance`]).
+/// ([`Refusal::StaleNonce`], [`Refusal::NonceTooFar`]) and balance
+/// ([`Refusal::InsufficientBalance`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// The bytes are not a valid transaction (truncated, unknown version or operation,
@@ -65,20 +65,13 @@ pub enum Refusal {
         /// The highest nonce accepted now (committed next nonce + window - 1).
         max: u64,
     },
-    /// Another pending (admitted, not yet committed) transaction of the sender already
-    /// carries this nonce. Replacement is not supported.
-    #[error("nonce {nonce} is already taken by a pending transaction of the sender")]
-    NoncePending {
-        /// The transaction's nonce.
-        nonce: u64,
-    },
     /// The sender's balance cannot pay the fee and amount of this transaction on top of
     /// those of its pending transactions.
     #[error(
         "insufficient balance: {needed} needed (pending transactions included), {available} available"
     )]
     InsufficientBalance {
-        /// Fee plus amount of this and the sender's pending transactions (saturating).
+        /// Fee plus amount (saturating).
         needed: u64,
         /// The sender's committed balance.
         available: u64,
@@ -97,7 +90,6 @@ impl Refusal {
             Refusal::BadSignature => "E_BAD_SIGNATURE",
             Refusal::StaleNonce { .. } => "E_STALE_NONCE",
             Refusal::NonceTooFar { .. } => "E_NONCE_TOO_FAR",
-            Refusal::NoncePending { .. } => "E_NONCE_PENDING",
             Refusal::InsufficientBalance { .. } => "E_INSUFFICIENT_BALANCE",
         }
     }

@@ -31,9 +31,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use crossbeam_utils::Backoff;
 
 use super::receipt::Receipt;
-use super::semantics::{Touched, execute_tx, finish_block};
+use super::semantics::{MAX_TOUCHED, Touched, execute_tx, finish_block};
 use super::workers::Workers;
-use super::{BlockExecutor, ExecStats, Execution, ExecutorError, ExecutorKind, check_block};
+use super::{
+    BlockExecutor, ExecStats, Execution, ExecutorError, ExecutorKind, FEE_SINK, check_block,
+};
 use crate::state::{Account, StateView};
 use crate::tx::{Address, Operation, SignedTransaction};
 
@@ -64,10 +66,48 @@ struct Slot {
     before_nonce: AtomicU64,
 }
 
+impl Slot {
+    fn new(address: Address) -> Self {
+        Self {
+            address,
+            turn: AtomicU32::new(0),
+            balance: AtomicU64::new(0),
+            nonce: AtomicU64::new(0),
+            before_balance: AtomicU64::new(0),
+            before_nonce: AtomicU64::new(0),
+        }
+    }
+}
+
+/// One planned account of one transaction: where its slot is and its place in the slot's
+/// chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ticket {
+    partition: usize,
+    slot: usize,
+    ticket: u32,
+}
+
+impl Ticket {
+    fn pack(self) -> u64 {
+        (self.partition as u64) << 56 | (self.slot as u64) << 24 | u64::from(self.ticket)
+    }
+
+    fn unpack(v: u64) -> Self {
+        Self {
+            partition: (v >> 56) as usize,
+            slot: ((v >> 24) & 0xffff_ffff) as usize,
+            ticket: (v & 0xff_ffff) as u32,
+        }
+    }
+}
+
 struct Plan {
-    slots: Vec<Slot>,
-    /// (slot, ticket) per declared account, transaction after transaction.
-    tickets: Vec<(u32, u32)>,
+    /// Slots by partition: partition `p` of `P` holds the accounts `a` with
+    /// `bucket(a) * P / 65,536 == p`.
+    slots: Vec<Vec<Slot>>,
+    /// A packed [`Ticket`] per declared account, transaction after transaction.
+    tickets: Vec<AtomicU64>,
     /// `tickets[offsets[i]..offsets[i + 1]]` are transaction `i`'s.
     offsets: Vec<u32>,
     /// Longest per-account chain.
@@ -76,60 +116,102 @@ struct Plan {
     conflicts: u64,
 }
 
-fn plan(block: &[Arc<SignedTransaction>]) -> Plan {
-    let mut index = super::hash::address_map::<u32>(block.len() * 2);
-    let mut slots: Vec<Slot> = Vec::with_capacity(block.len() * 2);
-    let mut counts: Vec<u32> = Vec::with_capacity(block.len() * 2);
-    let mut tickets: Vec<(u32, u32)> = Vec::with_capacity(block.len() * 2);
-    let mut offsets: Vec<u32> = Vec::with_capacity(block.len() + 1);
-    let mut conflicts = 0u64;
-    for stx in block {
-        let start = tickets.len();
-        offsets.push(start as u32);
-        let tx = stx.tx();
-        let mut declare = |address: &Address| {
-            let slot = *index.entry(*address).or_insert_with(|| {
-                slots.push(Slot {
-                    address: *address,
-                    turn: AtomicU32::new(0),
-                    balance: AtomicU64::new(0),
-                    nonce: AtomicU64::new(0),
-                    before_balance: AtomicU64::new(0),
-                    before_nonce: AtomicU64::new(0),
-                });
-                counts.push(0);
-                (slots.len() - 1) as u32
-            });
-            if tickets[start..].iter().any(|(s, _)| *s == slot) {
-                return;
-            }
-            let ticket = counts[slot as usize];
-            counts[slot as usize] += 1;
-            if ticket > 0 {
-                conflicts += 1;
-            }
-            tickets.push((slot, ticket));
-        };
-        // The same accounts, in the same order, as `Transaction::accounts`, without its
-        // allocation.
-        declare(&tx.sender);
-        match &tx.op {
-            Operation::Transfer { to, .. } => declare(to),
-            Operation::MultiTransfer { outputs } => outputs.iter().for_each(|(to, _)| declare(to)),
+/// The distinct accounts a transaction declares, in the order of
+/// [`Transaction::accounts`](crate::tx::Transaction::accounts), without its allocation.
+fn declared(tx: &crate::tx::Transaction, out: &mut [Address; MAX_TOUCHED]) -> usize {
+    out[0] = tx.sender;
+    let mut n = 1;
+    let mut add = |a: &Address| {
+        if n < MAX_TOUCHED && !out[..n].contains(a) {
+            out[n] = *a;
+            n += 1;
         }
+    };
+    match &tx.op {
+        Operation::Transfer { to, .. } => add(to),
+        Operation::MultiTransfer { outputs } => outputs.iter().for_each(|(to, _)| add(to)),
     }
-    offsets.push(tickets.len() as u32);
-    Plan {
-        slots,
+    n
+}
+
+fn partition_of(address: &Address, partitions: usize) -> usize {
+    crate::state::root::bucket_of(address) * partitions / crate::state::root::ROOT_BUCKETS
+}
+
+/// Plans the block with `partitions` workers: each scans the whole block and plans the
+/// accounts of its partition, so each account's chain is built by one worker, in block
+/// order.
+fn plan(block: &[Arc<SignedTransaction>], workers: &Workers, partitions: usize) -> Plan {
+    let mut offsets: Vec<u32> = Vec::with_capacity(block.len() + 1);
+    let mut total = 0usize;
+    let mut buf = [FEE_SINK; MAX_TOUCHED];
+    for stx in block {
+        offsets.push(total as u32);
+        total += declared(stx.tx(), &mut buf);
+    }
+    offsets.push(total as u32);
+    let tickets: Vec<AtomicU64> = (0..total).map(|_| AtomicU64::new(0)).collect();
+    let plan_partition = |p: usize| {
+        let capacity = total / partitions + 16;
+        let mut index = super::hash::address_map::<usize>(capacity);
+        let mut slots: Vec<Slot> = Vec::with_capacity(capacity);
+        let mut counts: Vec<u32> = Vec::with_capacity(capacity);
+        let mut conflicts = 0u64;
+        let mut buf = [FEE_SINK; MAX_TOUCHED];
+        for (i, stx) in block.iter().enumerate() {
+            let n = declared(stx.tx(), &mut buf);
+            for (j, address) in buf[..n].iter().enumerate() {
+                if partitions > 1 && partition_of(address, partitions) != p {
+                    continue;
+                }
+                let slot = *index.entry(*address).or_insert_with(|| {
+                    slots.push(Slot::new(*address));
+                    counts.push(0);
+                    slots.len() - 1
+                });
+                let ticket = counts[slot];
+                counts[slot] += 1;
+                if ticket > 0 {
+                    conflicts += 1;
+                }
+                tickets[offsets[i] as usize + j].store(
+                    Ticket {
+                        partition: p,
+                        slot,
+                        ticket,
+                    }
+                    .pack(),
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        let longest = counts.iter().copied().max().unwrap_or(0);
+        (slots, longest, conflicts)
+    };
+    let parts = if partitions > 1 {
+        workers.broadcast(plan_partition)
+    } else {
+        vec![plan_partition(0)]
+    };
+    let mut plan = Plan {
+        slots: Vec::with_capacity(parts.len()),
         tickets,
         offsets,
-        longest_chain: counts.iter().copied().max().unwrap_or(0),
-        conflicts,
+        longest_chain: 0,
+        conflicts: 0,
+    };
+    for (slots, longest, conflicts) in parts {
+        plan.slots.push(slots);
+        plan.longest_chain = plan.longest_chain.max(longest);
+        plan.conflicts += conflicts;
     }
+    plan
 }
 
 struct Run<'a> {
     plan: &'a Plan,
+    /// A placeholder for unused entries of a transaction's held slots.
+    any_slot: &'a Slot,
     block: &'a [Arc<SignedTransaction>],
     base: &'a dyn StateView,
     chain_id: u32,
@@ -161,9 +243,24 @@ impl Run<'_> {
             self.plan.offsets[i] as usize,
             self.plan.offsets[i + 1] as usize,
         );
-        let tickets = &self.plan.tickets[from..to];
-        for &(slot, ticket) in tickets {
-            let s = &self.plan.slots[slot as usize];
+        let mut held: [(&Slot, u32); MAX_TOUCHED] = [(self.any_slot, 0); MAX_TOUCHED];
+        let mut n = 0;
+        for packed in &self.plan.tickets[from..to] {
+            let t = Ticket::unpack(packed.load(Ordering::Relaxed));
+            let slot = self
+                .plan
+                .slots
+                .get(t.partition)
+                .and_then(|p| p.get(t.slot))
+                .ok_or(ExecutorError::Invariant("a ticket names no slot"))?;
+            let Some(h) = held.get_mut(n) else {
+                return Err(ExecutorError::Invariant("too many tickets"));
+            };
+            *h = (slot, t.ticket);
+            n += 1;
+        }
+        let held = &held[..n];
+        for &(s, ticket) in held {
             let backoff = Backoff::new();
             while s.turn.load(Ordering::Acquire) != ticket {
                 if self.failed.load(Ordering::Relaxed) {
@@ -180,9 +277,8 @@ impl Run<'_> {
             }
         }
         let find = |address: &Address| {
-            tickets
-                .iter()
-                .map(|(slot, _)| &self.plan.slots[*slot as usize])
+            held.iter()
+                .map(|(s, _)| *s)
                 .find(|s| s.address == *address)
                 .ok_or(ExecutorError::Undeclared(*address))
         };
@@ -198,10 +294,8 @@ impl Run<'_> {
             s.balance.store(account.balance, Ordering::Relaxed);
             s.nonce.store(account.nonce, Ordering::Relaxed);
         }
-        for &(slot, ticket) in tickets {
-            self.plan.slots[slot as usize]
-                .turn
-                .store(ticket + 1, Ordering::Release);
+        for &(s, ticket) in held {
+            s.turn.store(ticket + 1, Ordering::Release);
         }
         Ok(Receipt {
             tx_hash: stx.hash(),
@@ -227,12 +321,17 @@ impl BlockExecutor for ScheduledExecutor {
         block: &[Arc<SignedTransaction>],
     ) -> Result<Execution, ExecutorError> {
         check_block(block)?;
-        let plan = plan(block);
-        let parallel = self.workers.threads() > 1
-            && block.len() >= MIN_PARALLEL_TXS
-            && (plan.longest_chain as usize) * 2 <= block.len();
+        let threads = if block.len() >= MIN_PARALLEL_TXS {
+            self.workers.threads()
+        } else {
+            1
+        };
+        let plan = plan(block, &self.workers, threads);
+        let parallel = threads > 1 && (plan.longest_chain as usize) * 2 <= block.len();
+        let placeholder = Slot::new(FEE_SINK);
         let run = Run {
             plan: &plan,
+            any_slot: &placeholder,
             block,
             base: state,
             chain_id,
@@ -257,6 +356,7 @@ impl BlockExecutor for ScheduledExecutor {
         let touched = plan
             .slots
             .iter()
+            .flatten()
             .map(|s| Touched {
                 address: s.address,
                 before: Account {

@@ -9,7 +9,7 @@ use prost::Message;
 use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
 use tract_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
 use tract_onnx::pb::type_proto::Value as TypeValue;
-use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
+use tract_onnx::pb::{GraphProto, ModelProto, ValueInfoProto};
 
 use super::error::{OnnxError, OnnxResult};
 use super::manifest::Manifest;
@@ -432,6 +432,6 @@ pub(crate) fn op_types(proto: &ModelProto) -> Vec<String> {
     proto
         .graph
         .iter()
-        .flat_map(|g| g.node.iter().map(|n: &NodeProto| n.op_type.clone()))
+        .flat_map(|g| g.node.iter().map(|n| n.op_type.clone()))
         .collect()
 }

@@ -115,7 +115,7 @@ impl Arrival {
 ///   the largest valid encoding (759 bytes against 158 for a transfer). Admitted; the
 ///   `anomaly` slot should flag it (size).
 /// - **replay**: the exact bytes of one of the last 1,024 admissible transactions again.
-///   Refused (`E_DUPLICATE`, or `E_STALE_NONCE` / `E_NONCE_PENDING` once the original left
+///   Refused (`E_DUPLICATE`, or `E_STALE_NONCE` once the original left
 ///   the recent-hash set).
 /// - **bad signature**: a fresh transaction with one signature bit flipped (its nonce is not
 ///   used up). Refused (`E_BAD_SIGNATURE`).

@@ -72,7 +72,8 @@ pub fn cases(seed: u64, rows: usize) -> Vec<BatchCase> {
             let last = (round_ms + current * per_tx) * (1.0 + 0.05 * normal(&mut r)).max(0.5);
             let pattern = random_pattern(&mut r);
             let rate = pattern.rate_at(r.random_range(0.0..1_000.0));
-            let queue = poisson(&mut r, rate * r.random_range(0.02..1.0));
+            let backlog_s = r.random_range(0.02..1.0);
+            let queue = poisson(&mut r, rate * backlog_s);
             let fits = if target <= 0.0 {
                 max
             } else if target <= round_ms {

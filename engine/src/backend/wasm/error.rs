@@ -34,7 +34,9 @@ pub enum PluginError {
     #[error("not a valid WebAssembly module: {0}")]
     Compile(String),
     /// The module imports something; plugins may import nothing (no WASI, no host calls).
-    #[error("the module imports `{module}::{name}`; plugins may import nothing (no WASI, no host functions)")]
+    #[error(
+        "the module imports `{module}::{name}`; plugins may import nothing (no WASI, no host functions)"
+    )]
     Imports {
         /// Import module.
         module: String,

@@ -140,8 +140,16 @@ impl WasmRuntime {
                 limit: cfg.max_module_bytes,
             });
         }
-        let module = Module::from_binary(self.engine(), bytes)
-            .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        let module = Module::from_binary(self.engine(), bytes).map_err(|e| {
+            let msg = format!("{e:#}");
+            // The pooling allocator checks the module's declared memories and tables
+            // against its slots at compile time.
+            if msg.contains("pooling allocator") {
+                PluginError::Limits(msg)
+            } else {
+                PluginError::Compile(msg)
+            }
+        })?;
         if let Some(i) = module.imports().next() {
             return Err(PluginError::Imports {
                 module: i.module().to_string(),
@@ -182,7 +190,9 @@ impl WasmRuntime {
                 });
             }
         }
-        if let Some((slot, _)) = exported.iter().find(|(s, _)| !slots.iter().any(|c| c.0 == *s))
+        if let Some((slot, _)) = exported
+            .iter()
+            .find(|(s, _)| !slots.iter().any(|c| c.0 == *s))
         {
             return Err(PluginError::Exports(format!(
                 "exports `{}` but does not claim the `{slot}` slot in its metadata",
@@ -225,19 +235,18 @@ type Exported = (
 /// slot functions present.
 fn check_exports(module: &Module, memory_cap: usize) -> Result<Exported> {
     use ValType::I32;
-    let missing = |name: &str, what: &str| {
-        PluginError::Exports(format!("missing export `{name}` ({what})"))
-    };
-    let func_export = |name: &str, params: &[ValType], results: &[ValType], what: &str| {
-        match module.get_export(name) {
-            Some(ExternType::Func(ty)) if is_func(&ty, params, results) => module
-                .get_export_index(name)
-                .ok_or_else(|| missing(name, what)),
-            Some(other) => Err(PluginError::Exports(format!(
-                "`{name}` must be {what}, found {other:?}"
-            ))),
-            None => Err(missing(name, what)),
-        }
+    let missing =
+        |name: &str, what: &str| PluginError::Exports(format!("missing export `{name}` ({what})"));
+    let func_export = |name: &str, params: &[ValType], results: &[ValType], what: &str| match module
+        .get_export(name)
+    {
+        Some(ExternType::Func(ty)) if is_func(&ty, params, results) => module
+            .get_export_index(name)
+            .ok_or_else(|| missing(name, what)),
+        Some(other) => Err(PluginError::Exports(format!(
+            "`{name}` must be {what}, found {other:?}"
+        ))),
+        None => Err(missing(name, what)),
     };
     let memory = match module.get_export(abi::MEMORY) {
         Some(ExternType::Memory(m)) => {
@@ -291,14 +300,19 @@ fn read_metadata(
     let bad = PluginError::Metadata;
     let deadline = Instant::now() + core.runtime.config().load_deadline;
     let mut store = sandbox::store(&core.runtime, deadline);
-    let instance = core.pre.instantiate(&mut store).map_err(|e| {
-        PluginError::Instantiate(sandbox::classify(&store, &e).to_string())
-    })?;
+    let instance = core
+        .pre
+        .instantiate(&mut store)
+        .map_err(|e| PluginError::Instantiate(sandbox::classify(&store, &e).to_string()))?;
     let f = sandbox::func::<(), i32>(&mut store, &instance, metadata)
         .map_err(|e| bad(e.to_string()))?;
-    let ret = f
-        .call(&mut store, ())
-        .map_err(|e| bad(format!("`metadata` failed: {}", sandbox::classify(&store, &e))))?;
-    let mem = sandbox::memory(&mut store, &instance, &core.memory).map_err(|e| bad(e.to_string()))?;
+    let ret = f.call(&mut store, ()).map_err(|e| {
+        bad(format!(
+            "`metadata` failed: {}",
+            sandbox::classify(&store, &e)
+        ))
+    })?;
+    let mem =
+        sandbox::memory(&mut store, &instance, &core.memory).map_err(|e| bad(e.to_string()))?;
     abi::lift_plugin_info(mem.data(&store), ret as u32).map_err(bad)
 }

@@ -77,7 +77,9 @@ impl Policy for WasmPolicy {
             i32::try_from(input.rows()),
             i32::try_from(values.len().saturating_mul(4)),
         ) else {
-            return Err(PolicyError::Failed("the input is too large for a 32-bit guest".into()));
+            return Err(PolicyError::Failed(
+                "the input is too large for a 32-bit guest".into(),
+            ));
         };
         let core = &*self.core;
         let mut store = sandbox::store(&core.runtime, deadline);
@@ -87,7 +89,8 @@ impl Policy for WasmPolicy {
             Err(e) => return Err(fail(&store, e)),
         };
         let memory = sandbox::memory(&mut store, &instance, &core.memory)?;
-        let realloc = sandbox::func::<(i32, i32, i32, i32), i32>(&mut store, &instance, &core.realloc)?;
+        let realloc =
+            sandbox::func::<(i32, i32, i32, i32), i32>(&mut store, &instance, &core.realloc)?;
         let ptr = match realloc.call(&mut store, (0, 0, 4, bytes)) {
             Ok(p) => p as u32,
             Err(e) => return Err(fail(&store, e)),
