@@ -50,6 +50,7 @@ pub mod host;
 pub mod mempool;
 pub mod metrics;
 pub mod onnx;
+pub mod pipeline;
 pub mod policy;
 pub mod rollout;
 pub mod slot;

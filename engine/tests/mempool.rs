@@ -142,11 +142,11 @@ fn refusals_carry_stable_codes_and_change_nothing() {
     mp.insert(t0.clone(), 0).unwrap();
     assert_eq!(code(mp.insert(t0, 0)), "E_DUPLICATE");
     // Below the account nonce admission read.
-    assert_eq!(code(mp.insert(tx(1, 2, 1, N), 3)), "E_NONCE_STALE");
+    assert_eq!(code(mp.insert(tx(1, 2, 1, N), 3)), "E_STALE_NONCE");
     // Below the pool's own next nonce, even when the caller's account nonce lags.
     mp.insert(tx(0, 1, 100, N), 0).unwrap();
     mp.remove_committed(&[h0]);
-    assert_eq!(code(mp.insert(tx(0, 0, 999, N), 0)), "E_NONCE_STALE");
+    assert_eq!(code(mp.insert(tx(0, 0, 999, N), 0)), "E_STALE_NONCE");
     // Next nonce 1, max_nonce_ahead 4: nonces 1..=5.
     assert_eq!(code(mp.insert(tx(0, 6, 1, N), 0)), "E_NONCE_TOO_FAR");
     mp.insert(tx(0, 5, 1, N), 0).unwrap();
@@ -162,7 +162,7 @@ fn refusals_carry_stable_codes_and_change_nothing() {
     let st = mp.stats();
     for (c, n) in [
         ("E_DUPLICATE", 1),
-        ("E_NONCE_STALE", 2),
+        ("E_STALE_NONCE", 2),
         ("E_NONCE_TOO_FAR", 1),
         ("E_SENDER_LIMIT", 1),
         ("E_NONCE_CONFLICT", 1),

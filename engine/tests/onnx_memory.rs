@@ -44,7 +44,7 @@ fn a_thousand_load_and_swap_cycles_do_not_grow_memory() {
     let host = SlotHost::new(SlotKind::Ordering, HostConfig::default()).unwrap();
     let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(11);
     let input = SlotKind::Ordering.sample_input(300, &mut rng);
-    let mut cycle = |i: usize| {
+    let cycle = |i: usize| {
         let mut m = base.clone();
         m.version = format!("{i}");
         let p = OnnxPolicy::from_bytes(m, &bytes, &options).unwrap();
@@ -62,7 +62,10 @@ fn a_thousand_load_and_swap_cycles_do_not_grow_memory() {
     }
     let after = vm_rss_kb().unwrap();
     let growth = (after as f64 - before as f64) / before as f64;
-    eprintln!("VmRSS after 100 cycles {before} kB, after 1,100 {after} kB: {:+.2}%", growth * 100.0);
+    eprintln!(
+        "VmRSS after 100 cycles {before} kB, after 1,100 {after} kB: {:+.2}%",
+        growth * 100.0
+    );
     assert!(
         growth <= 0.05,
         "resident memory grew {:.1}% ({before} kB -> {after} kB)",

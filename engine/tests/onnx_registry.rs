@@ -12,7 +12,7 @@ use aurigraph_engine::{BackendKind, SlotHost, SlotKind};
 use onnx_support::*;
 
 fn options() -> LoadOptions {
-    LoadOptions::default()
+    test_options()
 }
 
 fn set_version(dir: &std::path::Path, version: &str) {
@@ -34,7 +34,10 @@ fn new_changed_broken_and_removed_folders() {
     let rep = reg.poll();
     assert_eq!(rep.loaded.len(), 2, "{rep:?}");
     assert!(reg.get(SlotKind::Ordering, "torch-mlp", "1.0.0").is_some());
-    assert!(reg.get(SlotKind::Anomaly, "sklearn-logreg", "1.0.0").is_some());
+    assert!(
+        reg.get(SlotKind::Anomaly, "sklearn-logreg", "1.0.0")
+            .is_some()
+    );
     assert_eq!(reg.list().len(), 2);
 
     // Nothing changed: nothing reloaded.
@@ -85,7 +88,10 @@ fn new_changed_broken_and_removed_folders() {
     assert!(!reg.unload(SlotKind::Anomaly, "sklearn-logreg", "1.0.0"));
     let rep = reg.poll();
     assert!(rep.loaded.is_empty());
-    assert!(reg.get(SlotKind::Anomaly, "sklearn-logreg", "1.0.0").is_none());
+    assert!(
+        reg.get(SlotKind::Anomaly, "sklearn-logreg", "1.0.0")
+            .is_none()
+    );
     let missing = reg.policy(SlotKind::Anomaly, "sklearn-logreg", "1.0.0");
     assert_eq!(missing.err().map(|e| e.code()), Some("E_MODEL_NOT_FOUND"));
 }
@@ -108,8 +114,11 @@ fn a_registered_version_goes_live_only_through_a_rollout_and_is_restored() {
         host.decide(1, &input).unwrap().tag.answered_by.backend,
         BackendKind::Static
     );
-    host.load_candidate(reg.policy(SlotKind::Ordering, "torch-mlp", "1.0.0").unwrap())
-        .unwrap();
+    host.load_candidate(
+        reg.policy(SlotKind::Ordering, "torch-mlp", "1.0.0")
+            .unwrap(),
+    )
+    .unwrap();
     host.set_mode(Mode::Canary {
         basis_points: 10_000,
     })

@@ -229,49 +229,36 @@ fn a_plugins_folder_loads_what_it_can_and_the_watcher_sees_changes() {
         PluginEvent::Removed(p) if p.ends_with("fee-per-byte.wasm"))));
 }
 
+/// A slot as the SDK describes it: slot, schema version, feature names, output length and range.
+type SdkSlot = (
+    SlotKind,
+    u32,
+    &'static [&'static str],
+    sdk_schema::OutputLen,
+    f32,
+    f32,
+);
+
 #[test]
 fn the_sdk_schema_matches_the_engine_contracts() {
-    let sdk: [(SlotKind, u32, &[&str], sdk_schema::OutputLen, f32, f32); 5] = [
-        (
-            SlotKind::Ordering,
-            sdk_schema::ordering::SCHEMA_VERSION,
-            &sdk_schema::ordering::FEATURES,
-            sdk_schema::ordering::OUTPUT_LEN,
-            sdk_schema::ordering::OUTPUT_MIN,
-            sdk_schema::ordering::OUTPUT_MAX,
-        ),
-        (
-            SlotKind::BatchSize,
-            sdk_schema::batch_size::SCHEMA_VERSION,
-            &sdk_schema::batch_size::FEATURES,
-            sdk_schema::batch_size::OUTPUT_LEN,
-            sdk_schema::batch_size::OUTPUT_MIN,
-            sdk_schema::batch_size::OUTPUT_MAX,
-        ),
-        (
-            SlotKind::LeaderHealth,
-            sdk_schema::leader_health::SCHEMA_VERSION,
-            &sdk_schema::leader_health::FEATURES,
-            sdk_schema::leader_health::OUTPUT_LEN,
-            sdk_schema::leader_health::OUTPUT_MIN,
-            sdk_schema::leader_health::OUTPUT_MAX,
-        ),
-        (
-            SlotKind::Anomaly,
-            sdk_schema::anomaly::SCHEMA_VERSION,
-            &sdk_schema::anomaly::FEATURES,
-            sdk_schema::anomaly::OUTPUT_LEN,
-            sdk_schema::anomaly::OUTPUT_MIN,
-            sdk_schema::anomaly::OUTPUT_MAX,
-        ),
-        (
-            SlotKind::Demand,
-            sdk_schema::demand::SCHEMA_VERSION,
-            &sdk_schema::demand::FEATURES,
-            sdk_schema::demand::OUTPUT_LEN,
-            sdk_schema::demand::OUTPUT_MIN,
-            sdk_schema::demand::OUTPUT_MAX,
-        ),
+    macro_rules! sdk {
+        ($slot:expr, $m:ident) => {
+            (
+                $slot,
+                sdk_schema::$m::SCHEMA_VERSION,
+                &sdk_schema::$m::FEATURES[..],
+                sdk_schema::$m::OUTPUT_LEN,
+                sdk_schema::$m::OUTPUT_MIN,
+                sdk_schema::$m::OUTPUT_MAX,
+            )
+        };
+    }
+    let sdk: [SdkSlot; 5] = [
+        sdk!(SlotKind::Ordering, ordering),
+        sdk!(SlotKind::BatchSize, batch_size),
+        sdk!(SlotKind::LeaderHealth, leader_health),
+        sdk!(SlotKind::Anomaly, anomaly),
+        sdk!(SlotKind::Demand, demand),
     ];
     for (slot, version, names, len, min, max) in sdk {
         let c = slot.contract();

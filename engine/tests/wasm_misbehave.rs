@@ -20,8 +20,9 @@ use rand::rngs::SmallRng;
 
 /// Rows from which the test plugins misbehave.
 const BAD_ROWS: usize = 100;
-/// Slack allowed past a deadline on a loaded machine.
-const SLACK: Duration = Duration::from_millis(100);
+/// Slack allowed past a deadline on a loaded machine (the tests run in parallel with busy
+/// loops, often next to compilers): a runaway plugin would otherwise never return at all.
+const SLACK: Duration = Duration::from_millis(250);
 
 /// A plugin module: `misbehave` runs first in `ordering` when `rows >= 100`; `extra` adds
 /// module fields; `meta` is the 24-byte `plugin-info` record at address 128.
@@ -193,7 +194,7 @@ fn serve(policy: Arc<dyn Policy>, reasons: &[FallbackReason]) {
         let d = host.decide(key, &big).unwrap();
         let reason = d.tag.fallback.expect("falls back on a big batch");
         assert!(reasons.contains(&reason), "{reason:?} not in {reasons:?}");
-        assert!(d.latency < deadline + SLACK, "{:?}", d.latency);
+        assert!(d.latency < deadline + SLACK, "{reason:?}: {:?}", d.latency);
         let far = Instant::now() + Duration::from_secs(5);
         assert_eq!(d.values, fallback.evaluate(&big, far).unwrap());
         // The host keeps serving (the breaker may open after repeated failures: then the

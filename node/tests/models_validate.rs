@@ -28,7 +28,10 @@ fn a_good_folder_exits_zero() {
     let out = validate(&[dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s = text(&out.stdout);
-    assert!(s.starts_with("ok: torch-mlp@1.0.0 loads for `ordering`"), "{s}");
+    assert!(
+        s.starts_with("ok: torch-mlp@1.0.0 loads for `ordering`"),
+        "{s}"
+    );
 
     let out = validate(&[dir.join("model.toml").to_str().unwrap(), "--json"]);
     assert!(out.status.success());
@@ -51,7 +54,13 @@ fn every_fixture_validates() {
         "torch_mlp",
         "torch_demand",
     ] {
-        let out = validate(&[fixture(name).to_str().unwrap(), "--json"]);
+        // 1,000 timed rows: the test binary is a dev build (see engine/tests/onnx_support).
+        let out = validate(&[
+            fixture(name).to_str().unwrap(),
+            "--json",
+            "--timed-rows",
+            "1000",
+        ]);
         assert!(out.status.success(), "{name}: {}", text(&out.stdout));
     }
 }

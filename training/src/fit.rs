@@ -10,7 +10,7 @@ use ndarray::{Array1, Array2};
 use crate::error::{Result, TrainingError};
 
 fn matrix(x: &[f64], cols: usize) -> Result<Array2<f64>> {
-    if cols == 0 || x.len() % cols != 0 || x.is_empty() {
+    if cols == 0 || !x.len().is_multiple_of(cols) || x.is_empty() {
         return Err(TrainingError::Shape(format!(
             "{} values do not make rows of {cols} features",
             x.len()
@@ -68,7 +68,11 @@ pub fn logistic(
         .map_err(|e| TrainingError::Fit(e.to_string()))?;
     // linfa models the probability of its "positive" class; when that is 0 (false),
     // P(true) = 1 - sigmoid(z) = sigmoid(-z): negate the parameters.
-    let sign = if fitted.labels().pos.class == 1 { 1.0 } else { -1.0 };
+    let sign = if fitted.labels().pos.class == 1 {
+        1.0
+    } else {
+        -1.0
+    };
     Ok((
         fitted.params().iter().map(|w| sign * w).collect(),
         sign * fitted.intercept(),

@@ -72,7 +72,10 @@ fn main() -> anyhow::Result<()> {
             started.elapsed().as_secs_f64()
         );
         for (k, v) in &model.manifest.metrics {
-            println!("  {k} = {}", toml::Value::try_from(v).map_or_else(|_| "?".into(), |v| v.to_string()));
+            println!(
+                "  {k} = {}",
+                toml::Value::try_from(v).map_or_else(|_| "?".into(), |v| v.to_string())
+            );
         }
     }
     Ok(())

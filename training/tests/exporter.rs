@@ -23,10 +23,14 @@ fn spec(batch: BatchAxis, output_shape: OutputShape) -> ExportSpec {
 
 /// Deterministic pseudo-random values in -scale..scale.
 fn values(n: usize, seed: u64, scale: f64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
         })
         .collect()
@@ -35,7 +39,10 @@ fn values(n: usize, seed: u64, scale: f64) -> Vec<f64> {
 fn standardizer(f: usize) -> Standardizer {
     Standardizer {
         mean: values(f, 1, 100.0).iter().map(|&v| v as f32).collect(),
-        std: values(f, 2, 50.0).iter().map(|&v| (v.abs() + 1.0) as f32).collect(),
+        std: values(f, 2, 50.0)
+            .iter()
+            .map(|&v| (v.abs() + 1.0) as f32)
+            .collect(),
     }
 }
 
@@ -88,7 +95,10 @@ fn logistic_regression_is_a_probability() {
     };
     let out = check(&net, &spec(BatchAxis::Symbolic, OutputShape::PerRow), 64);
     assert!(out.iter().all(|v| (0.0..=1.0).contains(v)));
-    assert!(out.iter().any(|&v| v < 0.3) && out.iter().any(|&v| v > 0.7), "{out:?}");
+    assert!(
+        out.iter().any(|&v| v < 0.3) && out.iter().any(|&v| v > 0.7),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -97,8 +107,14 @@ fn mlp_with_relu_round_trips() {
     let net = Network {
         standardizer: Some(standardizer(f)),
         layers: vec![
-            Dense::new(f, h, &values(f * h, 5, 1.0), &values(h, 6, 0.5), Activation::Relu)
-                .unwrap(),
+            Dense::new(
+                f,
+                h,
+                &values(f * h, 5, 1.0),
+                &values(h, 6, 0.5),
+                Activation::Relu,
+            )
+            .unwrap(),
             Dense::new(h, 1, &values(h, 7, 1.0), &[0.1], Activation::Identity).unwrap(),
         ],
     };
@@ -116,14 +132,20 @@ fn multi_output_row_is_clipped() {
                 hz,
                 &values(w * hz, 8, 50.0),
                 &values(hz, 9, 10.0),
-                Activation::Clip { min: 0.0, max: 40.0 },
+                Activation::Clip {
+                    min: 0.0,
+                    max: 40.0,
+                },
             )
             .unwrap(),
         ],
     };
     let out = check(&net, &spec(BatchAxis::One, OutputShape::Row), 1);
     assert!(out.iter().all(|v| (0.0..=40.0).contains(v)));
-    assert!(out.contains(&0.0) || out.contains(&40.0), "the clip should bite: {out:?}");
+    assert!(
+        out.contains(&0.0) || out.contains(&40.0),
+        "the clip should bite: {out:?}"
+    );
 }
 
 #[test]
@@ -165,8 +187,13 @@ fn graph_declares_the_contract_shapes() {
     let ops: Vec<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
     assert_eq!(ops, ["Gemm", "Reshape"]);
 
-    let single = net.to_onnx(&spec(BatchAxis::One, OutputShape::PerRow)).unwrap();
-    let g = ModelProto::decode(single.as_slice()).unwrap().graph.unwrap();
+    let single = net
+        .to_onnx(&spec(BatchAxis::One, OutputShape::PerRow))
+        .unwrap();
+    let g = ModelProto::decode(single.as_slice())
+        .unwrap()
+        .graph
+        .unwrap();
     assert_eq!(dims(&g.input[0]), ["1", "9"]);
     assert_eq!(dims(&g.output[0]), ["1"]);
 }
@@ -215,7 +242,10 @@ fn malformed_networks_and_files_are_refused() {
         shape: vec![1, 2],
         data: vec![0.0; 2],
     };
-    assert!(matches!(run(b"\xff\xff\xff", &input), Err(TrainingError::Onnx(_))));
+    assert!(matches!(
+        run(b"\xff\xff\xff", &input),
+        Err(TrainingError::Onnx(_))
+    ));
 }
 
 #[test]

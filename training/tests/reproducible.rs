@@ -13,8 +13,16 @@ fn same_seed_writes_identical_files() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     for slot in [TrainableSlot::Anomaly, TrainableSlot::Demand] {
-        let fa = slot.train(&TrainConfig::small(11)).unwrap().write(a.path()).unwrap();
-        let fb = slot.train(&TrainConfig::small(11)).unwrap().write(b.path()).unwrap();
+        let fa = slot
+            .train(&TrainConfig::small(11))
+            .unwrap()
+            .write(a.path())
+            .unwrap();
+        let fb = slot
+            .train(&TrainConfig::small(11))
+            .unwrap()
+            .write(b.path())
+            .unwrap();
         assert_eq!(fa.onnx, fb.onnx, "{slot}");
         assert_eq!(fa.toml, fb.toml, "{slot}");
         let name = fa.dir.file_name().unwrap();
@@ -25,7 +33,11 @@ fn same_seed_writes_identical_files() {
             );
         }
         assert!(!fa.toml.contains("date"), "manifests are date-free");
-        let other = slot.train(&TrainConfig::small(12)).unwrap().encode().unwrap();
+        let other = slot
+            .train(&TrainConfig::small(12))
+            .unwrap()
+            .encode()
+            .unwrap();
         assert_ne!(other.0, fa.onnx, "another seed, another model");
     }
 }

@@ -27,7 +27,10 @@ fn fits_contract(model: &TrainedModel, slot: SlotKind) {
     assert_eq!(m.input, "features");
     assert_eq!(m.output, contract.output.name);
     let (bytes, toml) = model.encode().unwrap();
-    assert!(toml.contains(&format!("slot = \"{}\"", slot.as_str())), "{toml}");
+    assert!(
+        toml.contains(&format!("slot = \"{}\"", slot.as_str())),
+        "{toml}"
+    );
     let mut rng = SmallRng::seed_from_u64(3);
     for rows in [1, 7, 300] {
         let input = slot.sample_input(rows, &mut rng);
@@ -50,16 +53,25 @@ fn fits_contract(model: &TrainedModel, slot: SlotKind) {
             .unwrap_or_else(|e| panic!("{slot}: {e}"));
         let x: Vec<f64> = input.as_slice().iter().map(|&v| f64::from(v)).collect();
         for (a, b) in out.data.iter().zip(model.network.predict(&x)) {
-            assert!((f64::from(*a) - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
+            assert!(
+                (f64::from(*a) - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "{a} vs {b}"
+            );
         }
     }
 }
 
 #[test]
 fn anomaly_learns_the_injected_anomalies() {
-    let model = TrainableSlot::Anomaly.train(&TrainConfig::small(7)).unwrap();
+    let model = TrainableSlot::Anomaly
+        .train(&TrainConfig::small(7))
+        .unwrap();
     fits_contract(&model, SlotKind::Anomaly);
-    assert!(metric(&model, "model_auc") > 0.9, "{:?}", model.manifest.metrics);
+    assert!(
+        metric(&model, "model_auc") > 0.9,
+        "{:?}",
+        model.manifest.metrics
+    );
     assert!(metric(&model, "rows_test") > 500.0);
     let share = metric(&model, "positive_share_test");
     assert!(share > 0.05 && share < 0.5, "{share}");
@@ -67,7 +79,9 @@ fn anomaly_learns_the_injected_anomalies() {
 
 #[test]
 fn ordering_ranks_like_its_target() {
-    let model = TrainableSlot::Ordering.train(&TrainConfig::small(7)).unwrap();
+    let model = TrainableSlot::Ordering
+        .train(&TrainConfig::small(7))
+        .unwrap();
     fits_contract(&model, SlotKind::Ordering);
     let m = &model.manifest.metrics;
     assert!(metric(&model, "r2") > 0.5, "{m:?}");
@@ -76,7 +90,9 @@ fn ordering_ranks_like_its_target() {
 
 #[test]
 fn batch_size_regresses_the_simulated_best_size() {
-    let model = TrainableSlot::BatchSize.train(&TrainConfig::small(7)).unwrap();
+    let model = TrainableSlot::BatchSize
+        .train(&TrainConfig::small(7))
+        .unwrap();
     fits_contract(&model, SlotKind::BatchSize);
     assert!(metric(&model, "r2") > 0.0, "{:?}", model.manifest.metrics);
     assert!(metric(&model, "mae").is_finite());
@@ -88,18 +104,25 @@ fn demand_forecasts_with_one_gemm() {
     fits_contract(&model, SlotKind::Demand);
     assert_eq!(model.network.layers.len(), 1);
     assert_eq!(
-        (model.network.layers[0].inputs, model.network.layers[0].outputs),
+        (
+            model.network.layers[0].inputs,
+            model.network.layers[0].outputs
+        ),
         (32, 8)
     );
     let (mae, holt) = (metric(&model, "model_mae"), metric(&model, "holt_mae"));
     assert!(mae > 0.0 && holt > 0.0);
-    // A least-squares fit on the same patterns should not lose to untuned Holt by much.
-    assert!(mae < 1.5 * holt, "model {mae} vs holt {holt}");
+    // Trained on the same kinds of patterns, the autoregression beats untuned Holt (at full
+    // size by almost half; see models/demand-autoregression/model.toml).
+    assert!(mae < holt, "model {mae} vs holt {holt}");
 }
 
 #[test]
 fn leader_health_is_not_trainable_yet() {
     let err = "leader_health".parse::<TrainableSlot>().unwrap_err();
     assert!(err.to_string().contains("static"), "{err}");
-    assert_eq!("batch_size".parse::<TrainableSlot>().unwrap(), TrainableSlot::BatchSize);
+    assert_eq!(
+        "batch_size".parse::<TrainableSlot>().unwrap(),
+        TrainableSlot::BatchSize
+    );
 }

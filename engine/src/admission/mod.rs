@@ -412,8 +412,8 @@ impl Admission {
                 max,
             });
         }
-        // Overflow reads as "cannot pay": no balance covers more than u64::MAX.
-        let needed = tx.fee.checked_add(tx.amount_out()).unwrap_or(u64::MAX);
+        // Saturating: no balance covers more than u64::MAX, so overflow reads "cannot pay".
+        let needed = tx.fee.saturating_add(tx.amount_out());
         if needed > account.balance {
             return Err(Refusal::InsufficientBalance {
                 needed,

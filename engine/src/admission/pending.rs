@@ -48,6 +48,9 @@ impl PendingView for crate::mempool::Mempool {
 
 const SHARDS: usize = 16;
 
+/// One shard: pending nonces by sender.
+type Shard = Mutex<HashMap<Address, BTreeSet<u64>>>;
+
 /// Pending nonces per sender, fed by admission itself: for a node, test or harness that
 /// runs admission without a mempool's view.
 ///
@@ -58,7 +61,7 @@ const SHARDS: usize = 16;
 /// wrong answer). Sharded by sender over 16 mutexes; every call holds one for a few map
 /// operations.
 pub struct PendingNonces {
-    shards: Box<[Mutex<HashMap<Address, BTreeSet<u64>>>]>,
+    shards: Box<[Shard]>,
 }
 
 impl Default for PendingNonces {
@@ -84,7 +87,7 @@ impl PendingNonces {
         }
     }
 
-    fn shard(&self, sender: &Address) -> &Mutex<HashMap<Address, BTreeSet<u64>>> {
+    fn shard(&self, sender: &Address) -> &Shard {
         &self.shards[usize::from(sender.0[0]) % SHARDS]
     }
 

@@ -52,18 +52,24 @@
 //!
 //! ## Measurements and the default
 //!
-//! `cargo bench -p aurigraph-benches --bench executor` on the 2-core development machine,
-//! blocks of 10,000 transfers between 100,000 accounts; median time per block
-//! (see `docs/PERFORMANCE.md` for the table and the load at the time):
+//! `cargo bench -p aurigraph-benches --bench executor -- --warm-up-time 1
+//! --measurement-time 3`, blocks of 10,000 transfers between 110,000 accounts, median time
+//! per block on the shared 2-core machine while other engineers were compiling (load
+//! average 1.6-2.5 during the runs below; figures under heavier load are in
+//! `docs/PERFORMANCE.md`):
 //!
-//! - low contention (1 % of transactions touch one of 4 hot accounts): sequential
-//!   ≈ MEASURE, scheduled ×2 ≈ MEASURE, Block-STM ×2 ≈ MEASURE;
-//! - full contention (every transaction pays one account): the scheduler sees a chain
-//!   holding the whole block and runs it on the caller (≈ sequential); Block-STM ≈ MEASURE.
+//! | contention | sequential | scheduled x1 | scheduled x2 | Block-STM x1 | Block-STM x2 |
+//! |---|---|---|---|---|---|
+//! | low (1 % pay one of 4 hot accounts) | 8.96 ms | 7.43 ms | 5.89 ms (1.52x) | 21.3 ms | 23.4 ms |
+//! | full (every transfer pays one account) | 9.88 ms | 13.4 ms | 10.8 ms (0.91x, runs serially) | 27.4 ms | 59.2 ms |
 //!
-//! The scheduler wins at every contention level on cheap transfers, because declared
-//! accounts make speculation unnecessary: [`ExecutorKind::default`] is
-//! [`ExecutorKind::Scheduled`].
+//! Reads of the state (cache misses) dominate a transfer; Block-STM's bookkeeping (version
+//! maps, read sets, locks) costs two to three times the work itself, so it loses at every
+//! contention level on cheap transfers. The scheduler wins because declared accounts make
+//! speculation unnecessary: [`ExecutorKind::default`] is [`ExecutorKind::Scheduled`].
+//! Under oversubscription (more runnable threads than cores) a parallel executor's workers
+//! wait on descheduled peers and fall behind the sequential one: size `threads` to the
+//! cores the node really has.
 //!
 //! [`Transaction::validate`]: crate::tx::Transaction::validate
 //! [`Transaction::accounts`]: crate::tx::Transaction::accounts

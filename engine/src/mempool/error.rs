@@ -86,7 +86,7 @@ impl MempoolError {
         "E_DUPLICATE",
         "E_NONCE_CONFLICT",
         "E_SENDER_LIMIT",
-        "E_NONCE_STALE",
+        "E_STALE_NONCE",
         "E_NONCE_TOO_FAR",
     ];
 

@@ -22,7 +22,7 @@
 //! insertion, raised by [`Mempool::remove_committed`] and [`Mempool::advance_nonces`]).
 //! Only the run of consecutive nonces starting at the next nonce is *ready* (executable);
 //! transactions behind a gap stay queued, not ready, until the gap is filled. A transaction
-//! is refused when its nonce is below the next nonce (`E_NONCE_STALE`) or more than
+//! is refused when its nonce is below the next nonce (`E_STALE_NONCE`) or more than
 //! `max_nonce_ahead` ahead of it (`E_NONCE_TOO_FAR`), and when its sender already holds
 //! `max_per_sender` transactions (`E_SENDER_LIMIT`). The same transaction twice is
 //! `E_DUPLICATE`.

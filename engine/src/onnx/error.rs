@@ -115,7 +115,7 @@ pub enum OnnxError {
     Warmup(String),
     /// The model is slower than the slot's deadline at warm-up.
     #[error(
-        "too slow: {rows} rows took {took:?} at warm-up (median of 3), over the budget of \
+        "too slow: {rows} rows took {took:?} at warm-up (best of 3), over the budget of \
          {budget:?} for the `{slot}` slot's deadline"
     )]
     TooSlow {

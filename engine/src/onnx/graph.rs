@@ -210,7 +210,11 @@ pub(crate) fn prepare(
         .copied()
         .filter(|o| elem_type(o) == Some(DataType::Float as i32))
         .collect();
-    let chosen = match (&manifest.output, outputs.as_slice(), float_outputs.as_slice()) {
+    let chosen = match (
+        &manifest.output,
+        outputs.as_slice(),
+        float_outputs.as_slice(),
+    ) {
         (Some(name), _, _) => outputs
             .iter()
             .find(|o| &o.name == name)
@@ -418,20 +422,11 @@ fn hint(ops: &[String]) -> String {
          trees to tensor operators (hummingbird, GEMM strategy)"
             .into()
     } else if ops.iter().any(|o| o.starts_with("ai.onnx.ml:Tree")) {
-        "convert the trees to tensor operators (hummingbird, GEMM strategy), which tract runs".into()
+        "convert the trees to tensor operators (hummingbird, GEMM strategy), which tract runs"
+            .into()
     } else {
         "tract 0.23 does not run it; re-export with standard ONNX operators (opset 9 to 18), \
          for trees via hummingbird's GEMM conversion, or check the list in models/README.md"
             .into()
     }
-}
-
-/// Names of the nodes of the top-level graph (for tests and reports).
-#[cfg(test)]
-pub(crate) fn op_types(proto: &ModelProto) -> Vec<String> {
-    proto
-        .graph
-        .iter()
-        .flat_map(|g| g.node.iter().map(|n| n.op_type.clone()))
-        .collect()
 }

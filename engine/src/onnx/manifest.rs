@@ -137,7 +137,10 @@ impl Manifest {
             ));
         }
         if !(1..=64).contains(&self.version.len())
-            || self.version.chars().any(|c| c.is_whitespace() || c.is_control())
+            || self
+                .version
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
         {
             return bad(format!(
                 "version `{}` must be 1 to 64 characters without whitespace",

@@ -19,7 +19,8 @@
 //!      and optimises once;
 //!   4. warm-up on the slot's golden inputs: any error, NaN, wrong length or out-of-range
 //!      value refuses the model; then a batch of [`LoadOptions::timed_rows`] rows is timed
-//!      (median of 3) and a model slower than 90% of the deadline is refused (the host keeps
+//!      (best of up to 3 runs: load on the machine only adds time) and a model slower than
+//!      90% of the deadline is refused (the host keeps
 //!      the last tenth for the fallback).
 //! - [`ModelRegistry`]: watches a models folder by polling, loads new or changed folders off
 //!   the hot path, registers them as candidate versions, keeps the load errors, lists and

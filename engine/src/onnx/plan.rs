@@ -47,9 +47,13 @@ impl Plans {
         self.buckets.iter().map(|b| b.0).collect()
     }
 
-    /// The bucket a batch of `rows` runs on, if any.
+    /// The bucket a batch of `rows` runs on: the smallest that holds it, unless that would
+    /// more than double the rows (small batches run faster unpadded on the symbolic plan).
     pub(crate) fn bucket_for(&self, rows: usize) -> Option<&(usize, Plan)> {
-        self.buckets.iter().find(|(size, _)| *size >= rows)
+        self.buckets
+            .iter()
+            .find(|(size, _)| *size >= rows)
+            .filter(|(size, _)| *size <= rows.saturating_mul(2))
     }
 
     /// Runs `input`; returns the output tensor, whose first axis may hold padding rows past
@@ -72,14 +76,18 @@ impl Plans {
                     .copy_from_slice(input.as_slice());
                 (plan, t)
             }
-            Some((_, plan)) => (plan, Tensor::from_shape(&[rows, self.cols], input.as_slice())?),
+            Some((_, plan)) => (
+                plan,
+                Tensor::from_shape(&[rows, self.cols], input.as_slice())?,
+            ),
             None => (
                 &self.generic,
                 Tensor::from_shape(&[rows, self.cols], input.as_slice())?,
             ),
         };
         let mut out = plan.run(tvec!(tensor.into_tvalue()))?;
-        out.pop().ok_or_else(|| format_err!("the plan returned no output"))
+        out.pop()
+            .ok_or_else(|| format_err!("the plan returned no output"))
     }
 }
 

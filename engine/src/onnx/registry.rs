@@ -176,7 +176,10 @@ impl ModelRegistry {
                     code: "E_IO",
                     reason: format!("cannot read the models folder: {e}"),
                 };
-                self.state.lock().errors.insert(self.root.clone(), failure.clone());
+                self.state
+                    .lock()
+                    .errors
+                    .insert(self.root.clone(), failure.clone());
                 report.failed.push(failure);
                 return report;
             }
@@ -276,8 +279,7 @@ impl ModelRegistry {
                     report.removed.push(old);
                 }
                 tracing::info!(model = %key, folder = %dir.display(), "model registered as a candidate version");
-                st.models
-                    .insert(key.clone(), (dir.to_path_buf(), policy));
+                st.models.insert(key.clone(), (dir.to_path_buf(), policy));
                 st.folders.insert(
                     dir.to_path_buf(),
                     FolderState {
@@ -296,14 +298,11 @@ impl ModelRegistry {
                     reason: e.one_line(),
                 };
                 tracing::warn!(folder = %dir.display(), code = failure.code, reason = %failure.reason, "model folder failed to load; registered versions untouched");
-                let entry = st
-                    .folders
-                    .entry(dir.to_path_buf())
-                    .or_insert(FolderState {
-                        stamp: None,
-                        hash: None,
-                        key: None,
-                    });
+                let entry = st.folders.entry(dir.to_path_buf()).or_insert(FolderState {
+                    stamp: None,
+                    hash: None,
+                    key: None,
+                });
                 entry.stamp = Some(stamp);
                 entry.hash = None;
                 st.errors.insert(dir.to_path_buf(), failure.clone());

@@ -37,6 +37,70 @@ pub(crate) fn register(reg: &mut OnnxOpRegister) {
 /// The operator types this module adds to tract.
 pub(crate) const OPS: [&str; 1] = ["TreeEnsembleRegressor"];
 
+/// How the leaf weights of the trees combine, per target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Aggregate {
+    Sum,
+    Average,
+    Min,
+    Max,
+}
+
+/// A branch test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cmp {
+    Leq,
+    Lt,
+    Gte,
+    Gt,
+    Eq,
+    Neq,
+}
+
+impl Cmp {
+    #[inline]
+    fn test(self, x: f32, t: f32) -> bool {
+        match self {
+            Cmp::Leq => x <= t,
+            Cmp::Lt => x < t,
+            Cmp::Gte => x >= t,
+            Cmp::Gt => x > t,
+            Cmp::Eq => x == t,
+            Cmp::Neq => x != t,
+        }
+    }
+}
+
+/// One node of the flattened forest. Children are indices into [`Forest::nodes`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Node {
+    Branch {
+        feature: u32,
+        threshold: f32,
+        cmp: Cmp,
+        nan_true: bool,
+        yes: u32,
+        no: u32,
+    },
+    /// Leaf weights `start..end` of [`Forest::leaf_targets`] / [`Forest::leaf_weights`].
+    Leaf { start: u32, end: u32 },
+}
+
+/// A checked forest: every walk from a root ends at a leaf of the same tree, every index is
+/// in bounds.
+#[derive(Clone, Debug, PartialEq)]
+struct Forest {
+    roots: Vec<u32>,
+    nodes: Vec<Node>,
+    leaf_targets: Vec<u32>,
+    leaf_weights: Vec<f32>,
+    n_targets: usize,
+    /// Largest feature index a branch reads, plus one.
+    n_features: usize,
+    aggregate: Aggregate,
+    base_values: Vec<f32>,
+}
+
 fn tree_regressor(
     _ctx: &ParsingContext,
     node: &NodeProto,
@@ -58,15 +122,23 @@ fn tree_regressor(
         "TreeEnsembleRegressor n_targets must be in 1..={MAX_TARGETS}, got {n_targets}"
     );
     let n_targets = n_targets as usize;
-    let post = node.get_attr_opt::<&str>("post_transform")?.unwrap_or("NONE");
+    let post = node
+        .get_attr_opt::<&str>("post_transform")?
+        .unwrap_or("NONE");
     ensure!(
         post == "NONE",
         "TreeEnsembleRegressor post_transform `{post}` is not supported (only NONE)"
     );
-    let aggregate = parse_aggregate(
-        node.get_attr_opt::<&str>("aggregate_function")?
-            .unwrap_or("SUM"),
-    )?;
+    let aggregate = match node
+        .get_attr_opt::<&str>("aggregate_function")?
+        .unwrap_or("SUM")
+    {
+        "SUM" => Aggregate::Sum,
+        "AVERAGE" => Aggregate::Average,
+        "MIN" => Aggregate::Min,
+        "MAX" => Aggregate::Max,
+        other => bail!("TreeEnsembleRegressor: unknown aggregate_function `{other}`"),
+    };
     let base_values = match node.get_attr_opt_slice::<f32>("base_values")? {
         Some(v) => {
             ensure!(
@@ -74,20 +146,12 @@ fn tree_regressor(
                 "TreeEnsembleRegressor base_values has {} values for {n_targets} targets",
                 v.len()
             );
-            Some(v.to_vec())
+            v.to_vec()
         }
-        None => None,
+        None => vec![0.0; n_targets],
     };
-    let data = parse_forest(node, n_targets)?;
-    let max_used_feature = data.1;
-    let ensemble = TreeEnsemble::build(data.0, max_used_feature, n_targets, aggregate)?;
-    Ok((
-        expand(TreeEnsembleRegressor {
-            ensemble,
-            base_values,
-        }),
-        vec![],
-    ))
+    let forest = parse_forest(node, n_targets, aggregate, base_values)?;
+    Ok((expand(TreeEnsembleRegressor(Arc::new(forest))), vec![]))
 }
 
 fn ints<'a>(node: &'a NodeProto, name: &str, n: usize) -> TractResult<&'a [i64]> {
@@ -109,27 +173,36 @@ fn index(v: i64, what: &str) -> TractResult<u32> {
 struct Parsed {
     feature: u32,
     value: f32,
-    mode: Option<Cmp>,
-    swap: bool,
-    t: u32,
-    f: u32,
+    cmp: Option<Cmp>,
+    yes: u32,
+    no: u32,
     nan_true: bool,
 }
 
-/// Builds tract's forest layout from the regressor's attributes, checking it is well formed.
-/// Returns the data and the largest feature index used.
-fn parse_forest(node: &NodeProto, n_targets: usize) -> TractResult<(TreeEnsembleData, usize)> {
+/// Builds the forest from the regressor's attributes, checking it is well formed.
+fn parse_forest(
+    node: &NodeProto,
+    n_targets: usize,
+    aggregate: Aggregate,
+    base_values: Vec<f32>,
+) -> TractResult<Forest> {
     let n = node.get_attr_slice::<i64>("nodes_nodeids")?.len();
     ensure!(n > 0, "TreeEnsembleRegressor has no nodes");
     let node_ids = ints(node, "nodes_nodeids", n)?;
     let tree_ids = ints(node, "nodes_treeids", n)?;
     let features = ints(node, "nodes_featureids", n)?;
-    let true_ids = ints(node, "nodes_truenodeids", n)?;
-    let false_ids = ints(node, "nodes_falsenodeids", n)?;
+    let yes_ids = ints(node, "nodes_truenodeids", n)?;
+    let no_ids = ints(node, "nodes_falsenodeids", n)?;
     let values = node.get_attr_slice::<f32>("nodes_values")?;
-    ensure!(values.len() == n, "TreeEnsembleRegressor `nodes_values` length");
+    ensure!(
+        values.len() == n,
+        "TreeEnsembleRegressor `nodes_values` length"
+    );
     let modes = node.get_attr_tvec::<&str>("nodes_modes")?;
-    ensure!(modes.len() == n, "TreeEnsembleRegressor `nodes_modes` length");
+    ensure!(
+        modes.len() == n,
+        "TreeEnsembleRegressor `nodes_modes` length"
+    );
     let nan_true = node.get_attr_opt_slice::<i64>("nodes_missing_value_tracks_true")?;
     if let Some(v) = nan_true {
         ensure!(
@@ -140,34 +213,30 @@ fn parse_forest(node: &NodeProto, n_targets: usize) -> TractResult<(TreeEnsemble
 
     // trees[t][node_id] = parsed node
     let mut trees: BTreeMap<u32, BTreeMap<u32, Parsed>> = BTreeMap::new();
-    let mut max_feature = 0u32;
+    let mut n_features = 0usize;
     for i in 0..n {
-        let (mode, swap) = match modes[i] {
-            "LEAF" => (None, false),
-            "BRANCH_LEQ" => (Some(Cmp::LessEqual), false),
-            "BRANCH_LT" => (Some(Cmp::Less), false),
-            "BRANCH_GT" => (Some(Cmp::Greater), false),
-            "BRANCH_EQ" => (Some(Cmp::Equal), false),
-            "BRANCH_NEQ" => (Some(Cmp::NotEqual), false),
-            // x >= v  <=>  !(x < v): same test with the children swapped.
-            "BRANCH_GTE" => (Some(Cmp::Less), true),
+        let cmp = match modes[i] {
+            "LEAF" => None,
+            "BRANCH_LEQ" => Some(Cmp::Leq),
+            "BRANCH_LT" => Some(Cmp::Lt),
+            "BRANCH_GTE" => Some(Cmp::Gte),
+            "BRANCH_GT" => Some(Cmp::Gt),
+            "BRANCH_EQ" => Some(Cmp::Eq),
+            "BRANCH_NEQ" => Some(Cmp::Neq),
             other => bail!("TreeEnsembleRegressor: unknown node mode `{other}`"),
         };
         let p = Parsed {
             feature: index(features[i], "feature id")?,
             value: values[i],
-            mode,
-            swap,
-            t: index(true_ids[i], "true node id")?,
-            f: index(false_ids[i], "false node id")?,
+            cmp,
+            yes: index(yes_ids[i], "true node id")?,
+            no: index(no_ids[i], "false node id")?,
             nan_true: nan_true.is_some_and(|v| v[i] != 0),
         };
-        if mode.is_some() {
-            max_feature = max_feature.max(p.feature);
+        if cmp.is_some() {
+            n_features = n_features.max(p.feature as usize + 1);
         }
-        let tree = trees
-            .entry(index(tree_ids[i], "tree id")?)
-            .or_default();
+        let tree = trees.entry(index(tree_ids[i], "tree id")?).or_default();
         ensure!(
             tree.insert(index(node_ids[i], "node id")?, p).is_none(),
             "TreeEnsembleRegressor: node {} of tree {} is defined twice",
@@ -182,7 +251,10 @@ fn parse_forest(node: &NodeProto, n_targets: usize) -> TractResult<(TreeEnsemble
     let leaf_nodes = ints(node, "target_nodeids", nl)?;
     let leaf_trees = ints(node, "target_treeids", nl)?;
     let weights = node.get_attr_slice::<f32>("target_weights")?;
-    ensure!(weights.len() == nl, "TreeEnsembleRegressor `target_weights` length");
+    ensure!(
+        weights.len() == nl,
+        "TreeEnsembleRegressor `target_weights` length"
+    );
     let mut votes: BTreeMap<(u32, u32), Vec<(u32, f32)>> = BTreeMap::new();
     for i in 0..nl {
         let target = index(leaf_targets[i], "target id")?;
@@ -197,88 +269,143 @@ fn parse_forest(node: &NodeProto, n_targets: usize) -> TractResult<(TreeEnsemble
         let is_leaf = trees
             .get(&key.0)
             .and_then(|t| t.get(&key.1))
-            .is_some_and(|p| p.mode.is_none());
+            .is_some_and(|p| p.cmp.is_none());
         ensure!(
             is_leaf,
-            "TreeEnsembleRegressor: weight for node {} of tree {}, which is not a leaf",
+            "TreeEnsembleRegressor: a weight for node {} of tree {}, which is not a leaf",
             key.1,
             key.0
         );
         votes.entry(key).or_default().push((target, weights[i]));
     }
 
-    let mut roots: Vec<u32> = Vec::with_capacity(trees.len());
-    let mut rows: Vec<u32> = Vec::with_capacity(n * 5);
-    let mut leaves: Vec<u32> = Vec::with_capacity(nl * 2);
+    let mut forest = Forest {
+        roots: Vec::with_capacity(trees.len()),
+        nodes: Vec::with_capacity(n),
+        leaf_targets: Vec::with_capacity(nl),
+        leaf_weights: Vec::with_capacity(nl),
+        n_targets,
+        n_features,
+        aggregate,
+        base_values,
+    };
     for (expected, (&tree_id, tree)) in trees.iter().enumerate() {
         ensure!(
             tree_id as usize == expected,
             "TreeEnsembleRegressor: tree ids must be 0..T without gaps (missing {expected})"
         );
-        let offset = u32::try_from(rows.len() / 5)?;
-        roots.push(offset);
-        let k = tree.len() as u32;
+        let offset = u32::try_from(forest.nodes.len())?;
+        forest.roots.push(offset);
+        let k = u32::try_from(tree.len())?;
         for (expected_node, (&node_id, p)) in tree.iter().enumerate() {
             ensure!(
                 node_id as usize == expected_node,
                 "TreeEnsembleRegressor: node ids of tree {tree_id} must be 0..k without gaps"
             );
-            match p.mode {
+            let node = match p.cmp {
                 Some(cmp) => {
-                    for child in [p.t, p.f] {
+                    for child in [p.yes, p.no] {
                         ensure!(
                             child > node_id && child < k,
                             "TreeEnsembleRegressor: node {node_id} of tree {tree_id} points to \
                              node {child}; children must come after their parent in the same tree"
                         );
                     }
-                    let (t, f, nan) = if p.swap {
-                        (p.f, p.t, !p.nan_true)
-                    } else {
-                        (p.t, p.f, p.nan_true)
-                    };
-                    rows.extend([
-                        p.feature,
-                        offset + t,
-                        offset + f,
-                        p.value.to_bits(),
-                        (0x100 * u32::from(nan)) | cmp as u32,
-                    ]);
+                    Node::Branch {
+                        feature: p.feature,
+                        threshold: p.value,
+                        cmp,
+                        nan_true: p.nan_true,
+                        yes: offset + p.yes,
+                        no: offset + p.no,
+                    }
                 }
                 None => {
-                    let start = u32::try_from(leaves.len() / 2)?;
+                    let start = u32::try_from(forest.leaf_targets.len())?;
                     for &(target, w) in votes.get(&(tree_id, node_id)).into_iter().flatten() {
-                        leaves.extend([target, w.to_bits()]);
+                        forest.leaf_targets.push(target);
+                        forest.leaf_weights.push(w);
                     }
-                    let end = u32::try_from(leaves.len() / 2)?;
-                    rows.extend([start, end, 0, 0, 0]);
+                    let end = u32::try_from(forest.leaf_targets.len())?;
+                    Node::Leaf { start, end }
                 }
-            }
+            };
+            forest.nodes.push(node);
         }
     }
-    if leaves.is_empty() {
-        // An ensemble without weights answers the base values; keep one zero vote so the
-        // leaf table is never empty.
-        leaves.extend([0, 0f32.to_bits()]);
+    Ok(forest)
+}
+
+impl Forest {
+    /// Evaluates `rows` rows of `cols` features (row-major) into `rows x n_targets` values.
+    fn eval(&self, x: &[f32], rows: usize, cols: usize) -> TractResult<Vec<f32>> {
+        ensure!(
+            cols >= self.n_features && x.len() == rows * cols,
+            "TreeEnsembleRegressor: input has {cols} features, the trees read {}",
+            self.n_features
+        );
+        let t = self.n_targets;
+        let init = match self.aggregate {
+            Aggregate::Sum | Aggregate::Average => 0.0,
+            Aggregate::Min => f32::INFINITY,
+            Aggregate::Max => f32::NEG_INFINITY,
+        };
+        let mut out = vec![init; rows * t];
+        let mut touched = vec![false; t];
+        for (row, y) in x.chunks_exact(cols.max(1)).zip(out.chunks_exact_mut(t)) {
+            touched.iter_mut().for_each(|v| *v = false);
+            for &root in &self.roots {
+                let mut i = root as usize;
+                let (start, end) = loop {
+                    match self.nodes[i] {
+                        Node::Branch {
+                            feature,
+                            threshold,
+                            cmp,
+                            nan_true,
+                            yes,
+                            no,
+                        } => {
+                            let v = row[feature as usize];
+                            let go = if v.is_nan() {
+                                nan_true
+                            } else {
+                                cmp.test(v, threshold)
+                            };
+                            i = if go { yes } else { no } as usize;
+                        }
+                        Node::Leaf { start, end } => break (start as usize, end as usize),
+                    }
+                };
+                for k in start..end {
+                    let target = self.leaf_targets[k] as usize;
+                    let w = self.leaf_weights[k];
+                    let acc = &mut y[target];
+                    *acc = match self.aggregate {
+                        Aggregate::Sum | Aggregate::Average => *acc + w,
+                        Aggregate::Min => acc.min(w),
+                        Aggregate::Max => acc.max(w),
+                    };
+                    touched[target] = true;
+                }
+            }
+            let trees = self.roots.len().max(1) as f32;
+            for ((acc, base), seen) in y.iter_mut().zip(&self.base_values).zip(&touched) {
+                let v = match self.aggregate {
+                    Aggregate::Average => *acc / trees,
+                    Aggregate::Min | Aggregate::Max if !seen => 0.0,
+                    _ => *acc,
+                };
+                *acc = v + base;
+            }
+        }
+        Ok(out)
     }
-    let data = TreeEnsembleData {
-        trees: rctensor1(&roots),
-        nodes: tensor1(&rows)
-            .into_shape(&[rows.len() / 5, 5])?
-            .into_arc_tensor(),
-        leaves: tensor1(&leaves)
-            .into_shape(&[leaves.len() / 2, 2])?
-            .into_arc_tensor(),
-    };
-    Ok((data, max_feature as usize))
 }
 
 /// The inference-time operator: `f32[N, F] -> f32[N, n_targets]`.
 #[derive(Debug, Clone)]
-struct TreeEnsembleRegressor {
-    ensemble: TreeEnsemble,
-    base_values: Option<Vec<f32>>,
-}
+struct TreeEnsembleRegressor(Arc<Forest>);
 
 impl Expansion for TreeEnsembleRegressor {
     fn name(&self) -> StaticName {
@@ -297,7 +424,7 @@ impl Expansion for TreeEnsembleRegressor {
         s.equals(&outputs[0].datum_type, DatumType::F32)?;
         s.equals(&outputs[0].rank, 2)?;
         s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[0].shape[1], self.ensemble.n_classes().to_dim())?;
+        s.equals(&outputs[0].shape[1], self.0.n_targets.to_dim())?;
         Ok(())
     }
 
@@ -307,22 +434,58 @@ impl Expansion for TreeEnsembleRegressor {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
-        let mut scores = model.wire_node(
-            format!("{prefix}.trees"),
-            TypedTreeEnsemble {
-                ensemble: self.ensemble.clone(),
-            },
-            inputs,
-        )?;
-        if let Some(base) = &self.base_values {
-            let base = tensor1(base).into_shape(&[1, base.len()])?.into_arc_tensor();
-            let base = model.add_const(format!("{prefix}.base"), base)?;
-            scores = model.wire_node(
-                format!("{prefix}.base_values"),
-                tract_onnx::tract_core::ops::math::add(),
-                &[scores[0], base],
-            )?;
-        }
-        Ok(scores)
+        model.wire_node(prefix, ForestOp(self.0.clone()), inputs)
     }
+}
+
+/// The typed operator that evaluates a [`Forest`].
+#[derive(Debug, Clone)]
+pub(crate) struct ForestOp(Arc<Forest>);
+
+impl PartialEq for ForestOp {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for ForestOp {}
+
+impl Op for ForestOp {
+    fn name(&self) -> StaticName {
+        "TreeEnsembleRegressor".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for ForestOp {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let input = input.cast_to::<f32>()?;
+        let shape = input.shape();
+        ensure!(
+            shape.len() == 2,
+            "TreeEnsembleRegressor input must be rank 2"
+        );
+        let (rows, cols) = (shape[0], shape[1]);
+        let view = input.try_as_plain_ram()?;
+        let out = self.0.eval(view.as_slice::<f32>()?, rows, cols)?;
+        Ok(tvec!(
+            Tensor::from_shape(&[rows, self.0.n_targets], &out)?.into_tvalue()
+        ))
+    }
+}
+
+impl TypedOp for ForestOp {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 1 && inputs[0].rank() == 2);
+        Ok(tvec!(f32::fact([
+            inputs[0].shape[0].clone(),
+            self.0.n_targets.to_dim()
+        ])))
+    }
+
+    as_op!();
 }

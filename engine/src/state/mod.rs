@@ -1,8 +1,10 @@
 //! Ledger state: accounts with balances and nonces.
 //!
 //! This module holds the types every part of the execution path shares: [`Account`] and the
-//! read-only [`StateView`] that admission checks nonces and balances against. The sharded
-//! store, the state root and the executors build on them.
+//! read-only [`StateView`] that admission checks nonces and balances against; the
+//! [`ShardedState`] store, sharded by address, that executors read and blocks are committed
+//! to; and the [`StateRoot`], a Merkle root any replica can recompute ([`root`] defines it
+//! byte for byte), maintained incrementally as blocks are applied.
 
 use serde::{Deserialize, Serialize};
 

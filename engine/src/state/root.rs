@@ -25,7 +25,7 @@
 //!
 //! ## Incremental maintenance
 //!
-//! [`RootTree`] stores the 131,071 nodes (4 MiB). Applying a block re-hashes only the buckets
+//! The state keeps the 131,071 nodes (4 MiB). Applying a block re-hashes only the buckets
 //! the block wrote to and the inner nodes on their paths to the top: a block that writes `w`
 //! accounts costs at most `w` bucket digests (each over the bucket's few accounts: a state of
 //! `N` accounts holds about `N / 65,536` per bucket) and `16 w` node hashes, shared paths

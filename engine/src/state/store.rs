@@ -15,6 +15,8 @@ pub const MAX_SHARDS: usize = ROOT_BUCKETS;
 const PARALLEL_WRITES: usize = 2048;
 
 type Bucket = Vec<(Address, Account)>;
+/// New bucket digests: (bucket, digest).
+type BucketUpdates = Vec<(usize, [u8; 32])>;
 
 /// One shard: a contiguous range of root buckets, each a vector sorted by address.
 #[derive(Clone, Debug, Default)]
@@ -129,14 +131,14 @@ impl ShardedState {
     /// deletes) and updates the root incrementally: only the written buckets and their paths
     /// to the top are re-hashed. Returns the new root.
     pub fn apply(&mut self, writes: &[(Address, Account)]) -> StateRoot {
-        let mut updates: Vec<(usize, [u8; 32])>;
+        let mut updates: BucketUpdates;
         let mut delta: isize = 0;
         if writes.len() >= PARALLEL_WRITES && self.shards.len() > 1 {
             let mut per_shard: Vec<Vec<&(Address, Account)>> = vec![Vec::new(); self.shards.len()];
             for w in writes {
                 per_shard[self.shard_of(&w.0)].push(w);
             }
-            let parts: Vec<(isize, Vec<(usize, [u8; 32])>)> = self
+            let parts: Vec<(isize, BucketUpdates)> = self
                 .shards
                 .par_iter_mut()
                 .zip(per_shard)
@@ -172,7 +174,7 @@ impl ShardedState {
 impl Shard {
     /// Applies this shard's writes in order; returns the change in the account count and
     /// the new digests of the buckets written.
-    fn apply(&mut self, writes: Vec<&(Address, Account)>) -> (isize, Vec<(usize, [u8; 32])>) {
+    fn apply(&mut self, writes: Vec<&(Address, Account)>) -> (isize, BucketUpdates) {
         let mut delta = 0isize;
         let mut dirty: Vec<usize> = Vec::with_capacity(writes.len());
         for (address, account) in writes {

@@ -176,7 +176,7 @@ impl TxError {
             TxError::UnknownOp(_) => "E_TX_UNKNOWN_OP",
             TxError::Trailing(_) => "E_TX_TRAILING_BYTES",
             TxError::Field(_) => "E_TX_FIELD",
-            TxError::BadSignature => "E_TX_BAD_SIGNATURE",
+            TxError::BadSignature => "E_BAD_SIGNATURE",
         }
     }
 }
@@ -477,7 +477,7 @@ mod tests {
         b[HEADER_LEN + 1 + 32] ^= 1; // amount
         let d = SignedTransaction::decode(&b).unwrap();
         assert_ne!(d.hash(), s.hash());
-        assert_eq!(d.verify().unwrap_err().code(), "E_TX_BAD_SIGNATURE");
+        assert_eq!(d.verify().unwrap_err().code(), "E_BAD_SIGNATURE");
     }
 
     #[test]

@@ -39,6 +39,17 @@ pub const FIXTURES: [(&str, SlotKind); 9] = [
     ("torch_demand", SlotKind::Demand),
 ];
 
+/// Load options for tests. The warm-up times 1,000 rows instead of 10,000: tests build the
+/// workspace code unoptimised (dev profile), and the tree-ensemble kernel is workspace code,
+/// so a 20-tree forest is ~10x slower here than in a release build. Everything else about
+/// the load is the real path. `benches/benches/onnx.rs` measures release builds.
+pub fn test_options() -> aurigraph_engine::onnx::LoadOptions {
+    aurigraph_engine::onnx::LoadOptions {
+        timed_rows: 1_000,
+        ..Default::default()
+    }
+}
+
 /// A declared dimension: `Some(n)` fixed, `None` the symbol `N`.
 pub type D = Option<i64>;
 

@@ -116,8 +116,20 @@ fn gemm(n: &NodeProto, a: &Tensor, b: &Tensor, c: Option<&Tensor>) -> Result<Ten
     if k != k2 {
         return Err(bad(format!("Gemm inner dims {k} and {k2}")));
     }
-    let at = |i: usize, j: usize| if ta { a.data[j * ac + i] } else { a.data[i * ac + j] };
-    let bt = |i: usize, j: usize| if tb { b.data[j * bc + i] } else { b.data[i * bc + j] };
+    let at = |i: usize, j: usize| {
+        if ta {
+            a.data[j * ac + i]
+        } else {
+            a.data[i * ac + j]
+        }
+    };
+    let bt = |i: usize, j: usize| {
+        if tb {
+            b.data[j * bc + i]
+        } else {
+            b.data[i * bc + j]
+        }
+    };
     let mut out = Tensor {
         shape: vec![m, nn],
         data: vec![0.0; m * nn],
@@ -178,15 +190,27 @@ pub fn run(bytes: &[u8], input: &Tensor) -> Result<Tensor> {
             }
             "Clip" => {
                 let x = get(0)?;
-                let lo = if n.input.len() > 1 { get(1)?.data[0] } else { f32::MIN };
-                let hi = if n.input.len() > 2 { get(2)?.data[0] } else { f32::MAX };
+                let lo = if n.input.len() > 1 {
+                    get(1)?.data[0]
+                } else {
+                    f32::MIN
+                };
+                let hi = if n.input.len() > 2 {
+                    get(2)?.data[0]
+                } else {
+                    f32::MAX
+                };
                 Tensor {
                     shape: x.shape.clone(),
                     data: x.data.iter().map(|v| v.max(lo).min(hi)).collect(),
                 }
             }
             "Gemm" => {
-                let c = if n.input.len() > 2 { Some(get(2)?) } else { None };
+                let c = if n.input.len() > 2 {
+                    Some(get(2)?)
+                } else {
+                    None
+                };
                 gemm(n, get(0)?, get(1)?, c)?
             }
             "Reshape" => {

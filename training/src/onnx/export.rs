@@ -148,7 +148,12 @@ impl Network {
             } else {
                 format!("dense{k}")
             };
-            nodes.push(node("Gemm", &format!("gemm{k}"), &[&current, &w, &b], &gemm_out));
+            nodes.push(node(
+                "Gemm",
+                &format!("gemm{k}"),
+                &[&current, &w, &b],
+                &gemm_out,
+            ));
             current = gemm_out;
             let act_out = if is_final && !reshape {
                 spec.output.clone()

@@ -18,7 +18,7 @@ impl Standardizer {
     /// in `f64`; a column with (almost) no spread gets a standard deviation of 1, so it is
     /// only centred.
     pub fn fit(x: &[f64], cols: usize) -> Self {
-        let rows = if cols == 0 { 0 } else { x.len() / cols };
+        let rows = x.len().checked_div(cols).unwrap_or(0);
         let mut mean = vec![0.0f64; cols];
         let mut var = vec![0.0f64; cols];
         for row in x.chunks_exact(cols.max(1)).take(rows) {
@@ -38,7 +38,11 @@ impl Standardizer {
             .zip(&mean)
             .map(|(s, m)| {
                 let sd = (s / n).sqrt();
-                if sd > 1e-6 * m.abs().max(1.0) { sd } else { 1.0 }
+                if sd > 1e-6 * m.abs().max(1.0) {
+                    sd
+                } else {
+                    1.0
+                }
             })
             .collect::<Vec<f64>>();
         Self {

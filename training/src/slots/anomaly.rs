@@ -77,13 +77,19 @@ pub fn train(config: &TrainConfig) -> Result<TrainedModel> {
         }
     }
     m.insert("rows_train".into(), Metric::Count(split as u64));
-    m.insert("rows_test".into(), Metric::Count((rows.len() - split) as u64));
+    m.insert(
+        "rows_test".into(),
+        Metric::Count((rows.len() - split) as u64),
+    );
     m.insert(
         "positive_share_test".into(),
         Metric::number(y_test.iter().filter(|&&l| l).count() as f64 / y_test.len().max(1) as f64),
     );
     m.insert("events".into(), Metric::Count(traffic.events as u64));
-    m.insert("refused_at_admission".into(), Metric::Count(traffic.refused as u64));
+    m.insert(
+        "refused_at_admission".into(),
+        Metric::Count(traffic.refused as u64),
+    );
 
     let spec = ExportSpec {
         graph_name: "anomaly_logistic".into(),

@@ -69,7 +69,10 @@ pub fn train(config: &TrainConfig) -> Result<TrainedModel> {
     m.insert("mae".into(), Metric::number(mae(y_test, &pred)));
     m.insert("r2_clamped".into(), Metric::number(r2(y_test, &clamped)));
     m.insert("mae_clamped".into(), Metric::number(mae(y_test, &clamped)));
-    m.insert("static_mae".into(), Metric::number(mae(y_test, &static_pred)));
+    m.insert(
+        "static_mae".into(),
+        Metric::number(mae(y_test, &static_pred)),
+    );
     m.insert("static_r2".into(), Metric::number(r2(y_test, &static_pred)));
     m.insert("rows_train".into(), Metric::Count(split as u64));
     m.insert("rows_test".into(), Metric::Count((n - split) as u64));

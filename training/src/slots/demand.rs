@@ -48,7 +48,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainedModel> {
     let slot = TrainableSlot::Demand;
     let contract = slot.kind().contract();
     debug_assert_eq!(contract.feature_count(), WINDOW);
-    let count = config.pick(400, 40);
+    let count = config.pick(400, 120);
     let all = series(config.seed, count, SERIES_LEN);
     let cut = count * 3 / 4;
     let (x_train, y_train) = rows(&all[..cut]);
@@ -89,7 +89,10 @@ pub fn train(config: &TrainConfig) -> Result<TrainedModel> {
     let mut m = BTreeMap::new();
     for (who, p) in [("model", &pred), ("holt", &holt_pred)] {
         m.insert(format!("{who}_mae"), Metric::number(mae(&y_test, p)));
-        m.insert(format!("{who}_mape_pct"), Metric::number(mape(&y_test, p, 1.0)));
+        m.insert(
+            format!("{who}_mape_pct"),
+            Metric::number(mape(&y_test, p, 1.0)),
+        );
         for h in [0, HORIZON - 1] {
             let (t, q) = (column(&y_test, h), column(p, h));
             m.insert(format!("{who}_mae_h{}", h + 1), Metric::number(mae(&t, &q)));
@@ -99,8 +102,14 @@ pub fn train(config: &TrainConfig) -> Result<TrainedModel> {
             );
         }
     }
-    m.insert("rows_train".into(), Metric::Count((x_train.len() / WINDOW) as u64));
-    m.insert("rows_test".into(), Metric::Count((x_test.len() / WINDOW) as u64));
+    m.insert(
+        "rows_train".into(),
+        Metric::Count((x_train.len() / WINDOW) as u64),
+    );
+    m.insert(
+        "rows_test".into(),
+        Metric::Count((x_test.len() / WINDOW) as u64),
+    );
     m.insert("series_train".into(), Metric::Count(cut as u64));
     m.insert("series_test".into(), Metric::Count((count - cut) as u64));
 

@@ -59,7 +59,11 @@ pub fn target(f: &OrderingFeatures) -> f64 {
 }
 
 /// The feature rows of `traffic` cut into windows: `(rows, window ranges)`.
-fn windows(traffic: &Traffic, seed: u64, purpose: &str) -> (Vec<OrderingFeatures>, Vec<Range<usize>>) {
+fn windows(
+    traffic: &Traffic,
+    seed: u64,
+    purpose: &str,
+) -> (Vec<OrderingFeatures>, Vec<Range<usize>>) {
     let mut r = rng(seed, purpose);
     let mut rows = Vec::with_capacity(traffic.rows.len());
     let mut ranges = Vec::new();
@@ -106,7 +110,10 @@ pub fn train(config: &TrainConfig) -> Result<TrainedModel> {
     let mut train_rows = Vec::new();
     let mut test_rows = Vec::new();
     let mut test_groups = Vec::new();
-    for (i, preset) in [Preset::HotAccounts, Preset::SpamAttack].into_iter().enumerate() {
+    for (i, preset) in [Preset::HotAccounts, Preset::SpamAttack]
+        .into_iter()
+        .enumerate()
+    {
         let traffic = Traffic::admit(preset.config(config.seed + i as u64), events / 2)?;
         let (rows, ranges) = windows(&traffic, config.seed, preset.name());
         let cut = ranges.len() * 3 / 4;
@@ -161,7 +168,10 @@ pub fn train(config: &TrainConfig) -> Result<TrainedModel> {
     );
     m.insert("rows_train".into(), Metric::Count(train_rows.len() as u64));
     m.insert("rows_test".into(), Metric::Count(test_rows.len() as u64));
-    m.insert("windows_test".into(), Metric::Count(test_groups.len() as u64));
+    m.insert(
+        "windows_test".into(),
+        Metric::Count(test_groups.len() as u64),
+    );
 
     let spec = ExportSpec {
         graph_name: "ordering_linear".into(),

@@ -66,11 +66,18 @@ fn label(mem: &[u8], ptr: u32, len: u32, what: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// The WIT `plugin-info` record, lifted.
+pub(crate) struct PluginInfo {
+    /// Name.
+    pub(crate) name: String,
+    /// Version.
+    pub(crate) version: String,
+    /// Claimed slots with their schema versions.
+    pub(crate) slots: Vec<(SlotKind, u32)>,
+}
+
 /// Lifts the `plugin-info` record at `ret`: name, version and the claimed slots.
-pub(crate) fn lift_plugin_info(
-    mem: &[u8],
-    ret: u32,
-) -> Result<(String, String, Vec<(SlotKind, u32)>), String> {
+pub(crate) fn lift_plugin_info(mem: &[u8], ret: u32) -> Result<PluginInfo, String> {
     let area = slice(mem, ret, 6, 4).ok_or("the return area is out of bounds or unaligned")?;
     let word = |i: usize| u32_at(area, i * 4).unwrap_or(0);
     let name = label(mem, word(0), word(1), "name")?;
@@ -90,7 +97,11 @@ pub(crate) fn lift_plugin_info(
         }
         slots.push((slot, version));
     }
-    Ok((name, version, slots))
+    Ok(PluginInfo {
+        name,
+        version,
+        slots,
+    })
 }
 
 /// The answer of a slot function, lifted from its return area.

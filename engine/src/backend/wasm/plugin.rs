@@ -173,7 +173,11 @@ impl WasmRuntime {
                 module_bytes: bytes.len(),
             },
         };
-        let (name, version, slots) = read_metadata(&core, &metadata)?;
+        let abi::PluginInfo {
+            name,
+            version,
+            slots,
+        } = read_metadata(&core, &metadata)?;
         for &(slot, version) in &slots {
             if !exported.iter().any(|(s, _)| *s == slot) {
                 return Err(PluginError::Exports(format!(
@@ -293,10 +297,7 @@ fn check_exports(module: &Module, memory_cap: usize) -> Result<Exported> {
 }
 
 /// Calls `metadata` under the load deadline and lifts its `plugin-info`.
-fn read_metadata(
-    core: &PluginCore,
-    metadata: &ModuleExport,
-) -> Result<(String, String, Vec<(SlotKind, u32)>)> {
+fn read_metadata(core: &PluginCore, metadata: &ModuleExport) -> Result<abi::PluginInfo> {
     let bad = PluginError::Metadata;
     let deadline = Instant::now() + core.runtime.config().load_deadline;
     let mut store = sandbox::store(&core.runtime, deadline);
