@@ -19,8 +19,9 @@ pub struct Cli {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show the product in one command: the policy host on a seeded workload, candidates
-    /// on canary and shadow, a guard rollback, and a closing table per slot and arm.
+    /// Show the product in one command: a seeded workload through admission, mempool,
+    /// batcher and the parallel executor, with candidates on canary and shadow, a guard
+    /// rollback, and closing tables per slot and arm.
     Demo(DemoArgs),
     /// The model contract: slot schemas, and the offline check of a model folder.
     #[command(subcommand)]
@@ -33,12 +34,12 @@ pub struct DemoArgs {
     /// Seed of the workload.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Rounds of decisions (one round consults every slot).
-    #[arg(long, default_value_t = 20_000)]
-    pub rounds: u64,
-    /// Transactions per ordering and anomaly batch.
-    #[arg(long, default_value_t = 256)]
-    pub batch: usize,
+    /// Transactions to generate and submit.
+    #[arg(long, default_value_t = 60_000)]
+    pub txs: usize,
+    /// Workload preset: uniform, hot-accounts, bursty, diurnal or spam-attack.
+    #[arg(long, default_value = "spam-attack")]
+    pub workload: String,
     /// No progress bar (for logs and CI).
     #[arg(long)]
     pub quiet: bool,

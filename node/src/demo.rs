@@ -1,9 +1,13 @@
-//! `aurigraph demo`: the policy host on a seeded workload, in one command.
+//! `aurigraph demo`: the product in one command.
 //!
-//! Until the node issue lands (RocksDB, block production, APIs), the demo drives the
-//! engine's five slot hosts directly, the way the node will: every round consults
-//! `anomaly` and `ordering` with a batch of transactions, and `batch_size`,
-//! `leader_health` and `demand` with one row each. Candidates show each rollout path:
+//! Until the node issue lands (RocksDB, consensus, APIs), the demo runs the engine's
+//! single-node pipeline in-process, the way the node will: a seeded workload (signed
+//! transfers with hot accounts, bursts and injected spam, oversized, replayed, badly signed
+//! and malformed transactions) goes through admission (batched signature checks, the
+//! `anomaly` slot), the priority mempool, the batcher (`batch_size` and `ordering` slots)
+//! and the parallel executor, block after block. The `demand` slot forecasts the arrival
+//! rate each interval and `leader_health` scores the node's own heartbeat window each block.
+//! Candidates show each rollout path:
 //!
 //! - `ordering`: `fee-per-byte` climbs a step schedule (5, 25, 50, 100%) while the guard holds;
 //! - `anomaly`: a steeper z-score rule on a fixed 25% canary;
@@ -14,7 +18,7 @@
 //!
 //! The rollout state is persisted in a temporary folder through the file store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,14 +26,15 @@ use anyhow::{Context, Result};
 use aurigraph_engine::fault::{Fault, FaultyPolicy};
 use aurigraph_engine::host::WARMUP_INPUTS;
 use aurigraph_engine::metrics::EngineMetrics;
+use aurigraph_engine::pipeline::{Pipeline, PipelineConfig, PipelineSlots};
 use aurigraph_engine::policy::Variant;
 use aurigraph_engine::rollout::{FileStore, Mode, PolicyRef, PolicyResolver, StepSchedule};
-use aurigraph_engine::slot::{anomaly, batch_size, demand, ordering};
+use aurigraph_engine::slot::{anomaly, batch_size, demand, leader_health, ordering};
+use aurigraph_engine::tx::TxHash;
+use aurigraph_engine::workload::Workload;
 use aurigraph_engine::{Policy, SlotHost, SlotKind};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
 
 use crate::cli::DemoArgs;
 
@@ -89,21 +94,17 @@ impl PolicyResolver for DemoResolver {
     }
 }
 
-/// Per (slot, arm, answered-by) figures.
-#[derive(Default)]
-struct Tally {
-    decisions: u64,
-    fallbacks: BTreeMap<&'static str, u64>,
-    latencies_ns: Vec<u64>,
-}
-
-fn percentile(sorted: &[u64], q: f64) -> Duration {
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
     let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-    Duration::from_nanos(sorted[i.min(sorted.len() - 1)])
+    sorted[i.min(sorted.len() - 1)]
 }
+
+/// Virtual time per interval: the workload's arrivals in one interval are submitted
+/// together, then blocks are produced until the mempool has nothing ready.
+const INTERVAL: Duration = Duration::from_millis(100);
 
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> Result<()> {
@@ -117,7 +118,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             .store(store.clone(), Arc::new(DemoResolver))
             .build()
             .with_context(|| format!("cannot start the {slot} host"))?;
-        hosts.insert(slot, host);
+        hosts.insert(slot, Arc::new(host));
     }
     let load = |slot: SlotKind, name: &str| -> Result<()> {
         let p = candidate(name).with_context(|| format!("no demo candidate {name}"))?;
@@ -126,7 +127,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     };
     load(SlotKind::Ordering, "fee-per-byte")?;
     hosts[&SlotKind::Ordering]
-        .start_schedule(StepSchedule::from_percents(&[5.0, 25.0, 50.0, 100.0], 300)?)?;
+        .start_schedule(StepSchedule::from_percents(&[5.0, 25.0, 50.0, 100.0], 20)?)?;
     load(SlotKind::Anomaly, "zscore-steep")?;
     hosts[&SlotKind::Anomaly].set_mode(Mode::Canary {
         basis_points: 2_500,
@@ -138,119 +139,127 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     load(SlotKind::Demand, "holt-slow")?;
     hosts[&SlotKind::Demand].set_mode(Mode::Shadow)?;
 
+    let workload = Workload::preset(&args.workload, args.seed)
+        .map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
     println!(
-        "aurigraph demo: {} rounds, batches of {} transactions, seed {}; rollout state in {}",
-        args.rounds,
-        args.batch,
+        "aurigraph demo: {} transactions of the `{}` workload (seed {}); rollout state in {}",
+        args.txs,
+        args.workload,
         args.seed,
         dir.path().display()
     );
+    println!("signing the workload...");
+    let events = workload.generate(args.txs);
+    let slots = PipelineSlots {
+        anomaly: hosts[&SlotKind::Anomaly].clone(),
+        batch_size: hosts[&SlotKind::BatchSize].clone(),
+        ordering: hosts[&SlotKind::Ordering].clone(),
+    };
+    let pipeline = Pipeline::new(PipelineConfig::default(), slots, workload.genesis())?;
+
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new(args.rounds)
+        ProgressBar::new(events.len() as u64)
     };
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rounds  {msg}",
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} tx  {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
 
-    let mut rng = SmallRng::seed_from_u64(args.seed);
-    let mut tallies: BTreeMap<(SlotKind, &'static str, String), Tally> = BTreeMap::new();
     let started = Instant::now();
-    let mut decisions = 0u64;
-    for round in 0..args.rounds {
-        for slot in SlotKind::ALL {
-            let input = slot.sample_input(args.batch, &mut rng);
-            let d = hosts[&slot]
-                .decide(round, &input)
-                .with_context(|| format!("{slot} refused its input"))?;
-            decisions += 1;
-            let t = tallies
-                .entry((slot, d.tag.arm.as_str(), d.tag.answered_by.to_string()))
-                .or_default();
-            t.decisions += 1;
-            t.latencies_ns.push(d.latency.as_nanos() as u64);
-            if let Some(r) = d.tag.fallback {
-                *t.fallbacks.entry(r.as_str()).or_default() += 1;
+    let mut submitted_at: HashMap<TxHash, Instant> = HashMap::new();
+    let mut latencies: Vec<Duration> = Vec::with_capacity(events.len());
+    let mut refused: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut classes: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut blocks = 0u64;
+    let mut executed_ok = 0u64;
+    let mut rates: Vec<f32> = vec![];
+    let mut next = 0usize;
+    let mut interval_end = INTERVAL;
+    while next < events.len() || !pipeline.mempool().is_empty() {
+        let start = next;
+        while next < events.len() && events[next].at < interval_end {
+            next += 1;
+        }
+        let window = &events[start..next];
+        let bytes: Vec<&[u8]> = window.iter().map(|e| e.bytes.as_slice()).collect();
+        let now = Instant::now();
+        for r in pipeline.submit(&bytes) {
+            match r {
+                Ok(h) => {
+                    submitted_at.insert(h, now);
+                }
+                Err(e) => *refused.entry(e.code).or_default() += 1,
             }
         }
-        if round % 256 == 0 {
-            bar.set_position(round);
+        // demand: the arrival rate of the last intervals, forecast each interval.
+        rates.push(window.len() as f32 / INTERVAL.as_secs_f32());
+        let history = &rates[rates.len().saturating_sub(demand::WINDOW)..];
+        hosts[&SlotKind::Demand].decide(
+            rates.len() as u64,
+            &demand::DemandWindow::from_recent(history).matrix(),
+        )?;
+        let mut produced_any = false;
+        while let Some(block) = pipeline.produce_block()? {
+            produced_any = true;
+            blocks += 1;
+            let committed = Instant::now();
+            for (t, receipt) in block.txs.iter().zip(&block.outcome.execution.receipts) {
+                *classes.entry(t.class.as_str()).or_default() += 1;
+                if receipt.status.is_success() {
+                    executed_ok += 1;
+                }
+                if let Some(at) = submitted_at.remove(&t.tx.hash()) {
+                    latencies.push(committed - at);
+                }
+            }
+            let last_block_ms = block.latency.as_secs_f32() * 1e3;
+            // leader_health: this node's own heartbeat window (a single node has no peers yet).
+            let hb = leader_health::LeaderHealthFeatures {
+                heartbeat_interval_ms: 100.0,
+                election_timeout_ms: 1_000.0,
+                ms_since_last_heartbeat: last_block_ms.min(1_000.0),
+                missed_heartbeats: 0.0,
+                rtt_mean_ms: last_block_ms,
+                rtt_p99_ms: last_block_ms,
+                rtt_trend: 0.0,
+                replication_lag_entries: 0.0,
+                window_ticks: 10.0,
+            };
+            hosts[&SlotKind::LeaderHealth].decide(block.height, &hb.matrix())?;
+            bar.set_position(next as u64);
             bar.set_message(format!(
-                "ordering {} | batch_size {}",
+                "height {} | ordering {} | batch_size {}",
+                block.height,
                 hosts[&SlotKind::Ordering].status().mode,
                 hosts[&SlotKind::BatchSize].status().mode
             ));
         }
+        if next >= events.len() && !produced_any {
+            // Whatever is left cannot become ready (nonce gaps from refused transactions).
+            break;
+        }
+        interval_end += INTERVAL;
     }
     bar.finish_and_clear();
     let elapsed = started.elapsed();
+    latencies.sort_unstable();
 
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
     t.set_header([
         "slot",
+        "mode",
         "arm",
         "answered by",
         "decisions",
         "fallbacks",
-        "p50",
-        "p99",
-    ]);
-    for ((slot, arm, by), tally) in &mut tallies {
-        tally.latencies_ns.sort_unstable();
-        let fallbacks = if tally.fallbacks.is_empty() {
-            "0".to_string()
-        } else {
-            tally
-                .fallbacks
-                .iter()
-                .map(|(r, n)| format!("{n} {r}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        t.add_row([
-            slot.to_string(),
-            arm.to_string(),
-            by.clone(),
-            tally.decisions.to_string(),
-            fallbacks,
-            format!("{:.1?}", percentile(&tally.latencies_ns, 0.50)),
-            format!("{:.1?}", percentile(&tally.latencies_ns, 0.99)),
-        ]);
-    }
-    println!("{t}");
-
-    let mut s = Table::new();
-    s.load_style(UTF8_FULL_CONDENSED);
-    s.set_header([
-        "slot",
-        "mode",
-        "baseline",
-        "candidate",
-        "guard",
-        "shadow",
-        "last rollback",
     ]);
     for (slot, host) in &hosts {
         let st = host.status();
-        let guard = st.guard.as_ref().map_or("-".to_string(), |g| {
-            format!(
-                "{}/{} failed, e-value {:.2}",
-                g.failures, g.decisions, g.failure_e_value
-            )
-        });
-        let shadow = if st.shadow.ok + st.shadow.failed + st.shadow.skipped == 0 {
-            "-".to_string()
-        } else {
-            format!(
-                "{} ok, {} failed, {} skipped, divergence {:.3}",
-                st.shadow.ok, st.shadow.failed, st.shadow.skipped, st.shadow.mean_divergence
-            )
-        };
         let mode = match &st.schedule {
             Some(sch) => format!(
                 "{} (step {}/{})",
@@ -260,22 +269,85 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             ),
             None => st.mode.to_string(),
         };
-        s.add_row([
+        t.add_row([
             slot.to_string(),
-            mode,
+            mode.clone(),
+            "baseline".into(),
             st.baseline.to_string(),
-            st.candidate.map_or("-".to_string(), |c| c.to_string()),
-            guard,
-            shadow,
-            st.last_rollback.unwrap_or_else(|| "-".into()),
+            st.baseline_totals.decisions.to_string(),
+            st.baseline_totals.fallbacks.to_string(),
         ]);
+        if st.candidate_totals.decisions > 0 || st.candidate.is_some() {
+            t.add_row([
+                String::new(),
+                String::new(),
+                "candidate".into(),
+                st.candidate
+                    .map_or("(rolled back)".to_string(), |c| c.to_string()),
+                st.candidate_totals.decisions.to_string(),
+                st.candidate_totals.fallbacks.to_string(),
+            ]);
+        }
+        if st.shadow.ok + st.shadow.failed > 0 {
+            t.add_row([
+                String::new(),
+                String::new(),
+                "shadow".into(),
+                format!("divergence {:.3}", st.shadow.mean_divergence),
+                (st.shadow.ok + st.shadow.failed).to_string(),
+                format!("{} failed, {} skipped", st.shadow.failed, st.shadow.skipped),
+            ]);
+        }
+        if let Some(why) = st.last_rollback {
+            t.add_row([
+                String::new(),
+                String::new(),
+                "rollback".into(),
+                why,
+                String::new(),
+                String::new(),
+            ]);
+        }
     }
+    println!("{t}");
+
+    let committed = latencies.len() as f64;
+    let mut s = Table::new();
+    s.load_style(UTF8_FULL_CONDENSED);
+    s.set_header(["figure", "value"]);
+    s.add_row([
+        "committed transactions".to_string(),
+        format!("{committed} in {blocks} blocks ({executed_ok} succeeded)"),
+    ]);
+    s.add_row([
+        "throughput".to_string(),
+        format!(
+            "{:.0} tx/s over {:.2?}",
+            committed / elapsed.as_secs_f64(),
+            elapsed
+        ),
+    ]);
+    s.add_row([
+        "submit-to-commit latency".to_string(),
+        format!(
+            "p50 {:.1?}, p99 {:.1?}",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99)
+        ),
+    ]);
+    s.add_row([
+        "committed by anomaly class".to_string(),
+        format!("{classes:?}"),
+    ]);
+    s.add_row(["refused at submission".to_string(), format!("{refused:?}")]);
+    s.add_row([
+        "left in the mempool".to_string(),
+        pipeline.mempool().len().to_string(),
+    ]);
+    s.add_row([
+        "state root".to_string(),
+        pipeline.state().root().to_string(),
+    ]);
     println!("{s}");
-    println!(
-        "{decisions} decisions in {:.2?} ({:.0} decisions/s, {:.0} transactions scored/s)",
-        elapsed,
-        decisions as f64 / elapsed.as_secs_f64(),
-        (args.rounds as f64 * 2.0 * args.batch as f64) / elapsed.as_secs_f64()
-    );
     Ok(())
 }

@@ -43,6 +43,7 @@
 //! one function per slot named as in the WIT world (`ordering`, `batch-size`, ...) and its
 //! `cabi_post_*` companion. [`export_plugin!`] writes them; a plugin author never sees them.
 
+pub mod rank;
 pub mod schema;
 
 use std::fmt::Display;

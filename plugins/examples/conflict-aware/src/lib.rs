@@ -19,6 +19,7 @@
 //! whatever their place, so moving a hot transaction back costs its sender nothing but a few
 //! positions. Scores are ranks (best = `N`); the node keeps each sender's nonce order.
 
+use aurigraph_plugin_sdk::rank::{desc_then_asc, scores_by_key};
 use aurigraph_plugin_sdk::{Rows, export_plugin, schema::ordering};
 
 /// Largest conflict group; transactions contending on more hot accounts join it.
@@ -38,33 +39,10 @@ pub fn group(row: &[f32]) -> u32 {
 
 /// One score per row: the rank of `(group asc, fee_per_byte desc, arrival_seq asc)`.
 pub fn score(rows: Rows<'_>) -> Vec<f32> {
-    let keys: Vec<(u32, f32, f32)> = rows
-        .iter()
-        .map(|r| {
-            (
-                group(r),
-                r[ordering::FEE_PER_BYTE],
-                r[ordering::ARRIVAL_SEQ],
-            )
-        })
-        .collect();
-    let cmp = |a: &(u32, f32, f32), b: &(u32, f32, f32)| {
-        a.0.cmp(&b.0)
-            .then_with(|| b.1.total_cmp(&a.1))
-            .then_with(|| a.2.total_cmp(&b.2))
-    };
-    let mut order: Vec<usize> = (0..keys.len()).collect();
-    order.sort_unstable_by(|&i, &j| cmp(&keys[i], &keys[j]));
-    let n = keys.len();
-    let mut scores = vec![0.0; n];
-    let mut rank = 0;
-    for (pos, &i) in order.iter().enumerate() {
-        if pos > 0 && cmp(&keys[order[pos - 1]], &keys[i]).is_ne() {
-            rank = pos;
-        }
-        scores[i] = (n - rank) as f32;
-    }
-    scores
+    scores_by_key(rows.iter().map(|r| {
+        let within = desc_then_asc(r[ordering::FEE_PER_BYTE], r[ordering::ARRIVAL_SEQ]);
+        (u128::from(group(r)) << 64) | u128::from(within)
+    }))
 }
 
 export_plugin! {

@@ -9,33 +9,15 @@
 //! a score (the node then breaks the tie by transaction hash). Each sender's nonce order is
 //! kept by the node whatever the scores.
 
+use aurigraph_plugin_sdk::rank::{desc_then_asc, scores_by_key};
 use aurigraph_plugin_sdk::{Rows, export_plugin, schema::ordering};
 
 /// One score per row: the rank of `(fee_per_byte desc, arrival_seq asc)`, best = `N`.
 pub fn score(rows: Rows<'_>) -> Vec<f32> {
-    let keys: Vec<(f32, f32)> = rows
-        .iter()
-        .map(|r| (r[ordering::FEE_PER_BYTE], r[ordering::ARRIVAL_SEQ]))
-        .collect();
-    rank_scores(&keys)
-}
-
-/// Scores `N - r` where `r` counts the rows with a strictly better `(density desc, seq asc)`.
-fn rank_scores(keys: &[(f32, f32)]) -> Vec<f32> {
-    let better =
-        |a: &(f32, f32), b: &(f32, f32)| b.0.total_cmp(&a.0).then_with(|| a.1.total_cmp(&b.1));
-    let mut order: Vec<usize> = (0..keys.len()).collect();
-    order.sort_unstable_by(|&i, &j| better(&keys[i], &keys[j]));
-    let n = keys.len();
-    let mut scores = vec![0.0; n];
-    let mut rank = 0;
-    for (pos, &i) in order.iter().enumerate() {
-        if pos > 0 && better(&keys[order[pos - 1]], &keys[i]).is_ne() {
-            rank = pos;
-        }
-        scores[i] = (n - rank) as f32;
-    }
-    scores
+    scores_by_key(
+        rows.iter()
+            .map(|r| desc_then_asc(r[ordering::FEE_PER_BYTE], r[ordering::ARRIVAL_SEQ])),
+    )
 }
 
 export_plugin! {
