@@ -243,7 +243,7 @@ pub(crate) fn prepare(
     if let Some(zip) = graph
         .node
         .iter()
-        .find(|n| n.op_type == "ZipMap" && n.output.iter().any(|o| *o == output_name))
+        .find(|n| n.op_type == "ZipMap" && n.output.contains(&output_name))
     {
         let Some(src) = zip.input.first().cloned() else {
             return Err(OnnxError::Parse("a ZipMap node without input".into()));

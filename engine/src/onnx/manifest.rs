@@ -32,7 +32,7 @@ pub const DEFAULT_MODEL_FILE: &str = "model.onnx";
 /// The manifest's file name in a model folder.
 pub const MANIFEST_FILE: &str = "model.toml";
 
-/// The `model.toml` of a model folder. See the [module docs](self) for the format.
+/// The `model.toml` of a model folder. See the `onnx` module docs for the format.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {

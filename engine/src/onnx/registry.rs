@@ -111,7 +111,7 @@ struct State {
     errors: BTreeMap<PathBuf, LoadFailure>,
 }
 
-/// The watched models folder. See the [module docs](self).
+/// The watched models folder. See the `onnx` module docs.
 pub struct ModelRegistry {
     root: PathBuf,
     options: LoadOptions,
