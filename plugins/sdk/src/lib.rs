@@ -27,7 +27,10 @@
 //! `anomaly`, exactly one row for the other slots; columns in the order of [`schema`]) and
 //! answers anything that implements [`IntoAnswer`]: a `Vec<f32>`, a single `f32` (for the
 //! one-value slots), or a `Result` of either whose error becomes a per-decision fallback with
-//! the message in the node's logs. A panic is a trap: the node's static policy answers that
+//! the message in the node's logs. Before a slot function runs, the SDK checks that the input
+//! holds whole rows of exactly the slot's `FEATURE_COUNT` columns ([`schema`]); if not (a node
+//! on another schema), it answers an error rather than letting the function index past a row.
+//! A panic is a trap: the node's static policy answers that
 //! decision. The node validates every answer (length, finite, range) the same way.
 //!
 //! ## What a plugin must not expect
@@ -245,9 +248,13 @@ macro_rules! __export_slot {
             pub unsafe extern "C" fn call(ptr: *mut f32, len: usize, rows: u32) -> *mut u8 {
                 // SAFETY: the host passes a list it allocated with `cabi_realloc`.
                 unsafe {
-                    $crate::__private::call(ptr, len, rows, |r| {
-                        $crate::IntoAnswer::into_answer($f(r))
-                    })
+                    $crate::__private::call(
+                        ptr,
+                        len,
+                        rows,
+                        $crate::schema::$slot::FEATURE_COUNT,
+                        |r| $crate::IntoAnswer::into_answer($f(r)),
+                    )
                 }
             }
 
@@ -323,8 +330,29 @@ pub mod __private {
         Box::into_raw(area) as *mut u8
     }
 
-    /// Lifts the arguments of a slot function, runs `f`, lowers its
-    /// `result<list<f32>, string>` into a return area: `[discriminant, pointer, length]`.
+    /// Views `data` as `rows` rows of exactly `cols` features (the slot's
+    /// `FEATURE_COUNT`), or says why it is not: a slot function may then index its columns
+    /// by the [`schema`](crate::schema) constants without any bounds check failing.
+    pub fn lift_rows(data: &[f32], rows: u32, cols: usize) -> Result<Rows<'_>, String> {
+        let rows = rows as usize;
+        if rows == 0 {
+            return Err("no rows".to_string());
+        }
+        if rows.checked_mul(cols) != Some(data.len()) {
+            return Err(format!(
+                "expected {rows} rows of {cols} features ({} values), got {} values: the \
+                 feature schema does not match this plugin's",
+                rows.saturating_mul(cols),
+                data.len()
+            ));
+        }
+        Rows::new(data, cols).ok_or_else(|| "a slot has at least one feature".to_string())
+    }
+
+    /// Lifts the arguments of a slot function (checking the column count against `cols`),
+    /// runs `f`, lowers its `result<list<f32>, string>` into a return area:
+    /// `[discriminant, pointer, length]`. A shape that does not match answers an error (the
+    /// node falls back for that decision), never a trap.
     ///
     /// # Safety
     /// `ptr` holds `len` floats allocated by [`realloc`] with alignment 4 (or is dangling
@@ -333,6 +361,7 @@ pub mod __private {
         ptr: *mut f32,
         len: usize,
         rows: u32,
+        cols: usize,
         f: impl FnOnce(Rows<'_>) -> Result<Vec<f32>, String>,
     ) -> *mut u8 {
         let data = if len == 0 {
@@ -341,16 +370,7 @@ pub mod __private {
             // SAFETY: the host allocated exactly `len` floats with `cabi_realloc` (align 4).
             unsafe { Vec::from_raw_parts(ptr, len, len) }
         };
-        let answer = match rows as usize {
-            0 => Err("no rows".to_string()),
-            n if !data.len().is_multiple_of(n) => {
-                Err(format!("{} values are not {n} whole rows", data.len()))
-            }
-            n => match Rows::new(&data, data.len() / n) {
-                Some(r) => f(r),
-                None => Err("empty rows".to_string()),
-            },
-        };
+        let answer = lift_rows(&data, rows, cols).and_then(f);
         let area = match answer {
             Ok(values) => {
                 let (p, l) = leak(values);
@@ -386,5 +406,66 @@ pub mod __private {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::__private::{call, lift_rows};
+    use super::schema::ordering;
+
+    #[test]
+    fn rows_must_have_the_schema_column_count() {
+        let data = vec![0.5f32; 2 * ordering::FEATURE_COUNT];
+        let rows = lift_rows(&data, 2, ordering::FEATURE_COUNT).unwrap();
+        assert_eq!((rows.len(), rows.cols()), (2, ordering::FEATURE_COUNT));
+        // Whole rows, but of another width (the old code accepted them and the slot
+        // function then indexed past the end of each row).
+        let narrow = vec![0.5f32; 2 * 3];
+        let e = lift_rows(&narrow, 2, ordering::FEATURE_COUNT).unwrap_err();
+        assert!(e.contains("expected 2 rows of 9 features"), "{e}");
+        assert!(lift_rows(&data, 3, ordering::FEATURE_COUNT).is_err());
+        assert!(lift_rows(&data, 0, ordering::FEATURE_COUNT).is_err());
+        assert!(lift_rows(&[], 1, ordering::FEATURE_COUNT).is_err());
+        assert!(lift_rows(&data, u32::MAX, usize::MAX).is_err());
+    }
+
+    /// Reads the discriminant of a return area of `call`. (On a 64-bit host the area's
+    /// pointers are truncated to 32 bits, so only the discriminant is meaningful here; the
+    /// area is leaked, not freed.)
+    fn discriminant(area: *mut u8) -> u32 {
+        // SAFETY: `call` answers a boxed `[u32; 3]`.
+        unsafe { (*(area as *const [u32; 3]))[0] }
+    }
+
+    fn call_with(values: Vec<f32>, rows: u32, ran: &mut bool) -> u32 {
+        let len = values.len();
+        let ptr = Box::into_raw(values.into_boxed_slice()) as *mut f32;
+        // SAFETY: `ptr` holds exactly `len` floats from the global allocator.
+        let area = unsafe {
+            call(ptr, len, rows, ordering::FEATURE_COUNT, |r| {
+                *ran = true;
+                // Indexing by the schema is safe once the shape is checked.
+                Ok(r.iter().map(|row| row[ordering::AGE_MS]).collect())
+            })
+        };
+        discriminant(area)
+    }
+
+    #[test]
+    fn a_wrong_column_count_answers_an_error_instead_of_panicking() {
+        let mut ran = false;
+        assert_eq!(
+            call_with(vec![1.0; 4 * ordering::FEATURE_COUNT], 4, &mut ran),
+            0
+        );
+        assert!(ran);
+        // Four rows of two columns: an error answer (1), and the slot function never runs.
+        let mut ran = false;
+        assert_eq!(call_with(vec![1.0; 8], 4, &mut ran), 1);
+        assert!(!ran);
+        let mut ran = false;
+        assert_eq!(call_with(vec![1.0; 10], 1, &mut ran), 1);
+        assert!(!ran);
     }
 }
