@@ -1,0 +1,381 @@
+//! The gRPC services of package `aurigraph.v1` (tonic), over the same service code as the
+//! REST mirror. Admin calls need the metadata entry `authorization: Bearer <token>`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::response::IntoResponse;
+use futures_util::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use tonic::{Request, Response, Status};
+use tower::ServiceBuilder;
+
+use crate::error::ApiError;
+use crate::node::NodeCore;
+use crate::proto;
+use crate::service::{self, ModeRequest};
+
+type Core = Arc<NodeCore>;
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("[E_INTERNAL] the call failed: {e}")))?
+        .map_err(|e| e.to_status())
+}
+
+fn receipt(r: &service::ReceiptInfo) -> proto::Receipt {
+    proto::Receipt {
+        status: r.status.clone(),
+        code: r.code.clone(),
+        fee_charged: r.fee_charged,
+    }
+}
+
+/// The gRPC router (all four services), with the overload and timeout limits answered as
+/// gRPC statuses.
+pub fn router(core: Core) -> Router {
+    let api = &core.config.api;
+    let max_body = api.max_body_bytes;
+    let routes = tonic::service::Routes::new(
+        proto::transactions_server::TransactionsServer::new(TransactionsSvc(core.clone()))
+            .max_decoding_message_size(max_body),
+    )
+    .add_service(proto::query_server::QueryServer::new(QuerySvc(core.clone())))
+    .add_service(proto::subscriptions_server::SubscriptionsServer::new(
+        SubscriptionsSvc(core.clone()),
+    ))
+    .add_service(proto::admin_server::AdminServer::new(AdminSvc(core.clone())));
+    let limits = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(grpc_overload))
+        .load_shed()
+        .concurrency_limit(api.max_concurrent_requests)
+        .timeout(Duration::from_millis(api.request_timeout_ms));
+    routes.into_axum_router().layer(limits)
+}
+
+async fn grpc_overload(err: axum::BoxError) -> axum::response::Response {
+    let status = if err.is::<tower::load_shed::error::Overloaded>() {
+        Status::resource_exhausted("[E_OVERLOADED] the node is serving as many requests as it allows: retry later")
+    } else if err.is::<tower::timeout::error::Elapsed>() {
+        Status::deadline_exceeded("[E_TIMEOUT] the request timed out")
+    } else {
+        Status::internal(format!("[E_INTERNAL] {err}"))
+    };
+    status.into_http::<axum::body::Body>().into_response()
+}
+
+/// `aurigraph.v1.Transactions`.
+#[derive(Debug, Clone)]
+pub struct TransactionsSvc(pub Core);
+
+#[tonic::async_trait]
+impl proto::transactions_server::Transactions for TransactionsSvc {
+    async fn submit(
+        &self,
+        req: Request<proto::SubmitRequest>,
+    ) -> Result<Response<proto::SubmitResponse>, Status> {
+        let core = self.0.clone();
+        let txs = req.into_inner().transactions;
+        let items = blocking(move || core.submit(&txs)).await?;
+        let accepted = items.iter().filter(|i| i.accepted).count() as u32;
+        Ok(Response::new(proto::SubmitResponse {
+            results: items
+                .into_iter()
+                .map(|i| proto::SubmitResult {
+                    accepted: i.accepted,
+                    hash: i.hash.unwrap_or_default(),
+                    code: i.code.unwrap_or_default(),
+                    message: i.message.unwrap_or_default(),
+                })
+                .collect(),
+            accepted,
+        }))
+    }
+
+    async fn get_transaction(
+        &self,
+        req: Request<proto::GetTransactionRequest>,
+    ) -> Result<Response<proto::TransactionInfo>, Status> {
+        let core = self.0.clone();
+        let hash = req.into_inner().hash;
+        let t = blocking(move || core.transaction(&hash)).await?;
+        Ok(Response::new(proto::TransactionInfo {
+            hash: t.hash,
+            state: t.state,
+            sender: t.sender,
+            nonce: t.nonce,
+            fee: t.fee,
+            block_height: t.block_height.unwrap_or(0),
+            index: t.index.unwrap_or(0),
+            receipt: t.receipt.as_ref().map(receipt),
+            encoded: hex::decode(&t.encoded).unwrap_or_default(),
+        }))
+    }
+}
+
+/// `aurigraph.v1.Query`.
+#[derive(Debug, Clone)]
+pub struct QuerySvc(pub Core);
+
+#[tonic::async_trait]
+impl proto::query_server::Query for QuerySvc {
+    async fn get_block(
+        &self,
+        req: Request<proto::GetBlockRequest>,
+    ) -> Result<Response<proto::Block>, Status> {
+        let core = self.0.clone();
+        let height = req.into_inner().height;
+        let b = blocking(move || core.block(height)).await?;
+        Ok(Response::new(proto::Block {
+            height: b.height,
+            hash: b.hash,
+            parent_hash: b.parent_hash,
+            state_root: b.state_root,
+            timestamp_ms: b.timestamp_ms,
+            transactions: b
+                .transactions
+                .iter()
+                .map(|t| proto::BlockTransaction {
+                    hash: t.hash.clone(),
+                    sender: t.sender.clone(),
+                    nonce: t.nonce,
+                    fee: t.fee,
+                    receipt: Some(receipt(&t.receipt)),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_account(
+        &self,
+        req: Request<proto::GetAccountRequest>,
+    ) -> Result<Response<proto::Account>, Status> {
+        let core = self.0.clone();
+        let address = req.into_inner().address;
+        let a = blocking(move || core.account(&address)).await?;
+        Ok(Response::new(proto::Account {
+            address: a.address,
+            balance: a.balance,
+            nonce: a.nonce,
+            next_nonce: a.next_nonce,
+        }))
+    }
+
+    async fn get_head(
+        &self,
+        _req: Request<proto::GetHeadRequest>,
+    ) -> Result<Response<proto::Head>, Status> {
+        let h = self.0.head_info();
+        Ok(Response::new(proto::Head {
+            height: h.height,
+            hash: h.hash,
+            state_root: h.state_root,
+            chain_id: h.chain_id,
+        }))
+    }
+}
+
+/// `aurigraph.v1.Subscriptions`.
+#[derive(Debug, Clone)]
+pub struct SubscriptionsSvc(pub Core);
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl proto::subscriptions_server::Subscriptions for SubscriptionsSvc {
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(
+        &self,
+        req: Request<proto::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let r = req.into_inner();
+        let (blocks, txs) = if !r.blocks && !r.transactions {
+            (true, false)
+        } else {
+            (r.blocks, r.transactions)
+        };
+        let rx = self.0.subscribe();
+        let stream = futures_util::stream::unfold(
+            (rx, std::collections::VecDeque::<proto::Event>::new()),
+            move |(mut rx, mut queue)| async move {
+                loop {
+                    if let Some(e) = queue.pop_front() {
+                        return Some((Ok(e), (rx, queue)));
+                    }
+                    match rx.recv().await {
+                        Ok(b) => {
+                            if blocks {
+                                queue.push_back(proto::Event {
+                                    event: Some(proto::event::Event::Block(proto::BlockEvent {
+                                        height: b.height,
+                                        hash: hex::encode(b.hash),
+                                        state_root: b.state_root.to_string(),
+                                        tx_count: b.receipts.len() as u32,
+                                    })),
+                                });
+                            }
+                            if txs {
+                                for r in &b.receipts {
+                                    let info = service::ReceiptInfo::from(r);
+                                    queue.push_back(proto::Event {
+                                        event: Some(proto::event::Event::Transaction(
+                                            proto::TransactionEvent {
+                                                hash: r.tx_hash.to_string(),
+                                                block_height: b.height,
+                                                receipt: Some(receipt(&info)),
+                                            },
+                                        )),
+                                    });
+                                }
+                            }
+                        }
+                        Err(RecvError::Lagged(n)) => {
+                            return Some((
+                                Err(Status::data_loss(format!(
+                                    "[E_LAGGED] the subscriber fell {n} blocks behind; subscribe again"
+                                ))),
+                                (rx, queue),
+                            ));
+                        }
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// `aurigraph.v1.Admin`.
+#[derive(Debug, Clone)]
+pub struct AdminSvc(pub Core);
+
+impl AdminSvc {
+    fn auth<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let h = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        self.0.check_admin(h).map_err(|e| e.to_status())
+    }
+}
+
+fn slot_state(s: &aurigraph_engine::host::SlotStatus) -> proto::SlotState {
+    proto::SlotState {
+        slot: s.slot.to_string(),
+        mode: s.mode.to_string(),
+        baseline: s.baseline.to_string(),
+        candidate: s.candidate.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+        baseline_decisions: s.baseline_totals.decisions,
+        baseline_fallbacks: s.baseline_totals.fallbacks,
+        candidate_decisions: s.candidate_totals.decisions,
+        candidate_fallbacks: s.candidate_totals.fallbacks,
+        circuit_open: s.circuit_open,
+        last_rollback: s.last_rollback.clone().unwrap_or_default(),
+        detail_json: serde_json::to_string(s).unwrap_or_default(),
+    }
+}
+
+#[tonic::async_trait]
+impl proto::admin_server::Admin for AdminSvc {
+    async fn list_slots(
+        &self,
+        req: Request<proto::ListSlotsRequest>,
+    ) -> Result<Response<proto::ListSlotsResponse>, Status> {
+        self.auth(&req)?;
+        Ok(Response::new(proto::ListSlotsResponse {
+            slots: self.0.slots().iter().map(slot_state).collect(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        req: Request<proto::SlotRequest>,
+    ) -> Result<Response<proto::SlotState>, Status> {
+        self.auth(&req)?;
+        let s = self
+            .0
+            .slot_status(&req.into_inner().slot)
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(slot_state(&s)))
+    }
+
+    async fn load(
+        &self,
+        req: Request<proto::LoadRequest>,
+    ) -> Result<Response<proto::SlotState>, Status> {
+        self.auth(&req)?;
+        let core = self.0.clone();
+        let r = req.into_inner();
+        let backend = if r.backend.is_empty() { "onnx".to_string() } else { r.backend };
+        let s = blocking(move || core.load(&r.slot, &backend, &r.name, &r.version)).await?;
+        Ok(Response::new(slot_state(&s)))
+    }
+
+    async fn set_mode(
+        &self,
+        req: Request<proto::SetModeRequest>,
+    ) -> Result<Response<proto::SlotState>, Status> {
+        self.auth(&req)?;
+        let r = req.into_inner();
+        let mode = match r.mode.as_str() {
+            "off" => ModeRequest::Off,
+            "shadow" => ModeRequest::Shadow,
+            "canary" => ModeRequest::Canary(r.percent),
+            other => {
+                return Err(ApiError::bad_request(
+                    "E_BAD_MODE",
+                    format!("mode `{other}`: expected off, shadow or canary"),
+                )
+                .to_status());
+            }
+        };
+        let s = self.0.set_mode(&r.slot, mode).map_err(|e| e.to_status())?;
+        Ok(Response::new(slot_state(&s)))
+    }
+
+    async fn set_schedule(
+        &self,
+        req: Request<proto::SetScheduleRequest>,
+    ) -> Result<Response<proto::SlotState>, Status> {
+        self.auth(&req)?;
+        let r = req.into_inner();
+        let s = self
+            .0
+            .set_schedule(&r.slot, &r.percents, r.min_decisions)
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(slot_state(&s)))
+    }
+
+    async fn promote(
+        &self,
+        req: Request<proto::SlotRequest>,
+    ) -> Result<Response<proto::SlotState>, Status> {
+        self.auth(&req)?;
+        let s = self
+            .0
+            .promote(&req.into_inner().slot)
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(slot_state(&s)))
+    }
+
+    async fn rollback(
+        &self,
+        req: Request<proto::RollbackRequest>,
+    ) -> Result<Response<proto::SlotState>, Status> {
+        self.auth(&req)?;
+        let r = req.into_inner();
+        let s = self
+            .0
+            .rollback(&r.slot, &r.reason)
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(slot_state(&s)))
+    }
+}

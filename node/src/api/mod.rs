@@ -1,0 +1,23 @@
+//! The node's API on one address: gRPC (package `aurigraph.v1`, HTTP/2) and HTTP/1.1 JSON
+//! (`/v1` mirror, `/v1/subscribe` WebSocket, `/healthz`, `/readyz`, `/metrics`), one axum
+//! router. Both call [`crate::service`]; limits come from tower layers:
+//!
+//! - a request body above `api.max_body_bytes`: 413 `E_BODY_TOO_LARGE` / INVALID_ARGUMENT;
+//! - more than `api.max_concurrent_requests` requests at once: refused at once, 429
+//!   `E_OVERLOADED` / RESOURCE_EXHAUSTED (load shedding, no queue that grows);
+//! - a request slower than `api.request_timeout_ms`: 408 `E_TIMEOUT` / DEADLINE_EXCEEDED.
+
+pub mod grpc;
+pub mod rest;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::node::NodeCore;
+
+/// The whole API router.
+pub fn router(core: Arc<NodeCore>) -> Router {
+    let grpc = grpc::router(core.clone());
+    rest::router(core).merge(grpc)
+}

@@ -1,0 +1,333 @@
+//! The HTTP side: the JSON mirror of the gRPC API under `/v1`, the `/v1/subscribe`
+//! WebSocket, and `/healthz`, `/readyz`, `/metrics`.
+//!
+//! Every error answer is `{"error": {"code": "E_...", "message": "..."}}` with the status of
+//! its kind ([`ApiError::http_status`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{BoxError, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+use tower::ServiceBuilder;
+
+use crate::error::{ApiError, ErrorKind};
+use crate::node::NodeCore;
+use crate::service::ModeRequest;
+
+type Core = State<Arc<NodeCore>>;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
+    }
+}
+
+/// Runs blocking service code off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal("E_INTERNAL", format!("the call failed: {e}")))?
+}
+
+/// The HTTP router.
+pub fn router(core: Arc<NodeCore>) -> Router {
+    let api = &core.config.api;
+    let limits = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(overload_error))
+        .load_shed()
+        .concurrency_limit(api.max_concurrent_requests)
+        .timeout(Duration::from_millis(api.request_timeout_ms));
+    let body_limit = api.max_body_bytes;
+    let v1 = Router::new()
+        .route("/v1/transactions", post(submit))
+        .route("/v1/transactions/{hash}", get(transaction))
+        .route("/v1/blocks/{height}", get(block))
+        .route("/v1/accounts/{address}", get(account))
+        .route("/v1/head", get(head))
+        .route("/v1/policies", get(policies))
+        .route("/v1/policies/{slot}", get(policy))
+        .route("/v1/policies/{slot}/{action}", post(policy_action))
+        .route("/metrics", get(metrics))
+        .layer(limits)
+        .layer(DefaultBodyLimit::max(body_limit));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/v1/subscribe", get(subscribe))
+        .merge(v1)
+        .fallback(not_found)
+        .with_state(core)
+}
+
+async fn overload_error(err: BoxError) -> ApiError {
+    if err.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::new(
+            ErrorKind::Overloaded,
+            "E_OVERLOADED",
+            "the node is serving as many requests as it allows: retry later",
+        )
+    } else if err.is::<tower::timeout::error::Elapsed>() {
+        ApiError::new(ErrorKind::Unavailable, "E_TIMEOUT", "the request timed out")
+    } else {
+        ApiError::internal("E_INTERNAL", err.to_string())
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("E_NO_ROUTE", "no such endpoint; the API is under /v1")
+}
+
+async fn readyz(State(core): Core) -> Response {
+    if core.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn metrics(State(core): Core) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        core.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// The body of `POST /v1/transactions`: one hex string, a list of them, or
+/// `{"transactions": [...]}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SubmitBody {
+    One(String),
+    Many(Vec<String>),
+    Wrapped { transactions: Vec<String> },
+}
+
+fn body_bytes(body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(ErrorKind::TooLarge, "E_BODY_TOO_LARGE", e.body_text())
+        } else {
+            ApiError::bad_request("E_BAD_BODY", e.body_text())
+        }
+    })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("E_BAD_JSON", format!("malformed JSON body: {e}")))
+}
+
+async fn submit(
+    State(core): Core,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body)?;
+    let parsed: SubmitBody = parse_json(&bytes)?;
+    let (single, hexes) = match parsed {
+        SubmitBody::One(h) => (true, vec![h]),
+        SubmitBody::Many(v) | SubmitBody::Wrapped { transactions: v } => (false, v),
+    };
+    let mut txs = Vec::with_capacity(hexes.len());
+    for (i, h) in hexes.iter().enumerate() {
+        txs.push(hex::decode(h.trim()).map_err(|e| {
+            ApiError::bad_request("E_BAD_HEX", format!("transaction {i} is not hex: {e}"))
+        })?);
+    }
+    let items = blocking(move || core.submit(&txs)).await?;
+    if single && let Some(item) = items.first() && !item.accepted {
+        // One transaction refused: the refusal is the answer.
+        let code = item.code.clone().unwrap_or_default();
+        let kind = match code.as_str() {
+            "E_MEMPOOL_FULL" | "E_SENDER_LIMIT" => ErrorKind::Overloaded,
+            _ => ErrorKind::BadRequest,
+        };
+        return Err(ApiError::new(
+            kind,
+            code,
+            item.message.clone().unwrap_or_default(),
+        ));
+    }
+    let accepted = items.iter().filter(|i| i.accepted).count();
+    Ok(Json(json!({"accepted": accepted, "results": items})).into_response())
+}
+
+async fn transaction(State(core): Core, Path(hash): Path<String>) -> Result<Response, ApiError> {
+    let info = blocking(move || core.transaction(&hash)).await?;
+    Ok(Json(info).into_response())
+}
+
+async fn block(State(core): Core, Path(height): Path<String>) -> Result<Response, ApiError> {
+    let height: u64 = height
+        .parse()
+        .map_err(|_| ApiError::bad_request("E_BAD_HEIGHT", format!("`{height}` is not a height")))?;
+    let info = blocking(move || core.block(height)).await?;
+    Ok(Json(info).into_response())
+}
+
+async fn account(State(core): Core, Path(address): Path<String>) -> Result<Response, ApiError> {
+    let info = blocking(move || core.account(&address)).await?;
+    Ok(Json(info).into_response())
+}
+
+async fn head(State(core): Core) -> Response {
+    Json(core.head_info()).into_response()
+}
+
+async fn policies(State(core): Core) -> Response {
+    Json(json!({"slots": core.slots()})).into_response()
+}
+
+async fn policy(State(core): Core, Path(slot): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(core.slot_status(&slot)?).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct ActionBody {
+    backend: Option<String>,
+    name: Option<String>,
+    version: Option<String>,
+    percent: Option<f64>,
+    percents: Option<Vec<f64>>,
+    min_decisions: Option<u64>,
+    reason: Option<String>,
+}
+
+fn required<'a>(v: &'a Option<String>, field: &str, action: &str) -> Result<&'a str, ApiError> {
+    v.as_deref().ok_or_else(|| {
+        ApiError::bad_request(
+            "E_MISSING_FIELD",
+            format!("`{action}` needs the field `{field}`"),
+        )
+    })
+}
+
+async fn policy_action(
+    State(core): Core,
+    Path((slot, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    core.check_admin(auth)?;
+    let bytes = body_bytes(body)?;
+    let b: ActionBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        ActionBody::default()
+    } else {
+        parse_json(&bytes)?
+    };
+    let status = blocking(move || match action.as_str() {
+        "load" => core.load(
+            &slot,
+            b.backend.as_deref().unwrap_or("onnx"),
+            required(&b.name, "name", "load")?,
+            required(&b.version, "version", "load")?,
+        ),
+        "shadow" => core.set_mode(&slot, ModeRequest::Shadow),
+        "off" => core.set_mode(&slot, ModeRequest::Off),
+        "canary" => {
+            let p = b.percent.ok_or_else(|| {
+                ApiError::bad_request("E_MISSING_FIELD", "`canary` needs the field `percent`")
+            })?;
+            core.set_mode(&slot, ModeRequest::Canary(p))
+        }
+        "schedule" => {
+            let p = b.percents.clone().ok_or_else(|| {
+                ApiError::bad_request("E_MISSING_FIELD", "`schedule` needs the field `percents`")
+            })?;
+            core.set_schedule(&slot, &p, b.min_decisions.unwrap_or(200))
+        }
+        "promote" => core.promote(&slot),
+        "rollback" => core.rollback(&slot, b.reason.as_deref().unwrap_or("operator")),
+        other => Err(ApiError::not_found(
+            "E_UNKNOWN_ACTION",
+            format!(
+                "unknown action `{other}`; actions: load, shadow, off, canary, schedule, \
+                 promote, rollback"
+            ),
+        )),
+    })
+    .await?;
+    Ok(Json(status).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SubscribeQuery {
+    transactions: bool,
+}
+
+async fn subscribe(
+    State(core): Core,
+    Query(q): Query<SubscribeQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.on_upgrade(move |socket| stream_events(core, socket, q.transactions))
+}
+
+async fn stream_events(core: Arc<NodeCore>, mut socket: WebSocket, transactions: bool) {
+    let mut rx = core.subscribe();
+    loop {
+        tokio::select! {
+            ev = rx.recv() => {
+                let msgs = match ev {
+                    Ok(b) => {
+                        let mut v = vec![json!({
+                            "type": "block",
+                            "height": b.height,
+                            "hash": hex::encode(b.hash),
+                            "state_root": b.state_root.to_string(),
+                            "tx_count": b.receipts.len(),
+                        })];
+                        if transactions {
+                            v.extend(b.receipts.iter().map(|r| json!({
+                                "type": "transaction",
+                                "hash": r.tx_hash.to_string(),
+                                "block_height": b.height,
+                                "receipt": crate::service::ReceiptInfo::from(r),
+                            })));
+                        }
+                        v
+                    }
+                    Err(RecvError::Lagged(n)) => vec![json!({"type": "lagged", "missed_blocks": n})],
+                    Err(RecvError::Closed) => break,
+                };
+                for m in msgs {
+                    if socket.send(Message::Text(m.to_string().into())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            incoming = socket.recv() => {
+                match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The node's configuration: TOML (every field optional, see `node/aurigraph.example.toml`),
+//! then environment overrides, then command-line flags.
+//!
+//! | variable | overrides |
+//! |---|---|
+//! | `AURIGRAPH_DATA_DIR` | `data_dir` |
+//! | `AURIGRAPH_LISTEN` | `listen` |
+//! | `AURIGRAPH_ADMIN_TOKEN` | `admin.token` |
+//! | `AURIGRAPH_MODELS_DIR` | `policies.models_dir` |
+//! | `AURIGRAPH_PLUGINS_DIR` | `policies.plugins_dir` |
+//! | `AURIGRAPH_BLOCK_INTERVAL_MS` | `block.interval_ms` |
+//! | `AURIGRAPH_SYNC` | `storage.sync` (`true` or `false`) |
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use aurigraph_engine::state::Genesis;
+use aurigraph_engine::tx::{Address, keypair_from_seed};
+use ed25519_consensus::SigningKey;
+use serde::{Deserialize, Serialize};
+
+/// Default API address: gRPC and HTTP on one port.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7600";
+
+/// A configuration error, with the stable code `E_CONFIG`.
+#[derive(Debug, thiserror::Error)]
+#[error("[E_CONFIG] {0}")]
+pub struct ConfigError(pub String);
+
+/// The whole configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where the database lives.
+    pub data_dir: PathBuf,
+    /// gRPC and HTTP address.
+    pub listen: SocketAddr,
+    /// Chain identity and initial balances.
+    pub genesis: GenesisConfig,
+    /// RocksDB.
+    pub storage: StorageConfig,
+    /// Block production.
+    pub block: BlockConfig,
+    /// Limits of the APIs.
+    pub api: ApiConfig,
+    /// The admin API.
+    pub admin: AdminConfig,
+    /// Where models and plugins are watched.
+    pub policies: PoliciesConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("aurigraph-data"),
+            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| {
+                SocketAddr::from(([127, 0, 0, 1], 7600))
+            }),
+            genesis: GenesisConfig::default(),
+            storage: StorageConfig::default(),
+            block: BlockConfig::default(),
+            api: ApiConfig::default(),
+            admin: AdminConfig::default(),
+            policies: PoliciesConfig::default(),
+        }
+    }
+}
+
+/// Chain identity and initial balances.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenesisConfig {
+    /// Chain id every transaction must carry.
+    pub chain_id: u32,
+    /// Development accounts funded at genesis, with keys anyone can derive
+    /// ([`dev_key`]): `aurigraph tx --from-dev N` signs with them. 0 for none.
+    pub dev_accounts: u32,
+    /// Balance of each development account.
+    pub dev_balance: u64,
+    /// Further allocations: address (hex) and balance.
+    pub allocations: Vec<Allocation>,
+}
+
+impl Default for GenesisConfig {
+    fn default() -> Self {
+        Self {
+            chain_id: 1,
+            dev_accounts: 64,
+            dev_balance: 1_000_000_000_000,
+            allocations: Vec::new(),
+        }
+    }
+}
+
+/// One genesis allocation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allocation {
+    /// Address, 64 hex characters.
+    pub address: String,
+    /// Balance in base units.
+    pub balance: u64,
+}
+
+/// RocksDB settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// fsync every block and every batch of accepted submissions (see `storage` docs).
+    pub sync: bool,
+    /// Storage shards of the in-memory state.
+    pub state_shards: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            sync: true,
+            state_shards: aurigraph_engine::state::DEFAULT_SHARDS,
+        }
+    }
+}
+
+/// Block production.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlockConfig {
+    /// Time between production rounds when the mempool is not full enough for a block.
+    pub interval_ms: u64,
+    /// Smallest block (the `batch_size` slot's lower clamp).
+    pub min_txs: usize,
+    /// Largest block (the `batch_size` slot's upper clamp).
+    pub max_txs: usize,
+    /// Executor threads (0: one per core).
+    pub executor_threads: usize,
+    /// Mempool capacity in transactions.
+    pub mempool_txs: usize,
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 50,
+            min_txs: 1,
+            max_txs: 5_000,
+            executor_threads: 0,
+            mempool_txs: 100_000,
+        }
+    }
+}
+
+/// Limits of the APIs (tower layers and admission back-pressure).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// A request that takes longer is answered 408 / DEADLINE_EXCEEDED.
+    pub request_timeout_ms: u64,
+    /// Requests served at once; more are refused at once with 429 / RESOURCE_EXHAUSTED.
+    pub max_concurrent_requests: usize,
+    /// Transactions being admitted at once (decoding, signature checks); a submission that
+    /// would exceed it is refused with `E_OVERLOADED` (429 / RESOURCE_EXHAUSTED).
+    pub max_inflight_txs: usize,
+    /// Most transactions in one submission.
+    pub max_txs_per_request: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 << 20,
+            request_timeout_ms: 10_000,
+            max_concurrent_requests: 512,
+            max_inflight_txs: 20_000,
+            max_txs_per_request: 5_000,
+        }
+    }
+}
+
+/// The admin API.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token admin calls must carry. When unset (and `AURIGRAPH_ADMIN_TOKEN` is
+    /// unset), the node makes a random one at start and writes it to
+    /// `<data_dir>/admin.token`.
+    pub token: Option<String>,
+}
+
+/// Where models and plugins are watched.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoliciesConfig {
+    /// Models folder (one folder per model); missing is fine (nothing to load).
+    pub models_dir: PathBuf,
+    /// Plugins folder (`*.wasm`); missing is fine.
+    pub plugins_dir: PathBuf,
+    /// How often the folders are polled.
+    pub watch_interval_ms: u64,
+}
+
+impl Default for PoliciesConfig {
+    fn default() -> Self {
+        Self {
+            models_dir: PathBuf::from("models"),
+            plugins_dir: PathBuf::from("plugins/dist"),
+            watch_interval_ms: 2_000,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads `path` (TOML), or the defaults when `None`, then applies the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut c = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", p.display())))?;
+                Self::parse(&text).map_err(|e| ConfigError(format!("{}: {}", p.display(), e.0)))?
+            }
+            None => Self::default(),
+        };
+        c.apply_env(|k| std::env::var(k).ok())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(e.message().to_string()))
+    }
+
+    /// Applies `AURIGRAPH_*` overrides read through `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("AURIGRAPH_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("AURIGRAPH_LISTEN") {
+            self.listen = v
+                .parse()
+                .map_err(|e| ConfigError(format!("AURIGRAPH_LISTEN={v}: {e}")))?;
+        }
+        if let Some(v) = get("AURIGRAPH_ADMIN_TOKEN").filter(|v| !v.is_empty()) {
+            self.admin.token = Some(v);
+        }
+        if let Some(v) = get("AURIGRAPH_MODELS_DIR") {
+            self.policies.models_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("AURIGRAPH_PLUGINS_DIR") {
+            self.policies.plugins_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("AURIGRAPH_BLOCK_INTERVAL_MS") {
+            self.block.interval_ms = v
+                .parse()
+                .map_err(|e| ConfigError(format!("AURIGRAPH_BLOCK_INTERVAL_MS={v}: {e}")))?;
+        }
+        if let Some(v) = get("AURIGRAPH_SYNC") {
+            self.storage.sync = v
+                .parse()
+                .map_err(|e| ConfigError(format!("AURIGRAPH_SYNC={v}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Checks values that would fail later in a less clear way.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let b = &self.block;
+        if b.interval_ms == 0 || b.interval_ms > 60_000 {
+            return Err(ConfigError("block.interval_ms must be in 1..=60000".into()));
+        }
+        if b.min_txs == 0 || b.min_txs > b.max_txs {
+            return Err(ConfigError("block.min_txs must be in 1..=block.max_txs".into()));
+        }
+        let a = &self.api;
+        if a.max_body_bytes < 1024
+            || a.max_concurrent_requests == 0
+            || a.max_inflight_txs == 0
+            || a.max_txs_per_request == 0
+        {
+            return Err(ConfigError(
+                "api limits must be positive (max_body_bytes at least 1024)".into(),
+            ));
+        }
+        if let Some(t) = &self.admin.token
+            && t.len() < 16
+        {
+            return Err(ConfigError("admin.token must be at least 16 characters".into()));
+        }
+        self.genesis()?;
+        Ok(())
+    }
+
+    /// The genesis allocation this configuration describes.
+    pub fn genesis(&self) -> Result<Genesis, ConfigError> {
+        let g = &self.genesis;
+        let mut allocations: Vec<(Address, u64)> = (0..g.dev_accounts)
+            .map(|i| (dev_key(i).1, g.dev_balance))
+            .collect();
+        for a in &g.allocations {
+            let addr = Address::from_hex(&a.address).ok_or_else(|| {
+                ConfigError(format!("genesis allocation address `{}` is not 64 hex characters", a.address))
+            })?;
+            allocations.push((addr, a.balance));
+        }
+        Ok(Genesis {
+            chain_id: g.chain_id,
+            allocations,
+        })
+    }
+}
+
+/// The signing key and address of development account `i` (derived from a public seed:
+/// never use these keys for anything of value).
+pub fn dev_key(i: u32) -> (SigningKey, Address) {
+    let mut h = blake3::Hasher::new();
+    h.update(b"aurigraph-dev-account-v1");
+    h.update(&i.to_le_bytes());
+    keypair_from_seed(*h.finalize().as_bytes())
+}
+
+/// The hash that names a genesis: BLAKE3 over the chain id and the allocations in order.
+pub fn genesis_hash(g: &Genesis) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"AURIGRAPH-GENESIS-V1");
+    h.update(&g.chain_id.to_le_bytes());
+    for (a, b) in &g.allocations {
+        h.update(&a.0);
+        h.update(&b.to_le_bytes());
+    }
+    *h.finalize().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_the_environment_overrides() {
+        let mut c = NodeConfig::default();
+        c.validate().expect("defaults are valid");
+        c.apply_env(|k| match k {
+            "AURIGRAPH_LISTEN" => Some("127.0.0.1:9999".into()),
+            "AURIGRAPH_SYNC" => Some("false".into()),
+            "AURIGRAPH_ADMIN_TOKEN" => Some("0123456789abcdef0123".into()),
+            _ => None,
+        })
+        .expect("valid overrides");
+        assert_eq!(c.listen.port(), 9999);
+        assert!(!c.storage.sync);
+        assert_eq!(c.admin.token.as_deref(), Some("0123456789abcdef0123"));
+        let bad = c.apply_env(|k| (k == "AURIGRAPH_SYNC").then(|| "maybe".into()));
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn the_example_file_parses_and_unknown_keys_are_refused() {
+        let text = include_str!("../aurigraph.example.toml");
+        let c = NodeConfig::parse(text).expect("the example parses");
+        c.validate().expect("the example is valid");
+        let err = NodeConfig::parse("[block]\nintervall_ms = 5\n").unwrap_err();
+        assert!(err.0.contains("intervall_ms"), "{}", err.0);
+    }
+
+    #[test]
+    fn dev_keys_are_stable_and_distinct() {
+        assert_eq!(dev_key(0).1, dev_key(0).1);
+        assert_ne!(dev_key(0).1, dev_key(1).1);
+    }
+}

@@ -1,0 +1,131 @@
+//! [`ApiError`]: every refusal the APIs give, with a stable code, an HTTP status and a gRPC
+//! status code. The REST and gRPC layers map the same error the same way.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// What kind of refusal an error is: it decides the HTTP and gRPC status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed or names something invalid: 400 / INVALID_ARGUMENT.
+    BadRequest,
+    /// Nothing of that name: 404 / NOT_FOUND.
+    NotFound,
+    /// No or a wrong admin token: 401 / UNAUTHENTICATED.
+    Unauthorized,
+    /// The node is at capacity, retry later: 429 / RESOURCE_EXHAUSTED.
+    Overloaded,
+    /// The request is valid but refused in the current state (e.g. promote without a
+    /// candidate): 409 / FAILED_PRECONDITION.
+    Conflict,
+    /// The node cannot serve it now (starting, storage failed): 503 / UNAVAILABLE.
+    Unavailable,
+    /// The body is larger than allowed: 413 / INVALID_ARGUMENT.
+    TooLarge,
+    /// A bug or an I/O failure: 500 / INTERNAL.
+    Internal,
+}
+
+/// A refusal: kind, stable code (`E_*`) and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// Kind (decides the status).
+    pub kind: ErrorKind,
+    /// Stable code.
+    pub code: Cow<'static, str>,
+    /// Message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of `kind` with `code`.
+    pub fn new(
+        kind: ErrorKind,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// 400 / INVALID_ARGUMENT.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, code, message)
+    }
+
+    /// 404 / NOT_FOUND.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, code, message)
+    }
+
+    /// 500 / INTERNAL.
+    pub fn internal(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, code, message)
+    }
+
+    /// The HTTP status code.
+    pub fn http_status(&self) -> u16 {
+        match self.kind {
+            ErrorKind::BadRequest => 400,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::Overloaded => 429,
+            ErrorKind::Conflict => 409,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::TooLarge => 413,
+            ErrorKind::Internal => 500,
+        }
+    }
+
+    /// The gRPC status.
+    pub fn to_status(&self) -> tonic::Status {
+        let code = match self.kind {
+            ErrorKind::BadRequest | ErrorKind::TooLarge => tonic::Code::InvalidArgument,
+            ErrorKind::NotFound => tonic::Code::NotFound,
+            ErrorKind::Unauthorized => tonic::Code::Unauthenticated,
+            ErrorKind::Overloaded => tonic::Code::ResourceExhausted,
+            ErrorKind::Conflict => tonic::Code::FailedPrecondition,
+            ErrorKind::Unavailable => tonic::Code::Unavailable,
+            ErrorKind::Internal => tonic::Code::Internal,
+        };
+        let mut status = tonic::Status::new(code, self.to_string());
+        if let Ok(v) = self.code.as_ref().parse() {
+            status.metadata_mut().insert(CODE_METADATA, v);
+        }
+        status
+    }
+
+    /// Maps an engine error (admin calls) to a refusal.
+    pub fn from_engine(e: &aurigraph_engine::EngineError) -> Self {
+        use aurigraph_engine::EngineError as E;
+        let kind = match e {
+            E::UnknownSlot(_) | E::InvalidInput { .. } | E::InvalidConfig(_) => {
+                ErrorKind::BadRequest
+            }
+            E::ContractMismatch { .. } | E::WarmupFailed { .. } => ErrorKind::BadRequest,
+            E::RolloutRefused { .. } => ErrorKind::Conflict,
+            _ => ErrorKind::Internal,
+        };
+        Self::new(kind, e.code(), e.to_string())
+    }
+}
+
+/// gRPC metadata key carrying the stable code of a refusal.
+pub const CODE_METADATA: &str = "x-aurigraph-code";
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<crate::storage::StorageError> for ApiError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        Self::new(ErrorKind::Internal, e.code(), e.to_string())
+    }
+}

@@ -1,0 +1,545 @@
+//! The node's service code: what every API call does, once. The gRPC services and the REST
+//! mirror both call these methods (blocking: run them on a blocking thread) and only
+//! translate the types.
+
+use std::sync::atomic::Ordering;
+
+use aurigraph_engine::executor::Receipt;
+use aurigraph_engine::host::SlotStatus;
+use aurigraph_engine::policy::BackendKind;
+use aurigraph_engine::rollout::{Mode, PolicyRef, PolicyResolver, StepSchedule};
+use aurigraph_engine::state::StateView;
+use aurigraph_engine::tx::{Address, Operation, SignedTransaction, TxHash};
+use aurigraph_engine::{SlotHost, SlotKind};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ErrorKind};
+use crate::node::NodeCore;
+
+/// The result of one submitted transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitItem {
+    /// Whether it was accepted into the mempool (and recorded durably).
+    pub accepted: bool,
+    /// Its hash, when accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// The refusal's stable code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The refusal's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A receipt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptInfo {
+    /// Status, snake case (`success`, `insufficient_funds`, `bad_nonce`, ...).
+    pub status: String,
+    /// Stable code of the status (`OK`, `E_EXEC_*`).
+    pub code: String,
+    /// Fee charged.
+    pub fee_charged: u64,
+}
+
+impl From<&Receipt> for ReceiptInfo {
+    fn from(r: &Receipt) -> Self {
+        Self {
+            status: serde_json::to_value(r.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            code: r.status.code().to_string(),
+            fee_charged: r.fee_charged,
+        }
+    }
+}
+
+/// What a transaction does, in JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum OperationInfo {
+    /// A transfer.
+    Transfer {
+        /// Recipient (hex).
+        to: String,
+        /// Amount.
+        amount: u64,
+    },
+    /// A multi-transfer.
+    MultiTransfer {
+        /// Recipients (hex) and amounts.
+        outputs: Vec<(String, u64)>,
+    },
+}
+
+impl From<&Operation> for OperationInfo {
+    fn from(op: &Operation) -> Self {
+        match op {
+            Operation::Transfer { to, amount } => OperationInfo::Transfer {
+                to: to.to_hex(),
+                amount: *amount,
+            },
+            Operation::MultiTransfer { outputs } => OperationInfo::MultiTransfer {
+                outputs: outputs.iter().map(|(a, v)| (a.to_hex(), *v)).collect(),
+            },
+        }
+    }
+}
+
+/// A transaction and where it stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxInfo {
+    /// Hash.
+    pub hash: String,
+    /// `pending` or `committed`.
+    pub state: String,
+    /// Sender (hex).
+    pub sender: String,
+    /// Nonce.
+    pub nonce: u64,
+    /// Fee.
+    pub fee: u64,
+    /// The operation.
+    pub operation: OperationInfo,
+    /// Height of its block, once committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_height: Option<u64>,
+    /// Index in its block, once committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    /// Its receipt, once committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<ReceiptInfo>,
+    /// The canonical encoding (hex).
+    pub encoded: String,
+}
+
+impl TxInfo {
+    fn of(tx: &SignedTransaction, state: &str) -> Self {
+        let t = tx.tx();
+        Self {
+            hash: tx.hash().to_string(),
+            state: state.to_string(),
+            sender: t.sender.to_hex(),
+            nonce: t.nonce,
+            fee: t.fee,
+            operation: OperationInfo::from(&t.op),
+            block_height: None,
+            index: None,
+            receipt: None,
+            encoded: hex::encode(tx.encoded()),
+        }
+    }
+}
+
+/// A transaction in a block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockTxInfo {
+    /// Hash.
+    pub hash: String,
+    /// Sender (hex).
+    pub sender: String,
+    /// Nonce.
+    pub nonce: u64,
+    /// Fee.
+    pub fee: u64,
+    /// Receipt.
+    pub receipt: ReceiptInfo,
+}
+
+/// A block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockInfo {
+    /// Height.
+    pub height: u64,
+    /// Hash (hex).
+    pub hash: String,
+    /// Parent hash (hex).
+    pub parent_hash: String,
+    /// State root after the block (hex).
+    pub state_root: String,
+    /// Proposer's clock, Unix milliseconds.
+    pub timestamp_ms: u64,
+    /// Transactions, in block order.
+    pub transactions: Vec<BlockTxInfo>,
+}
+
+/// An account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    /// Address (hex).
+    pub address: String,
+    /// Balance.
+    pub balance: u64,
+    /// Committed next nonce.
+    pub nonce: u64,
+    /// The nonce a new transaction should carry (pending ones counted).
+    pub next_nonce: u64,
+}
+
+/// The head.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadInfo {
+    /// Height.
+    pub height: u64,
+    /// Hash (hex).
+    pub hash: String,
+    /// State root (hex).
+    pub state_root: String,
+    /// Chain id.
+    pub chain_id: u32,
+}
+
+/// A slot's mode as an operator asks for it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ModeRequest {
+    /// Baseline only.
+    Off,
+    /// Candidate in shadow.
+    Shadow,
+    /// Candidate on a canary share, percent.
+    Canary(f64),
+}
+
+/// Parses a slot name (`E_UNKNOWN_SLOT`).
+pub fn parse_slot(s: &str) -> Result<SlotKind, ApiError> {
+    s.parse::<SlotKind>().map_err(|_| {
+        ApiError::bad_request(
+            "E_UNKNOWN_SLOT",
+            format!(
+                "unknown slot `{s}`; slots: {}",
+                SlotKind::ALL.map(|k| k.as_str()).join(", ")
+            ),
+        )
+    })
+}
+
+/// Parses a transaction hash (`E_BAD_HASH`).
+pub fn parse_hash(s: &str) -> Result<TxHash, ApiError> {
+    TxHash::from_hex(s)
+        .ok_or_else(|| ApiError::bad_request("E_BAD_HASH", "a hash is 64 hex characters"))
+}
+
+/// Parses an address (`E_BAD_ADDRESS`).
+pub fn parse_address(s: &str) -> Result<Address, ApiError> {
+    Address::from_hex(s)
+        .ok_or_else(|| ApiError::bad_request("E_BAD_ADDRESS", "an address is 64 hex characters"))
+}
+
+/// Parses a backend name for `load` (`E_BAD_BACKEND`).
+pub fn parse_backend(s: &str) -> Result<BackendKind, ApiError> {
+    match s {
+        "onnx" => Ok(BackendKind::Onnx),
+        "wasm" => Ok(BackendKind::Wasm),
+        other => Err(ApiError::bad_request(
+            "E_BAD_BACKEND",
+            format!("backend `{other}`: expected `onnx` or `wasm`"),
+        )),
+    }
+}
+
+/// Releases the in-flight count of a submission when it ends, however it ends.
+struct Inflight<'a> {
+    core: &'a NodeCore,
+    n: usize,
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.core.inflight_txs.fetch_sub(self.n, Ordering::AcqRel);
+    }
+}
+
+impl NodeCore {
+    fn check_ready(&self) -> Result<(), ApiError> {
+        if self.is_ready() {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorKind::Unavailable,
+                "E_NOT_READY",
+                "the node is not serving (starting, stopping, or its storage failed)",
+            ))
+        }
+    }
+
+    /// Submits encoded transactions: admission, mempool, then a durable record of what was
+    /// accepted, before answering. One item per input, in input order.
+    pub fn submit(&self, txs: &[Vec<u8>]) -> Result<Vec<SubmitItem>, ApiError> {
+        self.check_ready()?;
+        let api = &self.config.api;
+        if txs.is_empty() {
+            return Err(ApiError::bad_request("E_EMPTY", "no transaction in the request"));
+        }
+        if txs.len() > api.max_txs_per_request {
+            return Err(ApiError::bad_request(
+                "E_TOO_MANY_TXS",
+                format!(
+                    "{} transactions in one request; at most {}",
+                    txs.len(),
+                    api.max_txs_per_request
+                ),
+            ));
+        }
+        let before = self.inflight_txs.fetch_add(txs.len(), Ordering::AcqRel);
+        let _inflight = Inflight {
+            core: self,
+            n: txs.len(),
+        };
+        if before + txs.len() > api.max_inflight_txs {
+            self.metrics.submission("E_OVERLOADED", txs.len() as u64);
+            return Err(ApiError::new(
+                ErrorKind::Overloaded,
+                "E_OVERLOADED",
+                format!(
+                    "{before} transactions are being admitted; at most {} at once: retry later",
+                    api.max_inflight_txs
+                ),
+            ));
+        }
+        let results = self.pipeline.submit(txs);
+        let mut durable: Vec<(TxHash, &[u8])> = Vec::new();
+        for (bytes, r) in txs.iter().zip(&results) {
+            if let Ok(h) = r {
+                durable.push((*h, bytes.as_slice()));
+            }
+        }
+        if let Err(e) = self.storage.put_pending(&durable) {
+            tracing::error!(error = %e, "cannot record accepted submissions");
+            return Err(ApiError::new(
+                ErrorKind::Unavailable,
+                e.code(),
+                format!("accepted transactions could not be recorded: {e}"),
+            ));
+        }
+        let accepted = durable.len() as u64;
+        self.accepted_total.fetch_add(accepted, Ordering::Relaxed);
+        if accepted > 0 {
+            self.metrics.submission("accepted", accepted);
+        }
+        if self.pipeline.mempool().ready_len() >= self.config.block.max_txs {
+            self.wake_producer();
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                Ok(h) => SubmitItem {
+                    accepted: true,
+                    hash: Some(h.to_string()),
+                    code: None,
+                    message: None,
+                },
+                Err(refused) => {
+                    self.metrics.submission(refused.code, 1);
+                    SubmitItem {
+                        accepted: false,
+                        hash: None,
+                        code: Some(refused.code.to_string()),
+                        message: Some(refused.reason),
+                    }
+                }
+            })
+            .collect())
+    }
+
+    /// A transaction: committed (with its receipt) or pending.
+    pub fn transaction(&self, hash: &str) -> Result<TxInfo, ApiError> {
+        let hash = parse_hash(hash)?;
+        if let Some(loc) = self.storage.tx_location(&hash)? {
+            let block = self.storage.block(loc.height)?.ok_or_else(|| {
+                ApiError::internal("E_STORAGE_CORRUPT", format!("block {} is missing", loc.height))
+            })?;
+            let i = loc.index as usize;
+            let (Some(tx), Some(r)) = (block.txs.get(i), block.receipts.get(i)) else {
+                return Err(ApiError::internal(
+                    "E_STORAGE_CORRUPT",
+                    format!("block {} has no transaction {i}", loc.height),
+                ));
+            };
+            let mut info = TxInfo::of(tx, "committed");
+            info.block_height = Some(loc.height);
+            info.index = Some(loc.index);
+            info.receipt = Some(ReceiptInfo::from(r));
+            return Ok(info);
+        }
+        if let Some(t) = self.pipeline.mempool().get(&hash) {
+            return Ok(TxInfo::of(&t.tx, "pending"));
+        }
+        Err(ApiError::not_found(
+            "E_TX_NOT_FOUND",
+            format!("no transaction {hash} is pending or committed"),
+        ))
+    }
+
+    /// The block at `height` (0: the genesis has no stored block).
+    pub fn block(&self, height: u64) -> Result<BlockInfo, ApiError> {
+        let b = self.storage.block(height)?.ok_or_else(|| {
+            ApiError::not_found(
+                "E_BLOCK_NOT_FOUND",
+                format!("no block at height {height} (head {})", self.head().height),
+            )
+        })?;
+        Ok(BlockInfo {
+            height: b.header.height,
+            hash: hex::encode(b.hash()),
+            parent_hash: hex::encode(b.header.parent),
+            state_root: b.header.state_root.to_string(),
+            timestamp_ms: b.header.timestamp_ms,
+            transactions: b
+                .txs
+                .iter()
+                .zip(&b.receipts)
+                .map(|(t, r)| BlockTxInfo {
+                    hash: t.hash().to_string(),
+                    sender: t.tx().sender.to_hex(),
+                    nonce: t.tx().nonce,
+                    fee: t.tx().fee,
+                    receipt: ReceiptInfo::from(r),
+                })
+                .collect(),
+        })
+    }
+
+    /// An account (an unknown address is an empty account).
+    pub fn account(&self, address: &str) -> Result<AccountInfo, ApiError> {
+        let addr = parse_address(address)?;
+        let acc = self.pipeline.state().account(&addr);
+        Ok(AccountInfo {
+            address: addr.to_hex(),
+            balance: acc.balance,
+            nonce: acc.nonce,
+            next_nonce: self.pipeline.mempool().pending_nonce(&addr, acc.nonce),
+        })
+    }
+
+    /// The head.
+    pub fn head_info(&self) -> HeadInfo {
+        let h = self.head();
+        HeadInfo {
+            height: h.height,
+            hash: hex::encode(h.hash),
+            state_root: h.state_root.to_string(),
+            chain_id: self.pipeline.state().chain_id(),
+        }
+    }
+
+    fn host(&self, slot: &str) -> Result<(SlotKind, &SlotHost), ApiError> {
+        let s = parse_slot(slot)?;
+        let host = self
+            .hosts
+            .get(&s)
+            .ok_or_else(|| ApiError::internal("E_INTERNAL", format!("no host for {s}")))?;
+        Ok((s, host))
+    }
+
+    /// Every slot's state.
+    pub fn slots(&self) -> Vec<SlotStatus> {
+        self.hosts.values().map(|h| h.status()).collect()
+    }
+
+    /// One slot's state.
+    pub fn slot_status(&self, slot: &str) -> Result<SlotStatus, ApiError> {
+        Ok(self.host(slot)?.1.status())
+    }
+
+    /// Loads a registered model or plugin version as the slot's candidate.
+    pub fn load(
+        &self,
+        slot: &str,
+        backend: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<SlotStatus, ApiError> {
+        let (kind, host) = self.host(slot)?;
+        let backend = parse_backend(backend)?;
+        let r = PolicyRef {
+            backend,
+            name: name.to_string(),
+            version: version.to_string(),
+        };
+        let policy = self.registries.resolve(kind, &r).map_err(|e| {
+            ApiError::not_found(
+                "E_POLICY_NOT_FOUND",
+                format!("{backend} {name}@{version} for {kind}: {e}"),
+            )
+        })?;
+        host.load_candidate(policy)
+            .map_err(|e| ApiError::from_engine(&e))?;
+        Ok(host.status())
+    }
+
+    /// Sets a slot's mode.
+    pub fn set_mode(&self, slot: &str, mode: ModeRequest) -> Result<SlotStatus, ApiError> {
+        let (_, host) = self.host(slot)?;
+        let mode = match mode {
+            ModeRequest::Off => Mode::Off,
+            ModeRequest::Shadow => Mode::Shadow,
+            ModeRequest::Canary(p) => Mode::canary_percent(p).ok_or_else(|| {
+                ApiError::bad_request("E_BAD_PERCENT", format!("canary {p}%: expected 0 to 100"))
+            })?,
+        };
+        host.set_mode(mode).map_err(|e| ApiError::from_engine(&e))?;
+        Ok(host.status())
+    }
+
+    /// Starts a step schedule on a slot.
+    pub fn set_schedule(
+        &self,
+        slot: &str,
+        percents: &[f64],
+        min_decisions: u64,
+    ) -> Result<SlotStatus, ApiError> {
+        let (_, host) = self.host(slot)?;
+        let schedule = StepSchedule::from_percents(percents, min_decisions)
+            .map_err(|e| ApiError::bad_request("E_BAD_SCHEDULE", e.to_string()))?;
+        host.start_schedule(schedule)
+            .map_err(|e| ApiError::from_engine(&e))?;
+        Ok(host.status())
+    }
+
+    /// Promotes the candidate to baseline.
+    pub fn promote(&self, slot: &str) -> Result<SlotStatus, ApiError> {
+        let (_, host) = self.host(slot)?;
+        host.promote().map_err(|e| ApiError::from_engine(&e))?;
+        Ok(host.status())
+    }
+
+    /// Rolls the candidate back.
+    pub fn rollback(&self, slot: &str, reason: &str) -> Result<SlotStatus, ApiError> {
+        let (_, host) = self.host(slot)?;
+        let reason = if reason.is_empty() { "operator" } else { reason };
+        host.rollback(reason)
+            .map_err(|e| ApiError::from_engine(&e))?;
+        Ok(host.status())
+    }
+
+    /// Checks an admin bearer token (constant time in the token's length).
+    pub fn check_admin(&self, header: Option<&str>) -> Result<(), ApiError> {
+        let Some(h) = header else {
+            return Err(ApiError::new(
+                ErrorKind::Unauthorized,
+                "E_UNAUTHENTICATED",
+                "admin calls need `authorization: Bearer <token>`",
+            ));
+        };
+        let given = h.strip_prefix("Bearer ").unwrap_or("").trim().as_bytes();
+        let want = self.admin_token.as_bytes();
+        let same = given.len() == want.len()
+            && given
+                .iter()
+                .zip(want)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorKind::Unauthorized,
+                "E_UNAUTHENTICATED",
+                "the admin token is wrong",
+            ))
+        }
+    }
+}

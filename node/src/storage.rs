@@ -1,0 +1,510 @@
+//! RocksDB storage: one database, one column family per kind of data, one `WriteBatch` per
+//! block.
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `default` (meta) | `head`, `genesis`, `format` | the head (height, hash, state root), the genesis hash, the layout version |
+//! | `state` | address (32 bytes) | balance (u64 LE), nonce (u64 LE) |
+//! | `blocks` | height (u64 BE) | the stored block ([`crate::block`]) |
+//! | `tx_index` | transaction hash | height (u64 LE), index in the block (u32 LE) |
+//! | `receipts` | height (u64 BE) ++ index (u32 BE) | status (u8), fee charged (u64 LE) |
+//! | `mempool` | transaction hash | the signed transaction: accepted, not yet committed |
+//! | `rollout` | slot name | the slot's rollout record (JSON) |
+//! | `telemetry` | height (u64 BE) | what the slots decided for the block (JSON) |
+//!
+//! **Atomicity.** A block commits in one `WriteBatch`: the block, its index and receipts, the
+//! state writes, the new head, its telemetry and the removal of its transactions from the
+//! `mempool` family. A crash leaves the previous block or this one, never a part.
+//!
+//! **Durability (fsync policy).** With `sync = true` (the default) every block batch and
+//! every batch of accepted submissions is written with `WriteOptions::set_sync(true)`: the
+//! write-ahead log is fsynced before the call returns, so a block or a submission that was
+//! acknowledged survives a crash of the process or of the machine. With `sync = false` the
+//! writes reach the OS page cache only: they survive a crash of the process (kill -9) but not
+//! of the machine. Rollout records are always synced (they are rare).
+//!
+//! **Submissions.** A transaction the node accepted is written to the `mempool` family before
+//! the client hears "accepted", and leaves it in the batch of the block that commits it; on
+//! start the node admits what is left there again, so an acknowledged transaction is never
+//! lost by a crash (one that became invalid meanwhile, e.g. a stale nonce, is dropped then).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aurigraph_engine::EngineError;
+use aurigraph_engine::SlotKind;
+use aurigraph_engine::executor::Receipt;
+use aurigraph_engine::rollout::{RolloutRecord, RolloutStore};
+use aurigraph_engine::state::{Account, ShardedState, StateRoot};
+use aurigraph_engine::tx::{Address, TxHash};
+use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
+
+use crate::block::{StoredBlock, status_from_u8};
+
+/// Layout version written at creation; a database of another version is refused.
+pub const STORAGE_FORMAT: u32 = 1;
+
+const CF_STATE: &str = "state";
+const CF_BLOCKS: &str = "blocks";
+const CF_TX_INDEX: &str = "tx_index";
+const CF_RECEIPTS: &str = "receipts";
+const CF_MEMPOOL: &str = "mempool";
+const CF_ROLLOUT: &str = "rollout";
+const CF_TELEMETRY: &str = "telemetry";
+const FAMILIES: [&str; 7] = [
+    CF_STATE,
+    CF_BLOCKS,
+    CF_TX_INDEX,
+    CF_RECEIPTS,
+    CF_MEMPOOL,
+    CF_ROLLOUT,
+    CF_TELEMETRY,
+];
+
+const KEY_HEAD: &[u8] = b"head";
+const KEY_GENESIS: &[u8] = b"genesis";
+const KEY_FORMAT: &[u8] = b"format";
+const KEY_CHAIN: &[u8] = b"chain_id";
+
+/// A storage failure, with a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// RocksDB refused an operation (I/O error, lock held by another process, ...).
+    #[error("rocksdb: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// Stored bytes do not decode: the database is corrupt.
+    #[error("corrupt database: {0}")]
+    Corrupt(String),
+    /// The database belongs to another chain or layout.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+impl StorageError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StorageError::Db(_) => "E_STORAGE",
+            StorageError::Corrupt(_) => "E_STORAGE_CORRUPT",
+            StorageError::Mismatch(_) => "E_STORAGE_MISMATCH",
+        }
+    }
+}
+
+/// Result of storage calls.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// The chain head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Height of the last committed block (0: the genesis).
+    pub height: u64,
+    /// Its hash.
+    pub hash: [u8; 32],
+    /// The state root after it.
+    pub state_root: StateRoot,
+}
+
+impl Head {
+    fn encode(&self) -> [u8; 72] {
+        let mut out = [0u8; 72];
+        out[..8].copy_from_slice(&self.height.to_le_bytes());
+        out[8..40].copy_from_slice(&self.hash);
+        out[40..].copy_from_slice(&self.state_root.0);
+        out
+    }
+
+    fn decode(b: &[u8]) -> StorageResult<Self> {
+        if b.len() != 72 {
+            return Err(StorageError::Corrupt(format!("head of {} bytes", b.len())));
+        }
+        let mut height = [0u8; 8];
+        height.copy_from_slice(&b[..8]);
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&b[8..40]);
+        let mut root = [0u8; 32];
+        root.copy_from_slice(&b[40..]);
+        Ok(Self {
+            height: u64::from_le_bytes(height),
+            hash,
+            state_root: StateRoot(root),
+        })
+    }
+}
+
+/// Where a committed transaction is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxLocation {
+    /// Block height.
+    pub height: u64,
+    /// Index in the block.
+    pub index: u32,
+}
+
+/// What one block commit writes.
+#[derive(Debug)]
+pub struct BlockWrite<'a> {
+    /// The block.
+    pub block: &'a StoredBlock,
+    /// Accounts whose value changed.
+    pub writes: &'a [(Address, Account)],
+    /// The slots' decisions for the block (JSON), if recorded.
+    pub telemetry: Option<Vec<u8>>,
+}
+
+/// The node's database.
+pub struct Storage {
+    db: DB,
+    path: PathBuf,
+    sync: bool,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("path", &self.path)
+            .field("sync", &self.sync)
+            .finish_non_exhaustive()
+    }
+}
+
+fn encode_account(a: &Account) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&a.balance.to_le_bytes());
+    out[8..].copy_from_slice(&a.nonce.to_le_bytes());
+    out
+}
+
+fn decode_account(b: &[u8]) -> StorageResult<Account> {
+    if b.len() != 16 {
+        return Err(StorageError::Corrupt(format!("account of {} bytes", b.len())));
+    }
+    let mut bal = [0u8; 8];
+    bal.copy_from_slice(&b[..8]);
+    let mut nonce = [0u8; 8];
+    nonce.copy_from_slice(&b[8..]);
+    Ok(Account {
+        balance: u64::from_le_bytes(bal),
+        nonce: u64::from_le_bytes(nonce),
+    })
+}
+
+fn receipt_key(height: u64, index: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&height.to_be_bytes());
+    k[8..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+impl Storage {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path, sync: bool) -> StorageResult<Self> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        // Small machines: bounded background work and open files.
+        opts.increase_parallelism(2);
+        opts.set_max_open_files(512);
+        opts.set_keep_log_file_num(4);
+        let cfs = FAMILIES
+            .iter()
+            .map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+        let s = Self {
+            db,
+            path: dir.to_path_buf(),
+            sync,
+        };
+        match s.db.get(KEY_FORMAT)? {
+            None => {
+                let mut w = WriteOptions::default();
+                w.set_sync(true);
+                s.db
+                    .put_opt(KEY_FORMAT, STORAGE_FORMAT.to_le_bytes(), &w)?;
+            }
+            Some(v) if v.as_slice() == STORAGE_FORMAT.to_le_bytes() => {}
+            Some(v) => {
+                return Err(StorageError::Mismatch(format!(
+                    "database layout {:?} is not version {STORAGE_FORMAT}",
+                    v
+                )));
+            }
+        }
+        Ok(s)
+    }
+
+    /// The folder of the database.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, name: &str) -> StorageResult<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StorageError::Corrupt(format!("column family `{name}` is missing")))
+    }
+
+    fn write_options(&self) -> WriteOptions {
+        let mut w = WriteOptions::default();
+        w.set_sync(self.sync);
+        w
+    }
+
+    /// The head, or `None` for a new database.
+    pub fn head(&self) -> StorageResult<Option<Head>> {
+        self.db
+            .get(KEY_HEAD)?
+            .map(|b| Head::decode(&b))
+            .transpose()
+    }
+
+    /// The genesis hash and chain id recorded at creation.
+    pub fn genesis(&self) -> StorageResult<Option<([u8; 32], u32)>> {
+        let (Some(g), Some(c)) = (self.db.get(KEY_GENESIS)?, self.db.get(KEY_CHAIN)?) else {
+            return Ok(None);
+        };
+        let hash: [u8; 32] = g
+            .as_slice()
+            .try_into()
+            .map_err(|_| StorageError::Corrupt("genesis hash".into()))?;
+        let chain: [u8; 4] = c
+            .as_slice()
+            .try_into()
+            .map_err(|_| StorageError::Corrupt("chain id".into()))?;
+        Ok(Some((hash, u32::from_le_bytes(chain))))
+    }
+
+    /// Writes the genesis state and head of a new database, in one synced batch.
+    pub fn init_genesis(
+        &self,
+        genesis_hash: [u8; 32],
+        state: &ShardedState,
+    ) -> StorageResult<Head> {
+        let cf = self.cf(CF_STATE)?;
+        let mut b = WriteBatch::default();
+        for (addr, acc) in state.iter() {
+            b.put_cf(cf, addr.0, encode_account(acc));
+        }
+        let head = Head {
+            height: 0,
+            hash: genesis_hash,
+            state_root: state.root(),
+        };
+        b.put(KEY_GENESIS, genesis_hash);
+        b.put(KEY_CHAIN, state.chain_id().to_le_bytes());
+        b.put(KEY_HEAD, head.encode());
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db.write_opt(b, &w)?;
+        Ok(head)
+    }
+
+    /// The committed state, read back whole, with `shards` storage shards; its root is
+    /// recomputed from scratch and must equal the head's.
+    pub fn load_state(&self, chain_id: u32, shards: usize) -> StorageResult<ShardedState> {
+        let mut state = ShardedState::new(chain_id, shards)
+            .map_err(|e| StorageError::Mismatch(format!("[{}] {e}", e.code())))?;
+        let cf = self.cf(CF_STATE)?;
+        let mut writes = Vec::new();
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, v) = item?;
+            let addr: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StorageError::Corrupt(format!("state key of {} bytes", k.len())))?;
+            writes.push((Address(addr), decode_account(&v)?));
+        }
+        writes.sort_by(|a, b| a.0.cmp(&b.0));
+        state.apply(&writes);
+        if let Some(head) = self.head()? {
+            let root = state.recompute_root();
+            if root != head.state_root {
+                return Err(StorageError::Corrupt(format!(
+                    "the stored state's root {root} is not the head's {} (height {})",
+                    head.state_root, head.height
+                )));
+            }
+        }
+        Ok(state)
+    }
+
+    /// Commits a block atomically (see the module docs for what the batch holds).
+    pub fn commit_block(&self, w: &BlockWrite<'_>) -> StorageResult<Head> {
+        let block = w.block;
+        let height = block.header.height;
+        let mut b = WriteBatch::default();
+        b.put_cf(self.cf(CF_BLOCKS)?, height.to_be_bytes(), block.encode());
+        let index = self.cf(CF_TX_INDEX)?;
+        let receipts = self.cf(CF_RECEIPTS)?;
+        let mempool = self.cf(CF_MEMPOOL)?;
+        for (i, (tx, r)) in block.txs.iter().zip(&block.receipts).enumerate() {
+            let hash = tx.hash();
+            let i = i as u32;
+            let mut loc = [0u8; 12];
+            loc[..8].copy_from_slice(&height.to_le_bytes());
+            loc[8..].copy_from_slice(&i.to_le_bytes());
+            b.put_cf(index, hash.0, loc);
+            let mut rv = [0u8; 9];
+            rv[0] = r.status as u8;
+            rv[1..].copy_from_slice(&r.fee_charged.to_le_bytes());
+            b.put_cf(receipts, receipt_key(height, i), rv);
+            b.delete_cf(mempool, hash.0);
+        }
+        let state = self.cf(CF_STATE)?;
+        for (addr, acc) in w.writes {
+            // The state drops default accounts; so does the database.
+            if *acc == Account::default() {
+                b.delete_cf(state, addr.0);
+            } else {
+                b.put_cf(state, addr.0, encode_account(acc));
+            }
+        }
+        if let Some(t) = &w.telemetry {
+            b.put_cf(self.cf(CF_TELEMETRY)?, height.to_be_bytes(), t);
+        }
+        let head = Head {
+            height,
+            hash: block.hash(),
+            state_root: block.header.state_root,
+        };
+        b.put(KEY_HEAD, head.encode());
+        self.db.write_opt(b, &self.write_options())?;
+        Ok(head)
+    }
+
+    /// The block at `height`.
+    pub fn block(&self, height: u64) -> StorageResult<Option<StoredBlock>> {
+        self.db
+            .get_cf(self.cf(CF_BLOCKS)?, height.to_be_bytes())?
+            .map(|b| StoredBlock::decode(&b).map_err(|e| StorageError::Corrupt(e.0)))
+            .transpose()
+    }
+
+    /// Where a committed transaction is.
+    pub fn tx_location(&self, hash: &TxHash) -> StorageResult<Option<TxLocation>> {
+        let Some(v) = self.db.get_cf(self.cf(CF_TX_INDEX)?, hash.0)? else {
+            return Ok(None);
+        };
+        if v.len() != 12 {
+            return Err(StorageError::Corrupt(format!("tx index of {} bytes", v.len())));
+        }
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&v[..8]);
+        let mut i = [0u8; 4];
+        i.copy_from_slice(&v[8..]);
+        Ok(Some(TxLocation {
+            height: u64::from_le_bytes(h),
+            index: u32::from_le_bytes(i),
+        }))
+    }
+
+    /// The receipt of the transaction at `loc`.
+    pub fn receipt(&self, loc: TxLocation, hash: TxHash) -> StorageResult<Option<Receipt>> {
+        let Some(v) = self
+            .db
+            .get_cf(self.cf(CF_RECEIPTS)?, receipt_key(loc.height, loc.index))?
+        else {
+            return Ok(None);
+        };
+        if v.len() != 9 {
+            return Err(StorageError::Corrupt(format!("receipt of {} bytes", v.len())));
+        }
+        let mut fee = [0u8; 8];
+        fee.copy_from_slice(&v[1..]);
+        Ok(Some(Receipt {
+            tx_hash: hash,
+            status: status_from_u8(v[0]).map_err(|e| StorageError::Corrupt(e.0))?,
+            fee_charged: u64::from_le_bytes(fee),
+        }))
+    }
+
+    /// Records accepted submissions (durably when `sync`), before they are acknowledged.
+    pub fn put_pending(&self, txs: &[(TxHash, &[u8])]) -> StorageResult<()> {
+        if txs.is_empty() {
+            return Ok(());
+        }
+        let cf = self.cf(CF_MEMPOOL)?;
+        let mut b = WriteBatch::default();
+        for (hash, bytes) in txs {
+            b.put_cf(cf, hash.0, bytes);
+        }
+        self.db.write_opt(b, &self.write_options())?;
+        Ok(())
+    }
+
+    /// Forgets recorded submissions that will never commit (refused again on restart).
+    pub fn delete_pending(&self, hashes: &[TxHash]) -> StorageResult<()> {
+        let cf = self.cf(CF_MEMPOOL)?;
+        let mut b = WriteBatch::default();
+        for h in hashes {
+            b.delete_cf(cf, h.0);
+        }
+        self.db.write_opt(b, &self.write_options())?;
+        Ok(())
+    }
+
+    /// Every recorded submission not yet committed, as encoded bytes.
+    pub fn pending(&self) -> StorageResult<Vec<Vec<u8>>> {
+        let cf = self.cf(CF_MEMPOOL)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (_, v) = item?;
+            out.push(v.to_vec());
+        }
+        Ok(out)
+    }
+
+    /// The telemetry recorded for the block at `height`.
+    pub fn telemetry(&self, height: u64) -> StorageResult<Option<Vec<u8>>> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_TELEMETRY)?, height.to_be_bytes())?)
+    }
+}
+
+/// The rollout state in the `rollout` column family.
+#[derive(Debug, Clone)]
+pub struct RocksRolloutStore {
+    storage: Arc<Storage>,
+}
+
+impl RocksRolloutStore {
+    /// A store over `storage`.
+    pub fn new(storage: Arc<Storage>) -> Arc<Self> {
+        Arc::new(Self { storage })
+    }
+}
+
+impl RolloutStore for RocksRolloutStore {
+    fn load(&self, slot: SlotKind) -> Result<Option<RolloutRecord>, EngineError> {
+        let cf = self
+            .storage
+            .cf(CF_ROLLOUT)
+            .map_err(|e| EngineError::Store(e.to_string()))?;
+        let Some(v) = self
+            .storage
+            .db
+            .get_cf(cf, slot.as_str())
+            .map_err(|e| EngineError::Store(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|e| EngineError::Store(format!("rollout record of {slot}: {e}")))
+    }
+
+    fn save(&self, record: &RolloutRecord) -> Result<(), EngineError> {
+        let cf = self
+            .storage
+            .cf(CF_ROLLOUT)
+            .map_err(|e| EngineError::Store(e.to_string()))?;
+        let v = serde_json::to_vec(record).map_err(|e| EngineError::Store(e.to_string()))?;
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.storage
+            .db
+            .put_cf_opt(cf, record.slot.as_str(), v, &w)
+            .map_err(|e| EngineError::Store(e.to_string()))
+    }
+}
