@@ -3,7 +3,9 @@
 //! through a `SlotHost` with resident-memory growth.
 //!
 //! Models: the committed compatibility fixtures (`engine/tests/fixtures/onnx/`) and every
-//! shipped model folder in `models/` (made by `training/`), if any. Each evaluation runs on
+//! shipped model folder in `models/` (made by `training/`). A folder that does not load
+//! stops the bench with its code (a shipped model the node refuses is a bug, not a row to
+//! skip), and so does a `models/` without the four shipped models. Each evaluation runs on
 //! the calling thread (tract is single-threaded here), so the figures are one core's.
 //! Target (issue 3): `ordering`, 10,000 rows in at most 2 ms.
 //!
@@ -27,20 +29,30 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Fixture and shipped model folders.
+/// The shipped models: one per learnable slot (`leader_health` runs static).
+const SHIPPED_MODELS: usize = 4;
+
+/// Fixture and shipped model folders. Panics when a folder cannot be read or when
+/// `models/` does not hold the shipped models.
 fn model_folders() -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     for (kind, dir) in [
         ("fixture", root().join("engine/tests/fixtures/onnx")),
         ("shipped", root().join("models")),
     ] {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
         let mut dirs: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("model.toml").is_file())
+            .map(|e| e.expect("readable folder entry").path())
+            .filter(|p| p.is_dir())
             .collect();
+        if kind == "shipped" {
+            assert_eq!(
+                dirs.len(),
+                SHIPPED_MODELS,
+                "models/ should hold the {SHIPPED_MODELS} shipped models: {dirs:?}"
+            );
+        }
         dirs.sort();
         for d in dirs {
             let name = d
@@ -66,13 +78,8 @@ fn inference(c: &mut Criterion) {
     let mut g = c.benchmark_group("onnx_infer");
     let far = Instant::now() + Duration::from_secs(3600);
     for (label, dir) in model_folders() {
-        let p = match OnnxPolicy::load_folder(&dir, &LoadOptions::default()) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("{label}: not loaded: [{}] {e}", e.code());
-                continue;
-            }
-        };
+        let p = OnnxPolicy::load_folder(&dir, &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{label} does not load: [{}] {e}", e.code()));
         let slot = p.info().slot;
         for rows in rows_of(slot) {
             let mut rng = SmallRng::seed_from_u64(7);

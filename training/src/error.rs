@@ -24,6 +24,15 @@ pub enum TrainingError {
     /// The manifest could not be serialised.
     #[error("manifest: {0}")]
     Manifest(#[from] toml::ser::Error),
+    /// The engine's manifest parser (the one the node loads models with) refused the
+    /// `model.toml` this crate was about to write: the two have drifted apart.
+    #[error("the engine refuses the manifest: [{code}] {reason}")]
+    Contract {
+        /// The engine's stable error code (`E_MANIFEST`, `E_SCHEMA_VERSION`, ...).
+        code: &'static str,
+        /// The engine's reason.
+        reason: String,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

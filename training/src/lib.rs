@@ -47,3 +47,16 @@ pub use slots::{Scale, TrainConfig, TrainableSlot};
 
 /// Input tensor name of every exported model.
 pub const INPUT_NAME: &str = "features";
+
+/// Trains `slot`'s model with `config` and writes it to `<out>/<name>/` (`model.onnx`,
+/// `model.toml`): one step of `aurigraph-training all` and all of `aurigraph-training
+/// train SLOT`, which call exactly this.
+pub fn train_and_write(
+    slot: TrainableSlot,
+    config: &TrainConfig,
+    out: &std::path::Path,
+) -> Result<(TrainedModel, ModelFiles)> {
+    let model = slot.train(config)?;
+    let files = model.write(out)?;
+    Ok((model, files))
+}

@@ -59,12 +59,8 @@ fn main() -> anyhow::Result<()> {
     };
     for slot in slots {
         let started = Instant::now();
-        let model = slot
-            .train(&config)
-            .with_context(|| format!("training the {slot} model"))?;
-        let files = model
-            .write(&options.out)
-            .with_context(|| format!("writing the {slot} model"))?;
+        let (model, files) = aurigraph_training::train_and_write(slot, &config, &options.out)
+            .with_context(|| format!("training and writing the {slot} model"))?;
         println!(
             "{slot}: {} ({} bytes) in {:.1} s",
             files.dir.display(),

@@ -30,9 +30,18 @@ pub struct ModelFiles {
 }
 
 impl TrainedModel {
-    /// The encoded `model.onnx` and `model.toml`.
+    /// The encoded `model.onnx` and `model.toml`. The manifest is parsed back with the
+    /// engine's [`Manifest::parse`](aurigraph_engine::onnx::Manifest::parse), the parser the
+    /// node loads model folders with, so a manifest the node would refuse is never written.
     pub fn encode(&self) -> Result<(Vec<u8>, String)> {
-        Ok((self.network.to_onnx(&self.spec)?, self.manifest.to_toml()?))
+        let toml = self.manifest.to_toml()?;
+        aurigraph_engine::onnx::Manifest::parse(&toml, &self.manifest.name).map_err(|e| {
+            TrainingError::Contract {
+                code: e.code(),
+                reason: e.one_line(),
+            }
+        })?;
+        Ok((self.network.to_onnx(&self.spec)?, toml))
     }
 
     /// Writes `<root>/<name>/model.onnx` and `model.toml` (creating the folder), and returns

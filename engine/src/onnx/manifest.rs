@@ -11,12 +11,20 @@
 //! output_column = 1              # optional: column of an [N, K] output (classifier: 1)
 //! description = "..."            # optional
 //!
-//! [metrics]                      # optional, free-form: what training/ measured
+//! [metrics]                      # optional, free-form: what training measured (held out)
 //! mse = 0.012
 //! seed = 7
+//!
+//! [training]                     # optional, free-form: how the model was made
+//! command = "cargo run -p aurigraph-training --release -- all --seed 7 --out models"
+//! algorithm = "linfa-linear 0.8 ordinary least squares"
 //! ```
 //!
-//! Unknown fields are refused (a misspelt `output_colum` would otherwise be ignored silently).
+//! `[metrics]` holds measurements (numbers, counts, the seed); `[training]` holds provenance
+//! (the command that remakes the model, its seed, the algorithm, the data, the target).
+//! Neither is interpreted by the node: both are kept, printed and round-tripped as written.
+//! Every other unknown field is refused (a misspelt `output_colum` would otherwise be
+//! ignored silently).
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path};
@@ -59,9 +67,14 @@ pub struct Manifest {
     /// What the model is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Training metrics and any other facts about how the model was made (free-form).
+    /// What training measured: held-out metrics, row counts, the seed (free-form).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, toml::Value>,
+    /// How the model was made: the command that remakes it, the seed, the algorithm, the
+    /// data and the target (free-form; `training/` writes `command`, `seed`, `algorithm`,
+    /// `data`, `target`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub training: BTreeMap<String, toml::Value>,
 }
 
 impl Manifest {
@@ -78,6 +91,7 @@ impl Manifest {
             output_column: None,
             description: None,
             metrics: BTreeMap::new(),
+            training: BTreeMap::new(),
         }
     }
 
@@ -104,7 +118,7 @@ impl Manifest {
         Self::parse(&text, &path.display().to_string())
     }
 
-    /// The manifest as TOML (what `training/` writes next to the model).
+    /// The manifest as TOML; [`Manifest::parse`] reads it back unchanged.
     pub fn to_toml(&self) -> OnnxResult<String> {
         toml::to_string(self).map_err(|e| OnnxError::Manifest {
             path: "<memory>".to_string(),
@@ -185,6 +199,9 @@ mod tests {
         seed = 7
         [metrics.train]
         rows = 1000
+        [training]
+        command = "cargo run -p aurigraph-training --release -- all --seed 7 --out models"
+        seed = 7
     "#;
 
     #[test]
@@ -193,6 +210,8 @@ mod tests {
         assert_eq!(m.slot, SlotKind::Ordering);
         assert_eq!(m.model_file(), "model.onnx");
         assert_eq!(m.metrics["seed"].as_integer(), Some(7));
+        assert_eq!(m.training["seed"].as_integer(), Some(7));
+        assert!(m.training["command"].as_str().unwrap().contains("--seed 7"));
         let back = Manifest::parse(&m.to_toml().unwrap(), "t").unwrap();
         assert_eq!(back, m);
         let fresh = Manifest::new("x", SlotKind::Demand, "2");
@@ -235,6 +254,15 @@ mod tests {
                 "E_SCHEMA_VERSION",
             ),
             ("\u{0}\u{1}garbage = = =", "E_MANIFEST"),
+            // `training` is a table, not a value; a misspelt table is unknown.
+            (
+                "name = \"a\"\nslot = \"ordering\"\nversion = \"1\"\nschema = 1\ntraining = 3",
+                "E_MANIFEST",
+            ),
+            (
+                "name = \"a\"\nslot = \"ordering\"\nversion = \"1\"\nschema = 1\n[trainig]\nseed = 1",
+                "E_MANIFEST",
+            ),
         ];
         for (text, code) in cases {
             let e = Manifest::parse(text, "t").unwrap_err();

@@ -4,7 +4,8 @@
 //! ## Parts
 //!
 //! - [`Manifest`]: the `model.toml` of a model folder (`name`, `slot`, `version`, `schema`,
-//!   optional `file`, `input`, `output`, `output_column`, `description`, `[metrics]`).
+//!   optional `file`, `input`, `output`, `output_column`, `description`, `[metrics]`,
+//!   `[training]`).
 //! - [`OnnxPolicy`]: a model that implements [`Policy`](crate::Policy) for its slot. Loading
 //!   ([`OnnxPolicy::load_folder`], [`OnnxPolicy::from_bytes`]) runs every check before the
 //!   model is handed out:
