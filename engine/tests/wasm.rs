@@ -20,7 +20,12 @@ use rand::rngs::SmallRng;
 #[path = "../../plugins/sdk/src/schema.rs"]
 mod sdk_schema;
 
-const EXAMPLES: [&str; 3] = ["fee-per-byte", "conflict-aware", "sender-rate"];
+const EXAMPLES: [&str; 4] = [
+    "fee-per-byte",
+    "conflict-aware",
+    "sender-rate",
+    "static-mirror",
+];
 
 fn dist() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist")
@@ -48,11 +53,13 @@ fn far() -> Instant {
 
 #[test]
 fn the_examples_pass_the_conformance_suite_for_every_slot_they_implement() {
+    let mut covered: Vec<SlotKind> = Vec::new();
     for name in EXAMPLES {
         let plugin = example(name);
         let slots: Vec<SlotKind> = plugin.slots().collect();
         assert!(!slots.is_empty(), "{name}");
         for slot in slots {
+            covered.push(slot);
             let rep = check(
                 slot,
                 &|| Arc::new(plugin.policy(slot).expect("claimed slot")),
@@ -62,6 +69,43 @@ fn the_examples_pass_the_conformance_suite_for_every_slot_they_implement() {
             .unwrap_or_else(|e| panic!("{name} {slot}: {e}"));
             assert_eq!(rep.answered_by_policy, rep.decisions, "{name} {slot}");
             assert_eq!(rep.fallbacks, 0, "{name} {slot}");
+        }
+    }
+    // Every slot runs the suite through WASM at least once (`static-mirror` exports all five).
+    for slot in SlotKind::ALL {
+        assert!(covered.contains(&slot), "no example exports {slot}");
+    }
+}
+
+#[test]
+fn static_mirror_implements_every_slot_and_answers_as_the_static_policies() {
+    let plugin = example("static-mirror");
+    assert_eq!(plugin.slots().collect::<Vec<_>>(), SlotKind::ALL.to_vec());
+    let mut rng = SmallRng::seed_from_u64(0x5747);
+    for slot in SlotKind::ALL {
+        let mirror = plugin.policy(slot).unwrap();
+        let native = slot.static_policy();
+        let sizes: &[usize] = match slot.contract().rows {
+            Rows::Batch => &[1, 3, 64, 1_000],
+            Rows::Single => &[1; 200],
+        };
+        for &rows in sizes {
+            let input = slot.sample_input(rows, &mut rng);
+            let got = mirror.evaluate(&input, far()).unwrap();
+            let want = native.evaluate(&input, far()).unwrap();
+            assert_eq!(got.len(), want.len(), "{slot}");
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                // `exp` and `ln_1p` in the guest come from a different libm than the
+                // host's: the logistic slots may differ in the last bits, nothing more.
+                let tol = match slot {
+                    SlotKind::LeaderHealth | SlotKind::Anomaly => 1e-6,
+                    _ => 0.0,
+                };
+                assert!(
+                    (g - w).abs() <= tol,
+                    "{slot} row {i} of {rows}: plugin {g}, static {w}"
+                );
+            }
         }
     }
 }

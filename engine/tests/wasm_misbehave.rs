@@ -11,10 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aurigraph_engine::backend::wasm::{PluginError, RuntimeConfig, WasmPlugin, WasmRuntime};
+use aurigraph_engine::conformance::{Expect, SuiteConfig, check};
+use aurigraph_engine::host::WARMUP_INPUTS;
 use aurigraph_engine::rollout::Mode;
 use aurigraph_engine::{
     FallbackReason, FeatureMatrix, HostConfig, Policy, PolicyError, SlotHost, SlotKind,
 };
+use aurigraph_engine::{Isolation, PolicyInfo};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
@@ -129,7 +132,8 @@ fn an_infinite_loop_is_cut_at_the_deadline() {
         Err(PolicyError::DeadlineExceeded)
     );
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(25), "cut early: {took:?}");
+    // Never before the deadline: the epoch deadline is the first tick at or after it.
+    assert!(took >= Duration::from_millis(30), "cut early: {took:?}");
     assert!(
         took < Duration::from_millis(30) + SLACK,
         "cut late: {took:?}"
@@ -396,4 +400,158 @@ fn sandbox_limits_are_checked_at_load() {
         "{:?}",
         start.elapsed()
     );
+}
+
+/// The looping plugin on a loaded machine: busy threads on every core compete with the epoch
+/// ticker. The ticker advances by the ticks elapsed on a monotonic clock, so a late wake-up
+/// catches up instead of pushing the deadline back: each call is cut no earlier than its
+/// deadline and no later than deadline + a bounded slack, call after call (no drift).
+#[test]
+fn a_looping_plugin_is_cut_within_its_deadline_on_a_loaded_machine() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let rt = runtime();
+    let p = ordering_policy(&rt, LOOP);
+    let stop = Arc::new(AtomicBool::new(false));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let busy: Vec<_> = (0..cores * 2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+    let deadline = Duration::from_millis(20);
+    let mut worst = Duration::ZERO;
+    for _ in 0..25 {
+        let start = Instant::now();
+        assert_eq!(
+            p.evaluate(&input(BAD_ROWS), start + deadline),
+            Err(PolicyError::DeadlineExceeded)
+        );
+        let took = start.elapsed();
+        assert!(took >= deadline, "cut early: {took:?}");
+        worst = worst.max(took);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for b in busy {
+        b.join().unwrap();
+    }
+    assert!(worst < deadline + SLACK, "cut late: worst {worst:?}");
+}
+
+/// The epoch is the number of whole ticks elapsed since the runtime started, whatever the
+/// ticker's wake-up latency: it never runs ahead of the clock (a call is never cut early) and
+/// catches up after a late wake-up (no drift accumulates).
+#[test]
+fn the_epoch_tracks_the_monotonic_clock() {
+    let tick = Duration::from_millis(1);
+    let before = Instant::now();
+    let rt = WasmRuntime::new(RuntimeConfig {
+        epoch_tick: tick,
+        pooled_instances: 0,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let after = Instant::now();
+    std::thread::sleep(Duration::from_millis(600));
+    let ticks = |since: Instant| (since.elapsed().as_nanos() / tick.as_nanos()) as u64;
+    let lower = ticks(after);
+    let issued = rt.epochs_issued();
+    let upper = ticks(before);
+    assert!(issued <= upper, "the epoch ran ahead: {issued} > {upper}");
+    // A sleeping-one-tick-per-increment ticker lags by its accumulated oversleep (typically
+    // 5-10% of the ticks, so 30-60 here, more on a loaded machine); this one by its last
+    // wake-up latency only.
+    let lag = lower.saturating_sub(issued);
+    assert!(
+        lag <= 25,
+        "the epoch lags the clock by {lag} ticks ({issued} of {lower})"
+    );
+}
+
+/// A WASM policy that answers its first `WARMUP_INPUTS` calls with the static policy (so it
+/// passes the host's warm-up) and every later call with the plugin: the conformance suite's
+/// fall-back expectation then sees the plugin misbehave on every decision it routes.
+struct AfterWarmUp {
+    wasm: Arc<dyn Policy>,
+    warm: Arc<dyn Policy>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Policy for AfterWarmUp {
+    fn info(&self) -> &PolicyInfo {
+        self.wasm.info()
+    }
+
+    fn isolation(&self) -> Isolation {
+        self.wasm.isolation()
+    }
+
+    fn evaluate(&self, input: &FeatureMatrix, deadline: Instant) -> Result<Vec<f32>, PolicyError> {
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n < WARMUP_INPUTS {
+            self.warm.evaluate(input, deadline)
+        } else {
+            self.wasm.evaluate(input, deadline)
+        }
+    }
+}
+
+/// A plugin whose `ordering` runs `misbehave` on every call, whatever the batch size.
+fn always(misbehave: &str) -> Vec<u8> {
+    let extra = format!(
+        "(func $always (param $ptr i32) (param $len i32) (param $rows i32) (result i32) \
+         {misbehave} (call $ordering (local.get $ptr) (local.get $len) (local.get $rows)))"
+    );
+    module("", &extra, META, r#"(export "ordering" (func $always))"#)
+}
+
+#[test]
+fn misbehaving_plugins_meet_the_conformance_suites_fall_back_expectation() {
+    let rt = runtime();
+    let cases: [(&str, FallbackReason); 6] = [
+        (LOOP, FallbackReason::Timeout),
+        (MEMORY_BOMB, FallbackReason::Trap),
+        (TRAP, FallbackReason::Trap),
+        (WRONG_LENGTH, FallbackReason::WrongLength),
+        (ERROR_ANSWER, FallbackReason::Error),
+        (OUT_OF_BOUNDS, FallbackReason::Error),
+    ];
+    for (misbehave, reason) in cases {
+        let plugin = load(&rt, &always(misbehave)).unwrap_or_else(|e| panic!("[{}] {e}", e.code()));
+        let make = || -> Arc<dyn Policy> {
+            Arc::new(AfterWarmUp {
+                wasm: Arc::new(plugin.policy(SlotKind::Ordering).unwrap()),
+                warm: SlotKind::Ordering.static_policy(),
+                calls: Default::default(),
+            })
+        };
+        // The plugin really misbehaves on every size the suite uses.
+        let far = Instant::now() + Duration::from_secs(5);
+        let direct = plugin.policy(SlotKind::Ordering).unwrap();
+        if misbehave != LOOP && misbehave != WRONG_LENGTH {
+            assert!(direct.evaluate(&input(1), far).is_err(), "{misbehave}");
+        }
+        let cfg = SuiteConfig {
+            deadline: Duration::from_millis(30),
+            slack: SLACK,
+            threads: 2,
+            decisions_per_thread: 8,
+        };
+        let rep = check(
+            SlotKind::Ordering,
+            &make,
+            &Expect::FallsBack(vec![reason]),
+            &cfg,
+        )
+        .unwrap_or_else(|e| panic!("{misbehave}: {e}"));
+        assert_eq!(rep.fallbacks, rep.decisions, "{misbehave}");
+        assert_eq!(rep.answered_by_policy, 0, "{misbehave}");
+    }
 }

@@ -401,33 +401,13 @@ impl ModelRegistry {
         interval: Duration,
         on_change: impl Fn(&PollReport) + Send + 'static,
     ) -> std::io::Result<Watcher> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let registry = Arc::downgrade(self);
-        let flag = stop.clone();
-        let tick = Duration::from_millis(20).min(interval);
-        let handle = std::thread::Builder::new()
-            .name("aurigraph-models-watch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Acquire) {
-                    let Some(r) = registry.upgrade() else {
-                        return;
-                    };
-                    let rep = r.poll();
-                    drop(r);
-                    if !rep.loaded.is_empty() || !rep.failed.is_empty() || !rep.removed.is_empty() {
-                        on_change(&rep);
-                    }
-                    let mut waited = Duration::ZERO;
-                    while waited < interval && !flag.load(Ordering::Acquire) {
-                        std::thread::sleep(tick);
-                        waited += tick;
-                    }
-                }
-            })?;
-        Ok(Watcher {
-            stop,
-            handle: Some(handle),
-        })
+        Watcher::spawn(
+            "aurigraph-models-watch",
+            self,
+            interval,
+            Self::poll,
+            on_change,
+        )
     }
 }
 
@@ -450,6 +430,48 @@ pub struct Watcher {
 impl fmt::Debug for Watcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Watcher").finish_non_exhaustive()
+    }
+}
+
+impl Watcher {
+    /// Starts a thread named `name` that calls `poll` on `target` every `interval` and
+    /// hands each report that changed something to `on_change`; it holds `target` weakly
+    /// and ends when the watcher is dropped or `target` is. Shared by the models and the
+    /// plugins registries.
+    pub(crate) fn spawn<R: Send + Sync + 'static>(
+        name: &str,
+        target: &Arc<R>,
+        interval: Duration,
+        poll: fn(&R) -> PollReport,
+        on_change: impl Fn(&PollReport) + Send + 'static,
+    ) -> std::io::Result<Watcher> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let registry = Arc::downgrade(target);
+        let flag = stop.clone();
+        let tick = Duration::from_millis(20).min(interval);
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                while !flag.load(Ordering::Acquire) {
+                    let Some(r) = registry.upgrade() else {
+                        return;
+                    };
+                    let rep = poll(&r);
+                    drop(r);
+                    if !rep.loaded.is_empty() || !rep.failed.is_empty() || !rep.removed.is_empty() {
+                        on_change(&rep);
+                    }
+                    let mut waited = Duration::ZERO;
+                    while waited < interval && !flag.load(Ordering::Acquire) {
+                        std::thread::sleep(tick);
+                        waited += tick;
+                    }
+                }
+            })?;
+        Ok(Watcher {
+            stop,
+            handle: Some(handle),
+        })
     }
 }
 

@@ -36,7 +36,7 @@ impl PluginDir {
 }
 
 /// The plugin entries of `dir`, in name order, with the file to read for each.
-fn entries(dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+pub(super) fn entries(dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
     let io = |e: std::io::Error| PluginError::Io {
         path: dir.to_path_buf(),
         reason: e.to_string(),

@@ -75,6 +75,25 @@ pub enum PluginError {
         /// The slot asked for.
         slot: SlotKind,
     },
+    /// A plugins folder holds two plugins that claim the same slot, name and version; the
+    /// second (in name order of the folder) is refused.
+    #[error("{key} is already registered from `{other}`; give this plugin another name or version")]
+    Duplicate {
+        /// The version claimed twice, as `slot/name@version`.
+        key: String,
+        /// The plugin that registered it first.
+        other: PathBuf,
+    },
+    /// No plugin registered under this slot, name and version.
+    #[error("no plugin {slot}/{name}@{version} is registered")]
+    NotRegistered {
+        /// The slot.
+        slot: SlotKind,
+        /// The plugin's name.
+        name: String,
+        /// Its version.
+        version: String,
+    },
     /// The runtime itself could not start (engine configuration, epoch thread).
     #[error("the WASM runtime cannot start: {0}")]
     Runtime(String),
@@ -95,6 +114,8 @@ impl PluginError {
             PluginError::Limits(_) => "E_WASM_LIMITS",
             PluginError::Instantiate(_) => "E_WASM_INSTANTIATE",
             PluginError::NoSuchSlot { .. } => "E_WASM_NO_SUCH_SLOT",
+            PluginError::Duplicate { .. } => "E_WASM_DUPLICATE",
+            PluginError::NotRegistered { .. } => "E_WASM_NOT_REGISTERED",
             PluginError::Runtime(_) => "E_WASM_RUNTIME",
         }
     }

@@ -16,8 +16,13 @@
 //!   version, or starts with more memory than the cap.
 //! - [`WasmPolicy`]: one slot of a plugin as a [`Policy`](crate::Policy), for the
 //!   [`SlotHost`](crate::SlotHost) like any other backend.
-//! - [`PluginDir`] and [`PluginWatcher`]: every plugin of a folder, loaded once or polled for
-//!   changes.
+//! - [`PluginRegistry`]: the watched plugins folder, as the node runs it: every plugin
+//!   validated and registered once per slot it implements, versioned by blake3 content hash,
+//!   refusals kept with their codes, a watch thread, and the [`PolicyResolver`](crate::rollout::PolicyResolver)
+//!   that restores a persisted WASM baseline or candidate after a restart. The models and
+//!   plugins registries together: [`Registries`](crate::backend::Registries).
+//! - [`PluginDir`] and [`PluginWatcher`]: the lower-level pieces: every plugin of a folder
+//!   loaded once, or a folder polled for raw load events.
 //!
 //! ## A call
 //!
@@ -49,6 +54,7 @@ mod dir;
 mod error;
 mod plugin;
 mod policy;
+mod registry;
 mod runtime;
 mod sandbox;
 
@@ -56,4 +62,5 @@ pub use dir::{PluginDir, PluginEvent, PluginWatcher};
 pub use error::{PluginError, Result};
 pub use plugin::{PLUGIN_FILE, PluginMeta, WasmPlugin};
 pub use policy::WasmPolicy;
+pub use registry::{PluginRegistry, PluginSummary};
 pub use runtime::{RuntimeConfig, WasmRuntime};

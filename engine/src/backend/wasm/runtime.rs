@@ -1,9 +1,9 @@
 //! The shared wasmtime [`Engine`], its epoch ticker and the sandbox limits.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -21,8 +21,11 @@ pub struct RuntimeConfig {
     pub max_table_elements: usize,
     /// Largest wasm call stack, in bytes. Default 512 KiB.
     pub max_stack: usize,
-    /// Period of the epoch ticker: a call overruns its deadline by at most about one tick.
-    /// Default 1 ms.
+    /// Period of the epoch ticker. The ticker keeps the epoch at the number of whole ticks
+    /// elapsed since the runtime started (by a monotonic clock, however late the thread
+    /// wakes), and a call is interrupted at the first tick at or after its deadline: it
+    /// overruns by at most the ticker thread's wake-up latency, never by an accumulated
+    /// drift. Default 1 ms.
     pub epoch_tick: Duration,
     /// Instances that may run at once across every plugin of the runtime, from a pre-allocated
     /// pool (wasmtime's pooling allocator); a call beyond it falls back. `0` allocates each
@@ -48,8 +51,10 @@ impl Default for RuntimeConfig {
 
 /// One wasmtime [`Engine`] with its epoch ticker: compiles and runs plugins.
 ///
-/// Cheap to clone (a reference count). The ticker thread increments the engine's epoch every
-/// [`RuntimeConfig::epoch_tick`] and stops once the runtime and every plugin loaded by it
+/// Cheap to clone (a reference count). The ticker thread wakes every
+/// [`RuntimeConfig::epoch_tick`] and advances the engine's epoch by the ticks actually elapsed
+/// since the runtime started (one monotonic clock: a late wake-up catches up instead of
+/// drifting), and stops once the runtime and every plugin loaded by it
 /// are dropped. Most programs use the process-wide [`WasmRuntime::shared`].
 #[derive(Clone)]
 pub struct WasmRuntime {
@@ -60,6 +65,40 @@ struct Inner {
     engine: Engine,
     config: RuntimeConfig,
     stop: Arc<AtomicBool>,
+    clock: Arc<EpochClock>,
+}
+
+/// The ticker's time base: epoch `n` is issued once `n` ticks have elapsed since `start`.
+struct EpochClock {
+    start: Instant,
+    tick: Duration,
+    /// Epochs issued so far (the engine's epoch, as far as the ticker knows).
+    issued: AtomicU64,
+}
+
+impl EpochClock {
+    /// Whole ticks elapsed at `t`.
+    fn ticks_at(&self, t: Instant) -> u64 {
+        let nanos = t.saturating_duration_since(self.start).as_nanos();
+        u64::try_from(nanos / self.tick.as_nanos().max(1)).unwrap_or(u64::MAX)
+    }
+
+    /// Brings the engine's epoch up to the ticks elapsed now.
+    fn advance(&self, engine: &Engine) {
+        let due = self.ticks_at(Instant::now());
+        // Only this thread writes `issued`; counting each epoch right after issuing it keeps
+        // `issued` within one of the engine's epoch for the deadline computation.
+        while self.issued.load(Ordering::Acquire) < due {
+            engine.increment_epoch();
+            self.issued.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// When tick `n` is due.
+    fn due(&self, n: u64) -> Instant {
+        let nanos = u64::try_from(self.tick.as_nanos()).unwrap_or(u64::MAX);
+        self.start + Duration::from_nanos(n.saturating_mul(nanos))
+    }
 }
 
 impl Drop for Inner {
@@ -101,13 +140,21 @@ impl WasmRuntime {
         }
         let engine = Engine::new(&c).map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (ticker, flag, tick) = (engine.clone(), stop.clone(), config.epoch_tick);
+        let clock = Arc::new(EpochClock {
+            start: Instant::now(),
+            tick: config.epoch_tick,
+            issued: AtomicU64::new(0),
+        });
+        let (ticker, flag, time) = (engine.clone(), stop.clone(), clock.clone());
         thread::Builder::new()
             .name("wasm-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
-                    thread::sleep(tick);
-                    ticker.increment_epoch();
+                    // Sleep to the next tick boundary, not for a tick: oversleeping once
+                    // does not push every later tick back.
+                    let next = time.due(time.ticks_at(Instant::now()).saturating_add(1));
+                    thread::sleep(next.saturating_duration_since(Instant::now()));
+                    time.advance(&ticker);
                 }
             })
             .map_err(|e| PluginError::Runtime(format!("cannot start the epoch thread: {e}")))?;
@@ -116,6 +163,7 @@ impl WasmRuntime {
                 engine,
                 config,
                 stop,
+                clock,
             }),
         })
     }
@@ -137,11 +185,21 @@ impl WasmRuntime {
         &self.inner.engine
     }
 
-    /// Epoch ticks that end at or just before `remaining` from now (at least one).
-    pub(crate) fn ticks(&self, remaining: Duration) -> u64 {
-        let tick = self.inner.config.epoch_tick.as_nanos().max(1);
-        u64::try_from(remaining.as_nanos().div_ceil(tick))
-            .unwrap_or(u64::MAX)
+    /// The epoch delta to give a store so that it is interrupted at the first tick at or
+    /// after `deadline` (at least one tick from now): the deadline is placed on the ticker's
+    /// absolute time base, so it does not depend on how far the current epoch lags.
+    pub(crate) fn epoch_delta(&self, deadline: Instant) -> u64 {
+        let clock = &self.inner.clock;
+        let nanos = deadline.saturating_duration_since(clock.start).as_nanos();
+        let target =
+            u64::try_from(nanos.div_ceil(clock.tick.as_nanos().max(1))).unwrap_or(u64::MAX);
+        target
+            .saturating_sub(clock.issued.load(Ordering::Acquire))
             .max(1)
+    }
+
+    /// Epochs issued by the ticker so far (diagnostics and tests of the time base).
+    pub fn epochs_issued(&self) -> u64 {
+        self.inner.clock.issued.load(Ordering::Acquire)
     }
 }

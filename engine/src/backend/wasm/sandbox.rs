@@ -69,7 +69,7 @@ pub(crate) fn store(runtime: &WasmRuntime, deadline: Instant) -> Store<Limits> {
         },
     );
     store.limiter(|l| l as &mut dyn ResourceLimiter);
-    store.set_epoch_deadline(runtime.ticks(deadline.saturating_duration_since(Instant::now())));
+    store.set_epoch_deadline(runtime.epoch_delta(deadline));
     store.epoch_deadline_trap();
     store
 }
