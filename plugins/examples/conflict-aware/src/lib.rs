@@ -1,31 +1,51 @@
-//! # `conflict-aware`: an `ordering` plugin that cuts executor conflicts
+//! # `conflict-aware`: an `ordering` plugin that groups likely conflicts together
 //!
 //! The parallel executor runs a block optimistically and re-executes a transaction when one
 //! placed before it wrote what it read. Conflicts come from *hot* accounts, touched by several
-//! transactions of the batch. The ordering features say, per transaction, how many accounts it
-//! touches (`accounts_touched`) and which share of them is hot (`hot_account_share`), so
-//! `accounts_touched * hot_account_share` estimates how many hot accounts it contends on.
+//! transactions of the batch. The ordering features (contract v1) say, per transaction, how
+//! many accounts it touches (`accounts_touched`) and which share of them some *other*
+//! candidate of the window also touches (`hot_account_share`), so
+//! `accounts_touched * hot_account_share` is the number of its accounts it shares with the
+//! rest of the window.
 //!
-//! The plugin groups the batch by that estimate, coldest group first:
+//! The plugin groups the batch by that number, coldest group first:
 //!
-//! - group 0: transactions that touch no hot account run fully in parallel, at the front;
-//! - groups 1, 2, 3, ...: transactions contending on 1, 2, 3... hot accounts (capped at
-//!   [`MAX_GROUP`]), so that the transactions likely to conflict sit next to each other in a
-//!   short tail instead of being spread over the block, where every one of them would
-//!   invalidate the speculative work of the transactions after it.
+//! - group 0: transactions that share no account with another candidate, at the front;
+//! - groups 1, 2, 3, ...: transactions sharing 1, 2, 3... accounts (capped at [`MAX_GROUP`]),
+//!   so that the transactions likely to conflict sit near each other in a tail instead of
+//!   being spread over the block.
 //!
 //! Inside a group the usual economics apply: fee density (`fee_per_byte`) descending, then
 //! arrival (`arrival_seq`) ascending. All the transactions of the batch are in the block
 //! whatever their place, so moving a hot transaction back costs its sender nothing but a few
 //! positions. Scores are ranks (best = `N`); the node keeps each sender's nonce order.
+//!
+//! ## What it is, and is not
+//!
+//! The group is an **estimate from the v1 features**, not a conflict graph: the features carry
+//! a count per transaction, not *which* accounts are shared, so two transactions in the same
+//! group need not touch a common account, and the tail is ordered by fee, not by account.
+//! What this ordering can change is where conflicts happen, not how many there are:
+//!
+//! - with the scheduled executor the conflict count (one per account after that account's
+//!   first transaction in the block) does not depend on the order at all;
+//! - with Block-STM, clustering the shared-account transactions at the end means fewer
+//!   speculative executions run on top of a write that is about to be invalidated; this is
+//!   the intended gain, but it depends on timing and threads, and no test in this repository
+//!   measures it yet (the tests check the grouping itself).
+//!
+//! Treat it as a worked example of ranking by a derived key, and measure on your own workload
+//! (shadow mode compares it with the baseline without using its answers) before relying on it.
 
 use aurigraph_plugin_sdk::rank::{desc_then_asc, scores_by_key};
 use aurigraph_plugin_sdk::{Rows, export_plugin, schema::ordering};
 
-/// Largest conflict group; transactions contending on more hot accounts join it.
+/// Largest conflict group; transactions sharing more accounts join it.
 pub const MAX_GROUP: u32 = 8;
 
-/// The conflict group of a row: the estimated number of hot accounts it touches, rounded.
+/// The conflict group of a row: the number of its accounts that another candidate of the
+/// window also touches (`accounts_touched * hot_account_share`, rounded, capped at
+/// [`MAX_GROUP`]; NaN features go to the last group). An estimate: see the crate docs.
 pub fn group(row: &[f32]) -> u32 {
     let touched = row[ordering::ACCOUNTS_TOUCHED].max(0.0);
     let share = row[ordering::HOT_ACCOUNT_SHARE].clamp(0.0, 1.0);
