@@ -64,6 +64,19 @@ pub enum EngineError {
     /// The rollout store failed to read or write.
     #[error("rollout store: {0}")]
     Store(String),
+    /// The block executor could not execute a block (a bad executor setting, a block above
+    /// the size limit, or an executor bug reported instead of a panic); nothing was
+    /// committed. A transaction never causes this: a failing transaction gets a failure
+    /// status in its receipt.
+    #[error("block {height} could not be executed: [{}] {source}", .source.code())]
+    Execution {
+        /// Height of the block.
+        height: u64,
+        /// The executor's error (its own stable code is [`ExecutorError::code`]).
+        ///
+        /// [`ExecutorError::code`]: crate::executor::ExecutorError::code
+        source: crate::executor::ExecutorError,
+    },
 }
 
 impl EngineError {
@@ -78,6 +91,7 @@ impl EngineError {
             EngineError::StaticPolicy { .. } => "E_STATIC_POLICY",
             EngineError::InvalidConfig(_) => "E_INVALID_CONFIG",
             EngineError::Store(_) => "E_STORE",
+            EngineError::Execution { .. } => "E_EXECUTION",
         }
     }
 }

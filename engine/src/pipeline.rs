@@ -6,8 +6,29 @@
 //!
 //! produce_block: batcher (`batch_size` slot for the size, `ordering` slot for the order,
 //! per-sender nonce order kept) → executor (parallel, equal to sequential) → commit (the
-//! write set and the state root) → the mempool drops what committed and what went stale,
-//! admission learns the new nonces.
+//! write set and the state root) → the mempool drops what committed, what the executor
+//! skipped and what went stale, admission learns the new nonces.
+//!
+//! ## What leaves the mempool with a block
+//!
+//! - A transaction that *executed* (any status below 16: the fee was charged and the nonce
+//!   advanced, whether or not its operation applied) is removed as committed, and its
+//!   sender's next nonce in the mempool moves past it.
+//! - A transaction the executor *skipped* ([`TxStatus::is_skip`]: e.g. a fee the balance
+//!   cannot pay, or a nonce behind a skipped predecessor) changed nothing, not even its
+//!   nonce. It is removed as [`Removal::Skipped`] and released from admission, so the
+//!   sender may submit that nonce again (the same bytes too); the sender's next nonce in
+//!   the mempool is not moved past it.
+//! - Then every sender of the block gets its committed account nonce
+//!   ([`Mempool::advance_nonces`]), which drops what became stale.
+//!
+//! The mempool's next nonce thus always equals the committed account nonce of every sender
+//! it holds transactions of. Everything removed uncommitted (skipped, stale, evicted or
+//! replaced at insertion, refused by the mempool) is released from admission's duplicate
+//! set, so a resubmission is judged afresh rather than refused as `E_DUPLICATE`.
+//!
+//! [`TxStatus::is_skip`]: crate::executor::TxStatus::is_skip
+//! [`Removal::Skipped`]: crate::mempool::Removal::Skipped
 //!
 //! It is plain synchronous code, free of tokio and storage, so the node, the benchmarks,
 //! the A/B harness and the demo drive the same path. The node puts consensus between
@@ -23,9 +44,9 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use crate::admission::{Admission, AdmissionConfig, PendingView};
 use crate::batcher::{Batch, BatchLoad, Batcher, BatcherConfig};
 use crate::error::{EngineError, Result};
-use crate::executor::{BlockExecutor, BlockOutcome, ExecutorConfig, commit};
+use crate::executor::{BlockExecutor, BlockOutcome, ExecStats, ExecutorConfig, commit};
 use crate::host::{HostConfig, SlotHost};
-use crate::mempool::{Mempool, MempoolConfig, Removal};
+use crate::mempool::{Mempool, MempoolConfig, Removed};
 use crate::metrics::EngineMetrics;
 use crate::slot::SlotKind;
 use crate::state::{Genesis, ShardedState, StateView};
@@ -112,6 +133,9 @@ pub struct ProducedBlock {
     pub batch: Batch,
     /// Proposal to commit.
     pub latency: Duration,
+    /// What left the mempool with this block: the transactions removed as committed, those
+    /// the executor skipped and those that went stale (see the [module docs](self)).
+    pub removed: Vec<Removed>,
 }
 
 /// One node's transaction path. Safe to share: `submit` may run from many threads while
@@ -143,8 +167,20 @@ impl Pipeline {
         let shards = config.state_shards.unwrap_or(crate::state::DEFAULT_SHARDS);
         let state = ShardedState::from_genesis(genesis, shards)
             .map_err(|e| EngineError::InvalidConfig(format!("genesis: [{}] {e}", e.code())))?;
+        Self::from_state(config, slots, state, 0)
+    }
+
+    /// A pipeline resuming from committed `state` at `height` (a node restarting from its
+    /// storage). The chain id is the state's; `config.state_shards` is ignored (the state
+    /// keeps its own shard count).
+    pub fn from_state(
+        config: PipelineConfig,
+        slots: PipelineSlots,
+        state: ShardedState,
+        height: u64,
+    ) -> Result<Self> {
         let mut admission_config = config.admission;
-        admission_config.chain_id = genesis.chain_id;
+        admission_config.chain_id = state.chain_id();
         let mempool = Arc::new(Mempool::new(config.mempool)?);
         let admission = Admission::new(admission_config, slots.anomaly.clone())?
             .with_pending(mempool.clone() as Arc<dyn PendingView>);
@@ -164,7 +200,7 @@ impl Pipeline {
             batcher,
             executor,
             state: RwLock::new(state),
-            height: AtomicU64::new(0),
+            height: AtomicU64::new(height),
             load: Mutex::new(BatchLoad::default()),
             arrivals: Mutex::new((Instant::now(), 0)),
         })
@@ -217,10 +253,14 @@ impl Pipeline {
                         Ok(ins) => {
                             accepted += 1;
                             for removed in &ins.removed {
-                                if removed.reason == Removal::Evicted {
-                                    tracing::debug!(hash = %removed.hash, "evicted from the mempool");
-                                }
+                                tracing::debug!(
+                                    hash = %removed.hash,
+                                    reason = removed.reason.as_str(),
+                                    "left the mempool"
+                                );
                             }
+                            // Evicted and replaced transactions may be submitted again.
+                            self.admission.release_removed(&ins.removed);
                             out.push(Ok(ins.hash));
                         }
                         Err(e) => {
@@ -254,7 +294,11 @@ impl Pipeline {
         })
     }
 
-    /// Executes and commits a proposed block, then cleans the mempool.
+    /// Executes and commits a proposed block, then cleans the mempool (see the
+    /// [module docs](self) for what leaves it).
+    ///
+    /// Fails with [`EngineError::Execution`] (`E_EXECUTION`) when the executor cannot
+    /// execute the block; nothing is committed then and the mempool is untouched.
     pub fn apply(&self, proposal: Proposal) -> Result<ProducedBlock> {
         let block: Vec<_> = proposal.batch.txs.iter().map(|t| t.tx.clone()).collect();
         let execution = {
@@ -262,9 +306,9 @@ impl Pipeline {
             let chain_id = state.chain_id();
             self.executor
                 .execute(&*state as &dyn StateView, chain_id, &block)
-                .map_err(|e| EngineError::InvalidInput {
-                    slot: SlotKind::Ordering,
-                    reason: format!("block refused by the executor: [{}] {e}", e.code()),
+                .map_err(|source| EngineError::Execution {
+                    height: proposal.height,
+                    source,
                 })?
         };
         let outcome = {
@@ -272,8 +316,20 @@ impl Pipeline {
             commit(&mut state, execution)
         };
         self.height.store(proposal.height, Ordering::Release);
-        let hashes = proposal.batch.hashes();
-        self.mempool.remove_committed(&hashes);
+
+        // Only what used its nonce is committed; skipped transactions changed nothing.
+        let receipts = &outcome.execution.receipts;
+        let mut executed: Vec<TxHash> = Vec::with_capacity(receipts.len());
+        let mut skipped: Vec<TxHash> = Vec::new();
+        for r in receipts {
+            if r.status.is_skip() {
+                skipped.push(r.tx_hash);
+            } else {
+                executed.push(r.tx_hash);
+            }
+        }
+        let mut removed = self.mempool.remove_committed(&executed);
+        removed.extend(self.mempool.remove_skipped(&skipped));
         let nonces: Vec<_> = {
             let state = self.state.read();
             let mut senders: Vec<_> = block.iter().map(|t| t.tx().sender).collect();
@@ -284,7 +340,8 @@ impl Pipeline {
                 .map(|s| (s, state.account(&s).nonce))
                 .collect()
         };
-        self.mempool.advance_nonces(&nonces);
+        removed.extend(self.mempool.advance_nonces(&nonces));
+        self.admission.release_removed(&removed);
         for (sender, next) in &nonces {
             self.admission.committed(sender, *next);
         }
@@ -292,12 +349,7 @@ impl Pipeline {
         {
             let mut load = self.load.lock();
             load.last_block_latency_ms = latency.as_secs_f32() * 1e3;
-            let stats = &outcome.execution.stats;
-            load.conflict_rate = if stats.executed == 0 {
-                0.0
-            } else {
-                (stats.re_executions as f32 / stats.executed as f32).min(1.0)
-            };
+            load.conflict_rate = conflict_rate(&outcome.execution.stats, block.len());
         }
         Ok(ProducedBlock {
             height: proposal.height,
@@ -305,6 +357,7 @@ impl Pipeline {
             outcome,
             batch: proposal.batch,
             latency,
+            removed,
         })
     }
 
@@ -314,6 +367,12 @@ impl Pipeline {
             Some(p) => self.apply(p).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The load the next proposal's `batch_size` decision will see (the last block's
+    /// latency and conflict rate, the recent arrival rate).
+    pub fn load(&self) -> BatchLoad {
+        *self.load.lock()
     }
 
     fn current_load(&self) -> BatchLoad {
@@ -328,4 +387,16 @@ impl Pipeline {
         }
         load
     }
+}
+
+/// The `batch_size` slot's `conflict_rate` of a block of `txs` transactions: the
+/// executor's conflict count per transaction, capped at 1. For the scheduled executor (the
+/// default) a conflict is a declared account a transaction had to wait for an earlier
+/// transaction of the block to release; for Block-STM a failed validation or a read of an
+/// estimate (each leads to a re-execution); the sequential executor reports none.
+pub fn conflict_rate(stats: &ExecStats, txs: usize) -> f32 {
+    if txs == 0 {
+        return 0.0;
+    }
+    (stats.conflicts as f64 / txs as f64).min(1.0) as f32
 }

@@ -403,6 +403,38 @@ fn commits_advance_nonces_and_drop_stale_transactions() {
 }
 
 #[test]
+fn skipped_transactions_leave_without_moving_the_next_nonce() {
+    let mp = Mempool::new(MempoolConfig::default()).unwrap();
+    let txs: Vec<AdmittedTx> = (0..4).map(|n| tx(0, n, 10, N)).collect();
+    let h: Vec<TxHash> = txs.iter().map(|t| t.tx.hash()).collect();
+    for t in txs {
+        mp.insert(t, 0).unwrap();
+    }
+    // A block executed nonce 0 and skipped 1 and 2 (say 1 could not pay its fee).
+    let committed = mp.remove_committed(&h[..1]);
+    assert_eq!(committed.len(), 1);
+    let skipped = mp.remove_skipped(&[h[1], h[2], TxHash([0; 32])]);
+    assert_eq!(
+        skipped
+            .iter()
+            .map(|r| (r.hash, r.nonce, r.reason))
+            .collect::<Vec<_>>(),
+        [(h[1], 1, Removal::Skipped), (h[2], 2, Removal::Skipped)]
+    );
+    // Nonce 3 waits behind the gap; the next nonce is still 1, so nonce 1 is welcome again.
+    assert_eq!((mp.len(), mp.ready_len()), (1, 0));
+    assert_eq!(mp.pending_nonce(&sender(0), 1), 1);
+    assert!(mp.select_ready(10).is_empty());
+    let again = mp.insert(tx(0, 1, 11, N), 1).unwrap();
+    assert!(again.ready);
+    assert_eq!(mp.ready_len(), 1);
+    mp.insert(tx(0, 2, 11, N), 1).unwrap();
+    assert_eq!(mp.ready_len(), 3, "nonce 3 is executable again");
+    assert_eq!(mp.stats().skipped_dropped, 2);
+    mp.check_invariants().unwrap();
+}
+
+#[test]
 fn insert_batch_equals_inserts_in_order() {
     let txs: Vec<(AdmittedTx, u64)> = (0..600)
         .map(|i| {

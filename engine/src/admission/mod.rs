@@ -48,8 +48,9 @@
 //! [`Mempool`](crate::mempool::Mempool) with [`Admission::with_pending`]. Either way the
 //! node reports back:
 //! - [`Admission::release`] when an admitted transaction leaves the mempool uncommitted
-//!   (evicted, replaced, refused for room): its hash is forgotten, so the same bytes may be
-//!   submitted again;
+//!   (refused by it, evicted, replaced, skipped by the executor), or
+//!   [`Admission::release_removed`] with the mempool's removal reports: its hash is
+//!   forgotten, so the same bytes may be submitted again;
 //! - [`Admission::committed`] with a sender's new next nonce after a commit.
 //!
 //! The balance check is against the committed balance and this transaction alone: what the
@@ -69,6 +70,7 @@ use rayon::prelude::*;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{EngineError, Result};
 use crate::host::{DecisionTag, SlotHost};
+use crate::mempool::{Removal, Removed};
 use crate::slot::SlotKind;
 use crate::slot::anomaly::{AnomalyClass, AnomalyFeatures, PopulationStats, Thresholds};
 use crate::state::StateView;
@@ -255,6 +257,27 @@ impl Admission {
     pub fn release(&self, tx: &SignedTransaction) {
         self.pending.released(&tx.tx().sender, tx.tx().nonce);
         self.books.lock().recent.forget(&tx.hash());
+    }
+
+    /// Transactions left the mempool without being committed (evicted, replaced, skipped by
+    /// the executor, stale): forgets their hashes, so the same bytes may be submitted again,
+    /// and tells the [`PendingView`] of every one but a replaced transaction (its
+    /// replacement holds the same nonce and is pending). Entries removed as
+    /// [`Removal::Committed`] are ignored: a committed hash stays remembered, so a replay is
+    /// refused as a duplicate while it is recent (and as a stale nonce after that). Takes
+    /// the lock once.
+    pub fn release_removed(&self, removed: &[Removed]) {
+        let mut books = self.books.lock();
+        for r in removed {
+            match r.reason {
+                Removal::Committed => continue,
+                Removal::Replaced => {}
+                Removal::Evicted | Removal::Skipped | Removal::Stale => {
+                    self.pending.released(&r.sender, r.nonce)
+                }
+            }
+            books.recent.forget(&r.hash);
+        }
     }
 
     /// A commit moved `sender`'s next nonce to `next_nonce`.

@@ -65,10 +65,17 @@ pub enum Refusal {
         /// The highest nonce accepted now (committed next nonce + window - 1).
         max: u64,
     },
-    /// The sender's balance cannot pay the fee and amount of this transaction on top of
-    /// those of its pending transactions.
+    /// The sender's committed balance cannot pay the fee and amount of this transaction.
+    ///
+    /// The check is against the committed balance and this transaction alone: what the
+    /// sender's pending transactions will spend is not subtracted. Several pending
+    /// transactions may therefore together spend more than the balance; the executor has
+    /// the final word (one that cannot pay its fee is skipped, leaves the mempool and may be
+    /// submitted again; one that pays its fee but not its amount executes with
+    /// [`TxStatus::InsufficientFunds`](crate::executor::TxStatus::InsufficientFunds)).
     #[error(
-        "insufficient balance: {needed} needed (pending transactions included), {available} available"
+        "insufficient balance: {needed} needed (fee plus amount of this transaction), \
+         {available} available (committed balance)"
     )]
     InsufficientBalance {
         /// Fee plus amount (saturating).

@@ -120,7 +120,10 @@ pub struct BatchLoad {
     pub last_block_latency_ms: f32,
     /// Admissions per second over the recent window.
     pub arrival_rate: f32,
-    /// Share (0..1) of the last block's transactions the executor re-executed.
+    /// Conflicts per transaction of the last block, capped at 1 (0..1): for the scheduled
+    /// executor, declared accounts that waited for an earlier transaction; for Block-STM,
+    /// failed validations and estimate reads. See
+    /// [`pipeline::conflict_rate`](crate::pipeline::conflict_rate).
     pub conflict_rate: f32,
 }
 

@@ -55,8 +55,8 @@
 //! `cargo bench -p aurigraph-benches --bench executor -- --warm-up-time 1
 //! --measurement-time 3`, blocks of 10,000 transfers between 110,000 accounts, median time
 //! per block on the shared 2-core machine while other engineers were compiling (load
-//! average 1.6-2.5 during the runs below; figures under heavier load are in
-//! `docs/PERFORMANCE.md`):
+//! average 1.6-2.5 during the runs below; runs under other loads, with their commands and
+//! dates, are recorded in the *Executor* section of `docs/PERFORMANCE.md`):
 //!
 //! | contention | sequential | scheduled x1 | scheduled x2 | Block-STM x1 | Block-STM x2 |
 //! |---|---|---|---|---|---|
@@ -241,8 +241,11 @@ pub struct ExecStats {
     pub executed: usize,
     /// Transactions skipped.
     pub skipped: usize,
-    /// Conflicts detected: for the scheduler, transactions waiting on an earlier one for an
-    /// account (planned); for Block-STM, failed validations plus reads that hit an estimate.
+    /// Conflicts detected: for the scheduler, the declared accounts of transactions that
+    /// wait for an earlier transaction of the block to release them (planned: one per
+    /// account after an account's first transaction, so a transaction counts up to once
+    /// per account it declares); for Block-STM, failed validations plus reads that hit an
+    /// estimate. The pipeline feeds it to the `batch_size` slot as `conflict_rate`.
     pub conflicts: u64,
     /// Executions beyond one per transaction (Block-STM only).
     pub re_executions: u64,

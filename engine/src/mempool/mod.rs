@@ -19,7 +19,10 @@
 //!
 //! Each sender has a queue in nonce order and a *next nonce*: the nonce of its committed
 //! account (seeded by the `account_nonce` the caller passes on the sender's first
-//! insertion, raised by [`Mempool::remove_committed`] and [`Mempool::advance_nonces`]).
+//! insertion, raised by [`Mempool::remove_committed`] and [`Mempool::advance_nonces`];
+//! [`Mempool::remove_skipped`] drops transactions a block skipped without moving it, since
+//! a skipped transaction did not use its nonce). It never runs ahead of the committed
+//! account nonce as long as only transactions that executed are passed as committed.
 //! Only the run of consecutive nonces starting at the next nonce is *ready* (executable);
 //! transactions behind a gap stay queued, not ready, until the gap is filled. A transaction
 //! is refused when its nonce is below the next nonce (`E_STALE_NONCE`) or more than
@@ -89,15 +92,16 @@
 //! One lock rather than shards by sender, because the bounds and the eviction order are
 //! global: with shards, an insertion into a full pool would have to lock every shard to
 //! find the worst tail, the count and byte bounds would need a reservation protocol, and
-//! determinism would need a global order anyway. Measured with
-//! `tests/mempool_throughput.rs` (release build, the 2-core development machine, 64,000
-//! pre-signed transfers of 4,000 senders into a pool of up to 64,000): about 1.5 us per
-//! insertion from 1 thread and the same total throughput from 8 threads (~670k tx/s either
-//! way: the lock is not contended into collapse); about 0.3 us per insertion refused or
-//! evicting at the bound; selecting 5,000 ready transactions about 2.5 ms and removing them
-//! as committed about 1.6 us each. Admission's signature checks cost ~20-50 us per
-//! transaction, so the lock is far from the bottleneck of the path; sharding would only pay
-//! on many more cores.
+//! determinism would need a global order anyway. Figures from a one-off throughput harness
+//! run during development (not kept in the repository, so indicative only; release build,
+//! the 2-core development machine, 64,000 pre-signed transfers of 4,000 senders into a pool
+//! of up to 64,000): about 1.5 us per insertion from 1 thread and the same total throughput
+//! from 8 threads (~670k tx/s either way: the lock is not contended into collapse); about
+//! 0.3 us per insertion refused or evicting at the bound; selecting 5,000 ready
+//! transactions about 2.5 ms and removing them as committed about 1.6 us each. Admission's
+//! signature checks cost ~20-50 us per transaction, so the lock is far from the bottleneck
+//! of the path (the admission-to-commit bench, `benches/benches/pipeline.rs`, measures the
+//! whole path); sharding would only pay on many more cores.
 
 use std::collections::HashSet;
 
@@ -139,6 +143,10 @@ pub enum Removal {
     Evicted,
     /// Replaced by a higher-fee transaction with the same sender and nonce.
     Replaced,
+    /// Skipped by the executor (a skip status such as a bad nonce or a fee it could not
+    /// pay: no state change, not even the nonce). It left the pool without using its
+    /// nonce, so the sender may submit that nonce again.
+    Skipped,
 }
 
 impl Removal {
@@ -149,6 +157,7 @@ impl Removal {
             Removal::Stale => "stale",
             Removal::Evicted => "evicted",
             Removal::Replaced => "replaced",
+            Removal::Skipped => "skipped",
         }
     }
 }
@@ -278,6 +287,12 @@ impl Mempool {
 
     /// Removes committed transactions (unknown hashes are ignored), raises each one's
     /// sender's next nonce past it, and drops the sender's transactions that became stale.
+    ///
+    /// Pass only transactions that really used their nonce (executed, whatever their
+    /// operation's outcome): a transaction the executor skipped did not advance its
+    /// sender's nonce and goes to [`Mempool::remove_skipped`] instead, or the sender's next
+    /// nonce would run ahead of its account and its later transactions and a resubmission
+    /// of the skipped nonce would be refused.
     /// Returns what was removed: per chunk of [`COMMIT_CHUNK`] hashes, the committed ones in
     /// the order given, then the stale ones.
     ///
@@ -288,6 +303,19 @@ impl Mempool {
         let mut removed = Vec::with_capacity(hashes.len());
         for chunk in hashes.chunks(COMMIT_CHUNK) {
             removed.extend(self.with(|p| p.remove_committed(chunk)));
+        }
+        removed
+    }
+
+    /// Removes transactions a committed block skipped (unknown hashes are ignored) without
+    /// moving their senders' next nonces: a skipped transaction changed nothing, so its
+    /// nonce is still the account's next one and the sender may submit it again. The
+    /// sender's later transactions stay queued, behind the gap, until it does. Returns what
+    /// was removed (reason [`Removal::Skipped`]), in the order given.
+    pub fn remove_skipped(&self, hashes: &[TxHash]) -> Vec<Removed> {
+        let mut removed = Vec::with_capacity(hashes.len());
+        for chunk in hashes.chunks(COMMIT_CHUNK) {
+            removed.extend(self.with(|p| p.remove_skipped(chunk)));
         }
         removed
     }

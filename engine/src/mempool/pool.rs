@@ -100,7 +100,7 @@ impl Pool {
                     match r.reason {
                         Removal::Evicted => self.stats.evicted += 1,
                         Removal::Replaced => self.stats.replaced += 1,
-                        Removal::Stale | Removal::Committed => {}
+                        Removal::Stale | Removal::Committed | Removal::Skipped => {}
                     }
                 }
             }
@@ -445,6 +445,31 @@ impl Pool {
         }
         for sender in touched {
             self.drop_stale(sender, &mut removed);
+            self.refresh(sender);
+        }
+        removed
+    }
+
+    /// Removes transactions a block skipped, leaving their senders' next nonces alone.
+    pub fn remove_skipped(&mut self, hashes: &[TxHash]) -> Vec<Removed> {
+        let mut removed = Vec::with_capacity(hashes.len());
+        let mut touched = BTreeSet::new();
+        for h in hashes {
+            let Some(&(sender, nonce)) = self.by_hash.get(h) else {
+                continue;
+            };
+            if self.take_entry(sender, nonce).is_some() {
+                removed.push(Removed {
+                    hash: *h,
+                    sender,
+                    nonce,
+                    reason: Removal::Skipped,
+                });
+                self.stats.skipped_dropped += 1;
+            }
+            touched.insert(sender);
+        }
+        for sender in touched {
             self.refresh(sender);
         }
         removed

@@ -57,6 +57,9 @@ pub struct MempoolStats {
     pub stale_dropped: u64,
     /// Transactions removed as committed.
     pub committed: u64,
+    /// Transactions removed because the executor skipped them
+    /// ([`Mempool::remove_skipped`](super::Mempool::remove_skipped)).
+    pub skipped_dropped: u64,
     /// Refusals per code, in the order of [`MempoolError::CODES`].
     pub refused: [(&'static str, u64); 6],
 }
@@ -78,6 +81,7 @@ impl MempoolStats {
             evicted: 0,
             stale_dropped: 0,
             committed: 0,
+            skipped_dropped: 0,
             refused: MempoolError::CODES.map(|c| (c, 0)),
         }
     }
