@@ -23,6 +23,10 @@
 //!    digests of buckets `0, 1, …, 65,535`. An inner node is `keyed(NODE_KEY, left | right)`.
 //! 6. **Root.** The state root is the tree's top node.
 //!
+//! Any change to this definition must change the key strings' version (`v1`).
+//! `engine/tests/vectors.rs` pins known roots (the empty state, a two-account genesis,
+//! the state after one transfer) and recomputes them from this text with BLAKE3 alone.
+//!
 //! ## Incremental maintenance
 //!
 //! The state keeps the 131,071 nodes (4 MiB). Applying a block re-hashes only the buckets

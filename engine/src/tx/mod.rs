@@ -17,6 +17,18 @@
 //!   batch verification accept exactly the same signatures, so replicas never disagree.
 //! - Decoding is strict: no trailing bytes, no unknown version or operation, amounts above
 //!   zero, no transfer to oneself, at most [`MAX_TX_BYTES`] bytes. It never panics.
+//!
+//! ## Stability
+//!
+//! The encoding, the signing message and the hash are consensus rules: every replica must
+//! derive the same bytes and the same hash from a transaction forever. Any change to them
+//! (a field, its width or order, a new operation's layout, the signing domain) must bump
+//! [`TX_VERSION`], and version 1 transactions must keep decoding to the same hash.
+//! `engine/tests/vectors.rs` pins known answers (encodings and hashes of a transfer and a
+//! multi-transfer) so an accidental change fails a test; update them only together with
+//! a version bump. The same file holds the ZIP-215 edge cases (small-order and
+//! non-canonical points, non-canonical `s`) on which batch and single verification must
+//! agree.
 
 use std::fmt;
 
@@ -26,7 +38,8 @@ mod admitted;
 
 pub use admitted::AdmittedTx;
 
-/// Current encoding version.
+/// Current encoding version. Bump it with any change to the encoding, the signing message
+/// or the hash (see the module docs' *Stability*).
 pub const TX_VERSION: u8 = 1;
 /// Domain separation tag prepended to the unsigned encoding before signing.
 pub const SIGNING_DOMAIN: &[u8; 16] = b"AURIGRAPH-TX-V1\0";
