@@ -21,8 +21,12 @@ pub fn run(cmd: &ModelsCommand) -> Result<()> {
 /// `aurigraph models validate PATH`: loads the folder exactly as the node would (checks,
 /// optimisation, warm-up, timing) and says yes, or why not. Exit code 1 on a refusal.
 fn validate(args: &ValidateArgs) -> Result<()> {
+    // `validate model.toml` run inside the folder: the parent of a bare file name is "".
     let folder: &Path = if args.path.file_name().is_some_and(|n| n == "model.toml") {
-        args.path.parent().unwrap_or(Path::new("."))
+        match args.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        }
     } else {
         &args.path
     };
