@@ -19,13 +19,244 @@ pub struct Cli {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show the product in one command: a seeded workload through admission, mempool,
-    /// batcher and the parallel executor, with candidates on canary and shadow, a guard
-    /// rollback, and closing tables per slot and arm.
+    /// Show the product in one command: an embedded node (RocksDB in a temporary folder)
+    /// serving a seeded workload, the shipped models and an example plugin on canary and
+    /// shadow, a guard rollback, and closing tables per slot and arm.
     Demo(DemoArgs),
+    /// Run a node: RocksDB storage, block production, gRPC and HTTP on one address.
+    Start(StartArgs),
+    /// Operate a running node's policies (admin API): status, load, shadow, canary,
+    /// schedule, promote, rollback.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Build, sign and submit transactions to a running node, and look them up.
+    #[command(subcommand)]
+    Tx(TxCommand),
+    /// Drive load against a running node: signed transfers from the development accounts
+    /// at a set rate, with a closing report.
+    Load(LoadArgs),
     /// The model contract: slot schemas, and the offline check of a model folder.
     #[command(subcommand)]
     Models(ModelsCommand),
+}
+
+/// Arguments of `aurigraph start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Configuration file (TOML; see node/aurigraph.example.toml). Without it: defaults.
+    #[arg(long, env = "AURIGRAPH_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// Database folder (overrides the file and AURIGRAPH_DATA_DIR).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// gRPC and HTTP address (overrides the file and AURIGRAPH_LISTEN).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// Where a client verb finds the node.
+#[derive(Debug, Args, Clone)]
+pub struct NodeArgs {
+    /// The node's HTTP address.
+    #[arg(long, default_value = "http://127.0.0.1:7600", env = "AURIGRAPH_NODE", global = true)]
+    pub node: String,
+}
+
+/// Admin credentials.
+#[derive(Debug, Args, Clone)]
+pub struct TokenArgs {
+    /// Admin bearer token (the node's admin.token, or <data_dir>/admin.token).
+    #[arg(long, env = "AURIGRAPH_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// `aurigraph policy ...`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Every slot's rollout state and per-arm figures (or one slot's).
+    Status {
+        /// One slot.
+        slot: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Load a registered model (onnx) or plugin (wasm) version as the slot's candidate.
+    Load {
+        /// The slot.
+        slot: String,
+        /// Name of the model or plugin.
+        name: String,
+        /// Its version.
+        #[arg(id = "policy_version", value_name = "VERSION")]
+        version: String,
+        /// onnx or wasm.
+        #[arg(long, default_value = "onnx")]
+        backend: String,
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Run the candidate in shadow: compared, never used.
+    Shadow {
+        /// The slot.
+        slot: String,
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Route PERCENT% of decisions to the candidate (sticky by decision key).
+    Canary {
+        /// The slot.
+        slot: String,
+        /// Share, 0 to 100.
+        percent: f64,
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Climb a step schedule (e.g. 5,25,50,100) while the guard holds.
+    Schedule {
+        /// The slot.
+        slot: String,
+        /// Steps in percent, comma-separated.
+        #[arg(value_delimiter = ',')]
+        percents: Vec<f64>,
+        /// Decisions per step before the next.
+        #[arg(long, default_value_t = 200)]
+        min_decisions: u64,
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Make the candidate the baseline.
+    Promote {
+        /// The slot.
+        slot: String,
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Drop the candidate at once.
+    Rollback {
+        /// The slot.
+        slot: String,
+        /// Why (recorded).
+        #[arg(long, default_value = "operator")]
+        reason: String,
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+}
+
+/// `aurigraph tx ...`
+#[derive(Debug, Subcommand)]
+pub enum TxCommand {
+    /// Sign a transfer with a development account's key and submit it.
+    Transfer {
+        /// Development account that sends (its key is derived from the index).
+        #[arg(long)]
+        from_dev: u32,
+        /// Recipient: 64 hex characters, or dev:N for a development account.
+        #[arg(long)]
+        to: String,
+        /// Amount.
+        #[arg(long)]
+        amount: u64,
+        /// Fee.
+        #[arg(long, default_value_t = 10)]
+        fee: u64,
+        /// Nonce (default: the node's next nonce for the sender).
+        #[arg(long)]
+        nonce: Option<u64>,
+        /// Chain id.
+        #[arg(long, default_value_t = 1)]
+        chain_id: u32,
+        /// Wait until it commits and print its receipt.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Submit signed transactions given as hex (arguments, or one per line on stdin).
+    Submit {
+        /// Hex-encoded signed transactions.
+        txs: Vec<String>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// A transaction and its receipt.
+    Get {
+        /// Its hash.
+        hash: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// An account's balance and nonces.
+    Account {
+        /// Address (hex) or dev:N.
+        address: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+/// Arguments of `aurigraph load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Transactions per second to offer.
+    #[arg(long, default_value_t = 2_000)]
+    pub rate: u64,
+    /// How long, e.g. 30s, 2m, 500ms.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: std::time::Duration,
+    /// Development accounts that send (the node's genesis must fund them).
+    #[arg(long, default_value_t = 32)]
+    pub senders: u32,
+    /// Transactions per request.
+    #[arg(long, default_value_t = 200)]
+    pub batch: usize,
+    /// Chain id.
+    #[arg(long, default_value_t = 1)]
+    pub chain_id: u32,
+    /// Seed of the recipients and amounts.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Parses `500ms`, `30s`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration"))?;
+    let secs = match unit {
+        "ms" => v / 1e3,
+        "s" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("`{s}`: units are ms, s, m, h")),
+    };
+    if !secs.is_finite() || secs < 0.0 || secs > 7.0 * 86_400.0 {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// Arguments of `aurigraph demo`.
@@ -34,12 +265,25 @@ pub struct DemoArgs {
     /// Seed of the workload.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Transactions to generate and submit.
+    /// Transactions to generate and submit (the presets arrive at about 1,000 tx/s, so the
+    /// default takes about a minute at --speed 1).
     #[arg(long, default_value_t = 60_000)]
     pub txs: usize,
     /// Workload preset: uniform, hot-accounts, bursty, diurnal or spam-attack.
     #[arg(long, default_value = "spam-attack")]
     pub workload: String,
+    /// Play the workload this many times faster than its arrival times.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Models folder whose shipped models go on canary.
+    #[arg(long, default_value = "models")]
+    pub models: std::path::PathBuf,
+    /// Plugins folder (built by scripts/build-plugins).
+    #[arg(long, default_value = "plugins/dist")]
+    pub plugins: std::path::PathBuf,
+    /// Address of the embedded node's API while the demo runs (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
     /// No progress bar (for logs and CI).
     #[arg(long)]
     pub quiet: bool,

@@ -2,8 +2,10 @@
 //! module named for it; every concern lives in its module (or crate), not here.
 
 mod cli;
+mod client;
 mod demo;
 mod models;
+mod start;
 
 use clap::Parser;
 
@@ -12,6 +14,10 @@ fn main() -> anyhow::Result<()> {
     cli::init_tracing(cli.verbose);
     match cli.command {
         cli::Command::Demo(args) => demo::run(&args),
+        cli::Command::Start(args) => start::run(&args),
+        cli::Command::Policy(cmd) => client::policy(&cmd),
+        cli::Command::Tx(cmd) => client::tx(&cmd),
+        cli::Command::Load(args) => client::load(&args),
         cli::Command::Models(cmd) => models::run(&cmd),
     }
 }

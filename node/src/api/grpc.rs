@@ -42,21 +42,36 @@ fn receipt(r: &service::ReceiptInfo) -> proto::Receipt {
 pub fn router(core: Core) -> Router {
     let api = &core.config.api;
     let max_body = api.max_body_bytes;
-    let routes = tonic::service::Routes::new(
-        proto::transactions_server::TransactionsServer::new(TransactionsSvc(core.clone()))
-            .max_decoding_message_size(max_body),
-    )
-    .add_service(proto::query_server::QueryServer::new(QuerySvc(core.clone())))
-    .add_service(proto::subscriptions_server::SubscriptionsServer::new(
-        SubscriptionsSvc(core.clone()),
-    ))
-    .add_service(proto::admin_server::AdminServer::new(AdminSvc(core.clone())));
+    // One route per service, as tonic's own router lays them out; unknown paths fall to the
+    // REST router's fallback (a gRPC client gets UNIMPLEMENTED from it).
+    let routes = Router::new()
+        .route_service(
+            &path::<proto::transactions_server::TransactionsServer<TransactionsSvc>>(),
+            proto::transactions_server::TransactionsServer::new(TransactionsSvc(core.clone()))
+                .max_decoding_message_size(max_body),
+        )
+        .route_service(
+            &path::<proto::query_server::QueryServer<QuerySvc>>(),
+            proto::query_server::QueryServer::new(QuerySvc(core.clone())),
+        )
+        .route_service(
+            &path::<proto::subscriptions_server::SubscriptionsServer<SubscriptionsSvc>>(),
+            proto::subscriptions_server::SubscriptionsServer::new(SubscriptionsSvc(core.clone())),
+        )
+        .route_service(
+            &path::<proto::admin_server::AdminServer<AdminSvc>>(),
+            proto::admin_server::AdminServer::new(AdminSvc(core.clone())),
+        );
     let limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(grpc_overload))
         .load_shed()
         .concurrency_limit(api.max_concurrent_requests)
         .timeout(Duration::from_millis(api.request_timeout_ms));
-    routes.into_axum_router().layer(limits)
+    routes.layer(limits)
+}
+
+fn path<S: tonic::server::NamedService>() -> String {
+    format!("/{}/{{*rest}}", S::NAME)
 }
 
 async fn grpc_overload(err: axum::BoxError) -> axum::response::Response {

@@ -91,8 +91,18 @@ async fn overload_error(err: BoxError) -> ApiError {
     }
 }
 
-async fn not_found() -> ApiError {
-    ApiError::not_found("E_NO_ROUTE", "no such endpoint; the API is under /v1")
+async fn not_found(headers: HeaderMap) -> Response {
+    let grpc = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/grpc"));
+    if grpc {
+        tonic::Status::unimplemented("[E_NO_ROUTE] no such gRPC method in aurigraph.v1")
+            .into_http::<axum::body::Body>()
+            .into_response()
+    } else {
+        ApiError::not_found("E_NO_ROUTE", "no such endpoint; the API is under /v1").into_response()
+    }
 }
 
 async fn readyz(State(core): Core) -> Response {
