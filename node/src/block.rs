@@ -126,7 +126,10 @@ impl StoredBlock {
         };
         let n = r.u32()? as usize;
         if n > bytes.len() {
-            return Err(CorruptBlock(format!("{n} transactions in {} bytes", bytes.len())));
+            return Err(CorruptBlock(format!(
+                "{n} transactions in {} bytes",
+                bytes.len()
+            )));
         }
         let mut txs = Vec::with_capacity(n);
         for _ in 0..n {

@@ -58,7 +58,12 @@ pub struct StartArgs {
 #[derive(Debug, Args, Clone)]
 pub struct NodeArgs {
     /// The node's HTTP address.
-    #[arg(long, default_value = "http://127.0.0.1:7600", env = "AURIGRAPH_NODE", global = true)]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:7600",
+        env = "AURIGRAPH_NODE",
+        global = true
+    )]
     pub node: String,
 }
 
@@ -245,7 +250,9 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, "s"),
     };
-    let v: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration"))?;
     let secs = match unit {
         "ms" => v / 1e3,
         "s" => v,
@@ -253,7 +260,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         "h" => v * 3600.0,
         _ => return Err(format!("`{s}`: units are ms, s, m, h")),
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 7.0 * 86_400.0 {
+    if !secs.is_finite() || !(0.0..=7.0 * 86_400.0).contains(&secs) {
         return Err(format!("`{s}` is out of range"));
     }
     Ok(std::time::Duration::from_secs_f64(secs))

@@ -53,9 +53,9 @@ impl Default for NodeConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("aurigraph-data"),
-            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| {
-                SocketAddr::from(([127, 0, 0, 1], 7600))
-            }),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7600))),
             genesis: GenesisConfig::default(),
             storage: StorageConfig::default(),
             block: BlockConfig::default(),
@@ -270,7 +270,9 @@ impl NodeConfig {
             return Err(ConfigError("block.interval_ms must be in 1..=60000".into()));
         }
         if b.min_txs == 0 || b.min_txs > b.max_txs {
-            return Err(ConfigError("block.min_txs must be in 1..=block.max_txs".into()));
+            return Err(ConfigError(
+                "block.min_txs must be in 1..=block.max_txs".into(),
+            ));
         }
         let a = &self.api;
         if a.max_body_bytes < 1024
@@ -285,7 +287,9 @@ impl NodeConfig {
         if let Some(t) = &self.admin.token
             && t.len() < 16
         {
-            return Err(ConfigError("admin.token must be at least 16 characters".into()));
+            return Err(ConfigError(
+                "admin.token must be at least 16 characters".into(),
+            ));
         }
         self.genesis()?;
         Ok(())
@@ -299,7 +303,10 @@ impl NodeConfig {
             .collect();
         for a in &g.allocations {
             let addr = Address::from_hex(&a.address).ok_or_else(|| {
-                ConfigError(format!("genesis allocation address `{}` is not 64 hex characters", a.address))
+                ConfigError(format!(
+                    "genesis allocation address `{}` is not 64 hex characters",
+                    a.address
+                ))
             })?;
             allocations.push((addr, a.balance));
         }

@@ -50,26 +50,33 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn resolve(core: &NodeCore, slot: SlotKind, backend: BackendKind, name: &str) -> Option<Arc<dyn Policy>> {
+fn resolve(
+    core: &NodeCore,
+    slot: SlotKind,
+    backend: BackendKind,
+    name: &str,
+) -> Option<Arc<dyn Policy>> {
     let version = match backend {
-        BackendKind::Onnx => core
-            .registries
-            .models
-            .as_ref()?
-            .list()
-            .into_iter()
-            .find(|m| m.key.slot == slot && m.key.name == name)?
-            .key
-            .version,
-        _ => core
-            .registries
-            .plugins
-            .as_ref()?
-            .list()
-            .into_iter()
-            .find(|p| p.key.slot == slot && p.key.name == name)?
-            .key
-            .version,
+        BackendKind::Onnx => {
+            core.registries
+                .models
+                .as_ref()?
+                .list()
+                .into_iter()
+                .find(|m| m.key.slot == slot && m.key.name == name)?
+                .key
+                .version
+        }
+        _ => {
+            core.registries
+                .plugins
+                .as_ref()?
+                .list()
+                .into_iter()
+                .find(|p| p.key.slot == slot && p.key.name == name)?
+                .key
+                .version
+        }
     };
     core.registries
         .resolve(
@@ -87,7 +94,12 @@ fn resolve(core: &NodeCore, slot: SlotKind, backend: BackendKind, name: &str) ->
 fn roll_out(core: &NodeCore) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     let host = |s: SlotKind| core.hosts[&s].clone();
-    match resolve(core, SlotKind::Ordering, BackendKind::Onnx, "ordering-linear") {
+    match resolve(
+        core,
+        SlotKind::Ordering,
+        BackendKind::Onnx,
+        "ordering-linear",
+    ) {
         Some(p) => {
             host(SlotKind::Ordering).load_candidate(p)?;
             host(SlotKind::Ordering)
@@ -99,8 +111,13 @@ fn roll_out(core: &NodeCore) -> Result<Vec<String>> {
     let anomaly = resolve(core, SlotKind::Anomaly, BackendKind::Wasm, "sender-rate")
         .map(|p| (p, "wasm plugin sender-rate"))
         .or_else(|| {
-            resolve(core, SlotKind::Anomaly, BackendKind::Onnx, "anomaly-logistic")
-                .map(|p| (p, "onnx anomaly-logistic (plugins not built)"))
+            resolve(
+                core,
+                SlotKind::Anomaly,
+                BackendKind::Onnx,
+                "anomaly-logistic",
+            )
+            .map(|p| (p, "onnx anomaly-logistic (plugins not built)"))
         });
     match anomaly {
         Some((p, what)) => {
@@ -112,7 +129,12 @@ fn roll_out(core: &NodeCore) -> Result<Vec<String>> {
         }
         None => notes.push("anomaly: static (no candidate found)".into()),
     }
-    match resolve(core, SlotKind::BatchSize, BackendKind::Onnx, "batch-size-linear") {
+    match resolve(
+        core,
+        SlotKind::BatchSize,
+        BackendKind::Onnx,
+        "batch-size-linear",
+    ) {
         Some(p) => {
             let flaky = FaultyPolicy::new(p, Fault::Error)
                 .with_rate(0.04)
@@ -129,7 +151,12 @@ fn roll_out(core: &NodeCore) -> Result<Vec<String>> {
         }
         None => notes.push("batch_size: static (model batch-size-linear not found)".into()),
     }
-    match resolve(core, SlotKind::Demand, BackendKind::Onnx, "demand-autoregression") {
+    match resolve(
+        core,
+        SlotKind::Demand,
+        BackendKind::Onnx,
+        "demand-autoregression",
+    ) {
         Some(p) => {
             host(SlotKind::Demand).load_candidate(p)?;
             host(SlotKind::Demand).set_mode(Mode::Shadow)?;
@@ -237,7 +264,10 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             std::thread::sleep(tick);
             continue;
         }
-        let batch: Vec<Vec<u8>> = events[start..next].iter().map(|e| e.bytes.clone()).collect();
+        let batch: Vec<Vec<u8>> = events[start..next]
+            .iter()
+            .map(|e| e.bytes.clone())
+            .collect();
         let at = Instant::now();
         match core.submit(&batch) {
             Ok(items) => {
@@ -294,10 +324,22 @@ pub fn run(args: &DemoArgs) -> Result<()> {
 
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
-    t.set_header(["slot", "mode", "arm", "answered by", "decisions", "fallbacks"]);
+    t.set_header([
+        "slot",
+        "mode",
+        "arm",
+        "answered by",
+        "decisions",
+        "fallbacks",
+    ]);
     for st in &statuses {
         let mode = match &st.schedule {
-            Some(sch) => format!("{} (step {}/{})", st.mode, sch.step + 1, sch.steps_percent.len()),
+            Some(sch) => format!(
+                "{} (step {}/{})",
+                st.mode,
+                sch.step + 1,
+                sch.steps_percent.len()
+            ),
             None => st.mode.to_string(),
         };
         t.add_row([
@@ -344,17 +386,25 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     println!("{t}");
 
     let n = committed.len() as f64;
-    let span = last_commit.saturating_duration_since(started).max(Duration::from_millis(1));
+    let span = last_commit
+        .saturating_duration_since(started)
+        .max(Duration::from_millis(1));
     let mut s = Table::new();
     s.load_style(UTF8_FULL_CONDENSED);
     s.set_header(["figure", "value"]);
     s.add_row([
         "committed transactions".to_string(),
-        format!("{} in {blocks} blocks ({succeeded} succeeded)", committed.len()),
+        format!(
+            "{} in {blocks} blocks ({succeeded} succeeded)",
+            committed.len()
+        ),
     ]);
     s.add_row([
         "throughput".to_string(),
-        format!("{:.0} tx/s committed over {span:.2?}", n / span.as_secs_f64()),
+        format!(
+            "{:.0} tx/s committed over {span:.2?}",
+            n / span.as_secs_f64()
+        ),
     ]);
     s.add_row([
         "submit-to-commit latency".to_string(),

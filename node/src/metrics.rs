@@ -72,7 +72,11 @@ impl NodeMetrics {
                 submissions.clone(),
             );
             r.register("height", "Height of the head", height.clone());
-            r.register("mempool_transactions", "Transactions in the mempool", mempool.clone());
+            r.register(
+                "mempool_transactions",
+                "Transactions in the mempool",
+                mempool.clone(),
+            );
             r.register(
                 "block_latency_seconds",
                 "Proposal to commit of a block",

@@ -137,7 +137,11 @@ impl NodeCore {
                 let state = ShardedState::from_genesis(&genesis, shards)
                     .map_err(|e| anyhow::anyhow!("genesis: [{}] {e}", e.code()))?;
                 let head = storage.init_genesis(ghash, &state)?;
-                tracing::info!(chain_id = genesis.chain_id, accounts = state.len(), "new database: genesis written");
+                tracing::info!(
+                    chain_id = genesis.chain_id,
+                    accounts = state.len(),
+                    "new database: genesis written"
+                );
                 (state, head)
             }
             Some((stored, chain_id)) => {
@@ -247,7 +251,11 @@ impl NodeCore {
             }
         }
         self.storage.delete_pending(&dropped)?;
-        tracing::info!(readmitted, dropped = dropped.len(), "pending submissions re-admitted");
+        tracing::info!(
+            readmitted,
+            dropped = dropped.len(),
+            "pending submissions re-admitted"
+        );
         Ok(())
     }
 
@@ -328,7 +336,11 @@ impl NodeCore {
                 // The engine's state is ahead of the disk now: stop serving rather than
                 // acknowledge what may not be durable.
                 self.ready.store(false, Ordering::Release);
-                anyhow::anyhow!("[{}] block {} not committed: {e}", e.code(), produced.height)
+                anyhow::anyhow!(
+                    "[{}] block {} not committed: {e}",
+                    e.code(),
+                    produced.height
+                )
             })?;
         *self.head.write() = head;
         self.metrics.block_committed(&block, produced.latency);
@@ -483,7 +495,9 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 

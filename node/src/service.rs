@@ -271,7 +271,10 @@ impl NodeCore {
         self.check_ready()?;
         let api = &self.config.api;
         if txs.is_empty() {
-            return Err(ApiError::bad_request("E_EMPTY", "no transaction in the request"));
+            return Err(ApiError::bad_request(
+                "E_EMPTY",
+                "no transaction in the request",
+            ));
         }
         if txs.len() > api.max_txs_per_request {
             return Err(ApiError::bad_request(
@@ -349,7 +352,10 @@ impl NodeCore {
         let hash = parse_hash(hash)?;
         if let Some(loc) = self.storage.tx_location(&hash)? {
             let block = self.storage.block(loc.height)?.ok_or_else(|| {
-                ApiError::internal("E_STORAGE_CORRUPT", format!("block {} is missing", loc.height))
+                ApiError::internal(
+                    "E_STORAGE_CORRUPT",
+                    format!("block {} is missing", loc.height),
+                )
             })?;
             let i = loc.index as usize;
             let (Some(tx), Some(r)) = (block.txs.get(i), block.receipts.get(i)) else {
@@ -509,7 +515,11 @@ impl NodeCore {
     /// Rolls the candidate back.
     pub fn rollback(&self, slot: &str, reason: &str) -> Result<SlotStatus, ApiError> {
         let (_, host) = self.host(slot)?;
-        let reason = if reason.is_empty() { "operator" } else { reason };
+        let reason = if reason.is_empty() {
+            "operator"
+        } else {
+            reason
+        };
         host.rollback(reason)
             .map_err(|e| ApiError::from_engine(&e))?;
         Ok(host.status())

@@ -177,7 +177,10 @@ fn encode_account(a: &Account) -> [u8; 16] {
 
 fn decode_account(b: &[u8]) -> StorageResult<Account> {
     if b.len() != 16 {
-        return Err(StorageError::Corrupt(format!("account of {} bytes", b.len())));
+        return Err(StorageError::Corrupt(format!(
+            "account of {} bytes",
+            b.len()
+        )));
     }
     let mut bal = [0u8; 8];
     bal.copy_from_slice(&b[..8]);
@@ -219,8 +222,7 @@ impl Storage {
             None => {
                 let mut w = WriteOptions::default();
                 w.set_sync(true);
-                s.db
-                    .put_opt(KEY_FORMAT, STORAGE_FORMAT.to_le_bytes(), &w)?;
+                s.db.put_opt(KEY_FORMAT, STORAGE_FORMAT.to_le_bytes(), &w)?;
             }
             Some(v) if v.as_slice() == STORAGE_FORMAT.to_le_bytes() => {}
             Some(v) => {
@@ -252,10 +254,7 @@ impl Storage {
 
     /// The head, or `None` for a new database.
     pub fn head(&self) -> StorageResult<Option<Head>> {
-        self.db
-            .get(KEY_HEAD)?
-            .map(|b| Head::decode(&b))
-            .transpose()
+        self.db.get(KEY_HEAD)?.map(|b| Head::decode(&b)).transpose()
     }
 
     /// The genesis hash and chain id recorded at creation.
@@ -314,7 +313,7 @@ impl Storage {
                 .map_err(|_| StorageError::Corrupt(format!("state key of {} bytes", k.len())))?;
             writes.push((Address(addr), decode_account(&v)?));
         }
-        writes.sort_by(|a, b| a.0.cmp(&b.0));
+        writes.sort_by_key(|a| a.0);
         state.apply(&writes);
         if let Some(head) = self.head()? {
             let root = state.recompute_root();
@@ -386,7 +385,10 @@ impl Storage {
             return Ok(None);
         };
         if v.len() != 12 {
-            return Err(StorageError::Corrupt(format!("tx index of {} bytes", v.len())));
+            return Err(StorageError::Corrupt(format!(
+                "tx index of {} bytes",
+                v.len()
+            )));
         }
         let mut h = [0u8; 8];
         h.copy_from_slice(&v[..8]);
@@ -407,7 +409,10 @@ impl Storage {
             return Ok(None);
         };
         if v.len() != 9 {
-            return Err(StorageError::Corrupt(format!("receipt of {} bytes", v.len())));
+            return Err(StorageError::Corrupt(format!(
+                "receipt of {} bytes",
+                v.len()
+            )));
         }
         let mut fee = [0u8; 8];
         fee.copy_from_slice(&v[1..]);

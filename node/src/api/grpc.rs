@@ -76,7 +76,9 @@ fn path<S: tonic::server::NamedService>() -> String {
 
 async fn grpc_overload(err: axum::BoxError) -> axum::response::Response {
     let status = if err.is::<tower::load_shed::error::Overloaded>() {
-        Status::resource_exhausted("[E_OVERLOADED] the node is serving as many requests as it allows: retry later")
+        Status::resource_exhausted(
+            "[E_OVERLOADED] the node is serving as many requests as it allows: retry later",
+        )
     } else if err.is::<tower::timeout::error::Elapsed>() {
         Status::deadline_exceeded("[E_TIMEOUT] the request timed out")
     } else {
@@ -287,7 +289,11 @@ fn slot_state(s: &aurigraph_engine::host::SlotStatus) -> proto::SlotState {
         slot: s.slot.to_string(),
         mode: s.mode.to_string(),
         baseline: s.baseline.to_string(),
-        candidate: s.candidate.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+        candidate: s
+            .candidate
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
         baseline_decisions: s.baseline_totals.decisions,
         baseline_fallbacks: s.baseline_totals.fallbacks,
         candidate_decisions: s.candidate_totals.decisions,
@@ -329,7 +335,11 @@ impl proto::admin_server::Admin for AdminSvc {
         self.auth(&req)?;
         let core = self.0.clone();
         let r = req.into_inner();
-        let backend = if r.backend.is_empty() { "onnx".to_string() } else { r.backend };
+        let backend = if r.backend.is_empty() {
+            "onnx".to_string()
+        } else {
+            r.backend
+        };
         let s = blocking(move || core.load(&r.slot, &backend, &r.name, &r.version)).await?;
         Ok(Response::new(slot_state(&s)))
     }

@@ -134,7 +134,9 @@ enum SubmitBody {
     Wrapped { transactions: Vec<String> },
 }
 
-fn body_bytes(body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<Bytes, ApiError> {
+fn body_bytes(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(ErrorKind::TooLarge, "E_BODY_TOO_LARGE", e.body_text())
@@ -166,7 +168,10 @@ async fn submit(
         })?);
     }
     let items = blocking(move || core.submit(&txs)).await?;
-    if single && let Some(item) = items.first() && !item.accepted {
+    if single
+        && let Some(item) = items.first()
+        && !item.accepted
+    {
         // One transaction refused: the refusal is the answer.
         let code = item.code.clone().unwrap_or_default();
         let kind = match code.as_str() {
@@ -189,9 +194,9 @@ async fn transaction(State(core): Core, Path(hash): Path<String>) -> Result<Resp
 }
 
 async fn block(State(core): Core, Path(height): Path<String>) -> Result<Response, ApiError> {
-    let height: u64 = height
-        .parse()
-        .map_err(|_| ApiError::bad_request("E_BAD_HEIGHT", format!("`{height}` is not a height")))?;
+    let height: u64 = height.parse().map_err(|_| {
+        ApiError::bad_request("E_BAD_HEIGHT", format!("`{height}` is not a height"))
+    })?;
     let info = blocking(move || core.block(height)).await?;
     Ok(Json(info).into_response())
 }
