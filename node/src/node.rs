@@ -28,7 +28,7 @@ use aurigraph_engine::backend::Registries;
 use aurigraph_engine::backend::wasm::{PluginRegistry, WasmRuntime};
 use aurigraph_engine::batcher::BatcherConfig;
 use aurigraph_engine::executor::ExecutorConfig;
-use aurigraph_engine::mempool::MempoolConfig;
+use aurigraph_engine::mempool::{MempoolConfig, Removal};
 use aurigraph_engine::onnx::{LoadOptions, ModelRegistry};
 use aurigraph_engine::pipeline::{Pipeline, PipelineConfig, PipelineSlots, ProducedBlock};
 use aurigraph_engine::slot::{demand, leader_health};
@@ -325,12 +325,19 @@ impl NodeCore {
             "re_executions": produced.outcome.execution.stats.re_executions,
         }))
         .ok();
+        let forget: Vec<_> = produced
+            .removed
+            .iter()
+            .filter(|r| r.reason == Removal::Stale)
+            .map(|r| r.hash)
+            .collect();
         let head = self
             .storage
             .commit_block(&BlockWrite {
                 block: &block,
                 writes: &produced.outcome.execution.write_set,
                 telemetry,
+                forget: &forget,
             })
             .map_err(|e| {
                 // The engine's state is ahead of the disk now: stop serving rather than

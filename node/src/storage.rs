@@ -150,6 +150,9 @@ pub struct BlockWrite<'a> {
     pub writes: &'a [(Address, Account)],
     /// The slots' decisions for the block (JSON), if recorded.
     pub telemetry: Option<Vec<u8>>,
+    /// Accepted submissions that left the mempool with this block without committing
+    /// (stale): forgotten in the same batch.
+    pub forget: &'a [TxHash],
 }
 
 /// The node's database.
@@ -348,6 +351,9 @@ impl Storage {
             rv[1..].copy_from_slice(&r.fee_charged.to_le_bytes());
             b.put_cf(receipts, receipt_key(height, i), rv);
             b.delete_cf(mempool, hash.0);
+        }
+        for h in w.forget {
+            b.delete_cf(mempool, h.0);
         }
         let state = self.cf(CF_STATE)?;
         for (addr, acc) in w.writes {
