@@ -32,9 +32,10 @@
 //! - with Block-STM, clustering the shared-account transactions at the end means fewer
 //!   speculative executions run on top of a write that is about to be invalidated; this is
 //!   the intended gain, but it depends on timing and threads. A trial through the node's
-//!   pipeline on the `hot-accounts` workload (4,000 transactions, 4 Block-STM threads, a
-//!   loaded 2-core machine, 4 seeds run twice) found no reliable effect: re-executions per run
-//!   ranged from 5 to 556 with the static ordering and from 49 to 761 with this one, the
+//!   pipeline on the `hot-accounts` workload (4,000 transactions, 4 Block-STM threads, debug
+//!   build, a loaded 2-core machine, 10 runs over 4 seeds) found no reliable effect:
+//!   re-executions per run ranged from 5 to 904 with the static ordering and from 49 to 761
+//!   with this one, the
 //!   run-to-run spread larger than any difference. With the scheduled executor the counts
 //!   matched (2,408 vs 2,402 conflicts, the difference from block boundaries). So no test
 //!   here claims a reduction; the tests check the grouping itself.
