@@ -8,7 +8,8 @@
 //! ## Parts
 //!
 //! - [`WasmRuntime`]: one shared wasmtime `Engine` (Cranelift, pooling allocator, epoch
-//!   interruption) and the ticker thread that advances its epoch every millisecond.
+//!   interruption) and the ticker thread that keeps its epoch at the whole milliseconds
+//!   elapsed on a monotonic clock (late wake-ups catch up, so deadlines do not drift).
 //! - [`WasmPlugin`]: a loaded and validated module. Loading refuses, with a stable
 //!   [`PluginError::code`], a module that is too large, does not compile, imports anything (no
 //!   WASI: no files, network, clock or randomness), lacks an export or has one of the wrong
@@ -27,10 +28,10 @@
 //! ## A call
 //!
 //! Each decision gets a fresh `Store` with a [`ResourceLimiter`](wasmtime::ResourceLimiter)
-//! (the memory cap, one instance, one memory, one bounded table) and an epoch deadline equal
-//! to the decision's deadline; the module is instantiated from its pre-linked `InstancePre`,
-//! the rows are copied in through `cabi_realloc`, the slot function runs, and the scores are
-//! copied out after bounds checks. An epoch interrupt is
+//! (the memory cap, one instance, one memory, one bounded table) and an epoch deadline at the
+//! first tick at or after the decision's deadline; the module is instantiated from its
+//! pre-linked `InstancePre`, the rows are copied in through `cabi_realloc`, the slot function
+//! runs, and the scores are copied out after bounds checks. An epoch interrupt is
 //! [`PolicyError::DeadlineExceeded`](crate::PolicyError), any other trap (including a
 //! refused memory growth and a guest panic) is [`PolicyError::Trapped`](crate::PolicyError),
 //! and an `error` answer or a malformed return area is

@@ -18,7 +18,7 @@ use crate::slot::SlotKind;
 /// `InstancePre`, with the pooling allocator by default), so calls from several threads
 /// never share guest state and a plugin cannot remember anything between decisions. The
 /// store's epoch deadline is the decision's deadline, hence [`Isolation::Inline`]: a
-/// runaway plugin is interrupted at the next epoch tick after the deadline.
+/// runaway plugin is interrupted at the first epoch tick at or after the deadline.
 #[derive(Clone)]
 pub struct WasmPolicy {
     core: Arc<PluginCore>,
