@@ -10,6 +10,11 @@
 //! sequential one at low contention, at least 0.9x at full contention.
 //!
 //! Run: `cargo bench -p aurigraph-benches --bench executor -- --warm-up-time 1 --measurement-time 3`
+//!
+//! A/B on a shared machine: `EXECUTOR_QUICK_ROUNDS=40 EXECUTOR_QUICK_ONLY=scheduled cargo
+//! bench -p aurigraph-benches --bench executor` skips criterion and runs the sequential
+//! executor and the chosen ones round-robin, printing min and median per block and the
+//! ratios to the sequential one (background load then falls on all of them alike).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -114,6 +119,18 @@ fn execute(c: &mut Criterion) {
             Box::new(BlockStmExecutor::new(2).expect("pool")),
         ),
     ];
+    if let Ok(rounds) = std::env::var("EXECUTOR_QUICK_ROUNDS") {
+        // `EXECUTOR_QUICK_ONLY=scheduled`: the sequential one and those whose name has it.
+        let only = std::env::var("EXECUTOR_QUICK_ONLY").unwrap_or_default();
+        let chosen: Vec<_> = executors
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (name, _))| *i == 0 || name.contains(only.as_str()))
+            .map(|(_, e)| e)
+            .collect();
+        quick(&s, &chosen, rounds.parse().unwrap_or(60));
+        return;
+    }
     for (contention, block) in &s.blocks {
         let mut g = c.benchmark_group(format!("execute_10k/{contention}"));
         for (name, exec) in &executors {
@@ -149,6 +166,42 @@ fn execute(c: &mut Criterion) {
         )
     });
     g.finish();
+}
+
+/// `EXECUTOR_QUICK_ROUNDS=n`: instead of criterion, runs every executor `n` times per
+/// contention level, round-robin (so background load falls on all of them alike), and
+/// prints the minimum and the median per executor and their ratio to the sequential one.
+/// For A/B comparisons on a shared machine, where the ratios of interleaved runs are far
+/// steadier than separate criterion runs.
+fn quick(s: &Setup, executors: &[(String, Box<dyn BlockExecutor>)], rounds: usize) {
+    for (contention, block) in &s.blocks {
+        let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); executors.len()];
+        for round in 0..rounds + 3 {
+            for (i, (_, exec)) in executors.iter().enumerate() {
+                let t = std::time::Instant::now();
+                black_box(
+                    exec.execute(&s.state, CHAIN, black_box(block))
+                        .expect("execute"),
+                );
+                if round >= 3 {
+                    times[i].push(t.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+        }
+        let stat = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            (v[0], v[v.len() / 2])
+        };
+        let (seq_min, seq_med) = stat(&mut times[0]);
+        for ((name, _), t) in executors.iter().zip(&mut times) {
+            let (min, med) = stat(t);
+            println!(
+                "{contention:>6} {name:<14} min {min:7.3} ms ({:4.2}x)  median {med:7.3} ms ({:4.2}x)",
+                seq_min / min,
+                seq_med / med
+            );
+        }
+    }
 }
 
 criterion_group! {

@@ -17,6 +17,10 @@
 //!    reads accounts it waited for, so the result is the sequential one. Claims are in block
 //!    order and the lowest claimed, unfinished transaction has no unfinished predecessor, so
 //!    the run always progresses.
+//! 4. **Write set** (on the workers): each collects and sorts the changed accounts of its
+//!    planning partition (a contiguous range of address prefixes), so the write set is the
+//!    partitions' concatenation, with the fee sink's credit put in its place: no serial
+//!    collection and no global sort.
 //!
 //! **Serial blocks.** If one account's chain holds more than half of the block (every
 //! transaction pays the same exchange, say), parallel workers would mostly wait on each
@@ -31,12 +35,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use crossbeam_utils::Backoff;
 
 use super::receipt::Receipt;
-use super::semantics::{MAX_TOUCHED, Touched, execute_tx, finish_block};
+use super::semantics::{MAX_TOUCHED, Touched, block_fees, credit_fees, execute_tx};
 use super::workers::Workers;
 use super::{
     BlockExecutor, ExecStats, Execution, ExecutorError, ExecutorKind, FEE_SINK, check_block,
 };
-use crate::state::{Account, StateView};
+use crate::state::{Account, StateView, address_order};
 use crate::tx::{Address, Operation, SignedTransaction};
 
 /// Blocks smaller than this run on the calling thread (waking workers costs more).
@@ -305,6 +309,87 @@ impl Run<'_> {
     }
 }
 
+impl ScheduledExecutor {
+    /// The block's write set (sorted by address), fees and fees burned, as
+    /// [`finish_block`](super::semantics::finish_block) would compute them from every slot.
+    ///
+    /// Partitions are contiguous ranges of root buckets, that is of address prefixes, so
+    /// the accounts of partition `p` all sort before those of partition `p + 1`: each
+    /// worker collects and sorts the changed accounts of its own partition, and the write
+    /// set is their concatenation in partition order, with the fee sink (credited once,
+    /// after the last transaction) inserted in its place. No global sort, and the only
+    /// serial work left is the copy.
+    fn write_set(
+        &self,
+        plan: &Plan,
+        state: &dyn StateView,
+        receipts: &[Receipt],
+    ) -> (Vec<(Address, Account)>, u128, u128) {
+        let partitions = plan.slots.len();
+        let changed = |p: usize| -> (Vec<(Address, Account)>, Option<Touched>) {
+            let Some(slots) = plan.slots.get(p) else {
+                return (Vec::new(), None);
+            };
+            let mut out = Vec::with_capacity(slots.len());
+            let mut sink = None;
+            for s in slots {
+                let before = Account {
+                    balance: s.before_balance.load(Ordering::Relaxed),
+                    nonce: s.before_nonce.load(Ordering::Relaxed),
+                };
+                let after = Account {
+                    balance: s.balance.load(Ordering::Relaxed),
+                    nonce: s.nonce.load(Ordering::Relaxed),
+                };
+                if s.address.0[0] == FEE_SINK.0[0] && s.address == FEE_SINK {
+                    sink = Some(Touched {
+                        address: s.address,
+                        before,
+                        after,
+                    });
+                } else if before != after {
+                    out.push((s.address, after));
+                }
+            }
+            out.sort_unstable_by(|a, b| address_order(&a.0, &b.0));
+            (out, sink)
+        };
+        let mut parts = if partitions > 1 {
+            self.workers.broadcast(changed)
+        } else {
+            vec![changed(0)]
+        };
+        let fees = block_fees(receipts);
+        let mut fees_burned = 0u128;
+        let mut sink = parts.iter_mut().find_map(|(_, sink)| sink.take());
+        if fees > 0 {
+            sink = Some(credit_fees(state, sink, fees, &mut fees_burned));
+        }
+        let sink = sink.filter(|t| t.before != t.after);
+        let sink_partition = if partitions > 1 {
+            partition_of(&FEE_SINK, partitions)
+        } else {
+            0
+        };
+        let total = parts.iter().map(|(v, _)| v.len()).sum::<usize>() + 1;
+        let mut write_set = Vec::with_capacity(total);
+        for (p, (part, _)) in parts.iter().enumerate() {
+            match sink {
+                Some(t) if p == sink_partition.min(parts.len().saturating_sub(1)) => {
+                    let at = part.partition_point(|(a, _)| {
+                        address_order(a, &FEE_SINK) == std::cmp::Ordering::Less
+                    });
+                    write_set.extend_from_slice(&part[..at]);
+                    write_set.push((FEE_SINK, t.after));
+                    write_set.extend_from_slice(&part[at..]);
+                }
+                _ => write_set.extend_from_slice(part),
+            }
+        }
+        (write_set, fees, fees_burned)
+    }
+}
+
 impl BlockExecutor for ScheduledExecutor {
     fn kind(&self) -> ExecutorKind {
         ExecutorKind::Scheduled
@@ -353,22 +438,6 @@ impl BlockExecutor for ScheduledExecutor {
             .into_iter()
             .collect::<Option<_>>()
             .ok_or(ExecutorError::Invariant("a transaction has no receipt"))?;
-        let touched = plan
-            .slots
-            .iter()
-            .flatten()
-            .map(|s| Touched {
-                address: s.address,
-                before: Account {
-                    balance: s.before_balance.load(Ordering::Relaxed),
-                    nonce: s.before_nonce.load(Ordering::Relaxed),
-                },
-                after: Account {
-                    balance: s.balance.load(Ordering::Relaxed),
-                    nonce: s.nonce.load(Ordering::Relaxed),
-                },
-            })
-            .collect();
         let mut stats = ExecStats::new(
             ExecutorKind::Scheduled,
             self.workers.threads(),
@@ -376,8 +445,13 @@ impl BlockExecutor for ScheduledExecutor {
             &receipts,
         );
         stats.conflicts = plan.conflicts;
-        Ok(finish_block(state, receipts, touched, stats, |v| {
-            self.workers.sort(v)
-        }))
+        let (write_set, fees, fees_burned) = self.write_set(&plan, state, &receipts);
+        Ok(Execution {
+            receipts,
+            write_set,
+            fees,
+            fees_burned,
+            stats,
+        })
     }
 }

@@ -134,29 +134,17 @@ pub(crate) fn finish_block(
     stats: ExecStats,
     sort: impl FnOnce(&mut Vec<(Address, Account)>),
 ) -> Execution {
-    let fees: u128 = receipts.iter().map(|r| u128::from(r.fee_charged)).sum();
+    let fees = block_fees(&receipts);
     let mut fees_burned = 0u128;
     if fees > 0 {
-        let at = match touched
+        let at = touched
             .iter()
-            .position(|t| t.address.0[0] == FEE_SINK.0[0] && t.address == FEE_SINK)
-        {
-            Some(at) => at,
-            None => {
-                let before = base.account(&FEE_SINK);
-                touched.push(Touched {
-                    address: FEE_SINK,
-                    before,
-                    after: before,
-                });
-                touched.len() - 1
-            }
-        };
-        let sink = &mut touched[at].after;
-        let credited = u128::from(sink.balance) + fees;
-        let capped = credited.min(u128::from(u64::MAX));
-        fees_burned = credited - capped;
-        sink.balance = u64::try_from(capped).unwrap_or(u64::MAX);
+            .position(|t| t.address.0[0] == FEE_SINK.0[0] && t.address == FEE_SINK);
+        let sink = credit_fees(base, at.map(|i| touched[i]), fees, &mut fees_burned);
+        match at {
+            Some(i) => touched[i] = sink,
+            None => touched.push(sink),
+        }
     }
     let mut write_set: Vec<(Address, Account)> = touched
         .into_iter()
@@ -171,6 +159,35 @@ pub(crate) fn finish_block(
         fees_burned,
         stats,
     }
+}
+
+/// The fees a block's receipts charged.
+pub(crate) fn block_fees(receipts: &[Receipt]) -> u128 {
+    receipts.iter().map(|r| u128::from(r.fee_charged)).sum()
+}
+
+/// The fee sink after the block's `fees` are credited to it: `sink` is the sink as the
+/// block's transactions left it (`None`: untouched, read from `base`). The credit saturates
+/// at `u64::MAX`; the excess is added to `burned`.
+pub(crate) fn credit_fees(
+    base: &dyn StateView,
+    sink: Option<Touched>,
+    fees: u128,
+    burned: &mut u128,
+) -> Touched {
+    let mut sink = sink.unwrap_or_else(|| {
+        let before = base.account(&FEE_SINK);
+        Touched {
+            address: FEE_SINK,
+            before,
+            after: before,
+        }
+    });
+    let credited = u128::from(sink.after.balance) + fees;
+    let capped = credited.min(u128::from(u64::MAX));
+    *burned += credited - capped;
+    sink.after.balance = u64::try_from(capped).unwrap_or(u64::MAX);
+    sink
 }
 
 /// The sequential overlay: the accounts a block has touched so far, with their values before
