@@ -38,6 +38,88 @@ pub enum Command {
     /// The model contract: slot schemas, and the offline check of a model folder.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Benchmarks: `bench ab`, the A/B comparison of two policy arms.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `aurigraph bench ...`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Run the same seeded workload through two policy arms (each on its own embedded node),
+    /// interleaved in rounds; write report.md, report.json and SVG plots with the B/A ratios
+    /// of TPS and p99 latency, their 95% intervals and a verdict.
+    Ab(AbArgs),
+}
+
+/// Arguments of `aurigraph bench ab`.
+#[derive(Debug, Args)]
+pub struct AbArgs {
+    /// Arm A (the reference): `static`, or SLOT=POLICY[,SLOT=POLICY...] with POLICY one of
+    /// `static`, `onnx:NAME[@VERSION]`, `wasm:NAME[@VERSION]`; unnamed slots stay static.
+    #[arg(long, value_name = "SPEC")]
+    pub a: aurigraph_node::ab::spec::ArmSpec,
+    /// Arm B (the challenger; ratios are B/A), same syntax.
+    #[arg(long, value_name = "SPEC")]
+    pub b: aurigraph_node::ab::spec::ArmSpec,
+    /// Workload preset: uniform, hot-accounts, bursty, diurnal or spam-attack.
+    #[arg(long, default_value = "hot-accounts")]
+    pub workload: String,
+    /// Transactions (events) to generate.
+    #[arg(long, default_value_t = 20_000, conflicts_with = "duration")]
+    pub txs: usize,
+    /// Instead of --txs: every event arriving within this much workload time (e.g. 30s).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Workload seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Interleaved rounds (each a chunk of the workload through both arms).
+    #[arg(long, default_value_t = 10)]
+    pub rounds: usize,
+    /// Submission speed: `max` (as fast as the node admits) or a factor of the workload's
+    /// arrival times (1 = real time).
+    #[arg(long, default_value = "max")]
+    pub speed: aurigraph_node::ab::Speed,
+    /// Block production interval of both nodes, milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub block_interval_ms: u64,
+    /// Do not fsync every block (faster; both arms alike).
+    #[arg(long)]
+    pub no_sync: bool,
+    /// Models folder.
+    #[arg(long, default_value = "models")]
+    pub models: std::path::PathBuf,
+    /// Plugins folder (built by scripts/build-plugins).
+    #[arg(long, default_value = "plugins/dist")]
+    pub plugins: std::path::PathBuf,
+    /// Output folder for report.md, report.json, throughput.svg and latency.svg.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl AbArgs {
+    /// The harness configuration.
+    pub fn config(&self) -> aurigraph_node::ab::AbConfig {
+        let mut c =
+            aurigraph_node::ab::AbConfig::new(self.a.clone(), self.b.clone(), &self.workload);
+        c.amount = match self.duration {
+            Some(d) => aurigraph_node::ab::Amount::Duration(d),
+            None => aurigraph_node::ab::Amount::Txs(self.txs),
+        };
+        c.seed = self.seed;
+        c.rounds = self.rounds;
+        c.speed = self.speed;
+        c.block_interval_ms = self.block_interval_ms;
+        c.sync = !self.no_sync;
+        c.models_dir = self.models.clone();
+        c.plugins_dir = self.plugins.clone();
+        c.quiet = self.quiet;
+        c
+    }
 }
 
 /// Arguments of `aurigraph start`.

@@ -6,6 +6,7 @@
 //! API, Prometheus metrics ([`metrics`]) and the configuration ([`config`]). The `aurigraph`
 //! binary (CLI) is built on it; integration tests start a real node through [`Node`].
 
+pub mod ab;
 pub mod api;
 pub mod block;
 pub mod config;

@@ -19,5 +19,8 @@ fn main() -> anyhow::Result<()> {
         cli::Command::Tx(cmd) => client::tx(&cmd),
         cli::Command::Load(args) => client::load(&args),
         cli::Command::Models(cmd) => models::run(&cmd),
+        cli::Command::Bench(cli::BenchCommand::Ab(args)) => {
+            aurigraph_node::ab::run_and_write(&args.config(), &args.out)
+        }
     }
 }

@@ -54,6 +54,14 @@ pub struct BlockEvent {
     pub state_root: aurigraph_engine::state::StateRoot,
     /// Its transactions' receipts, in block order.
     pub receipts: Vec<aurigraph_engine::executor::Receipt>,
+    /// The executor's conflicts in this block (see `ExecStats::conflicts`).
+    pub conflicts: u64,
+    /// Executions beyond one per transaction (Block-STM only).
+    pub re_executions: u64,
+    /// Transactions executed (fee charged), successful or not; the rest were skipped.
+    pub executed: usize,
+    /// Proposal to commit, as the pipeline measured it.
+    pub latency: Duration,
 }
 
 /// Where a proposed block goes before it executes: the seam for consensus.
@@ -356,6 +364,10 @@ impl NodeCore {
             hash: head.hash,
             state_root: head.state_root,
             receipts: block.receipts,
+            conflicts: produced.outcome.execution.stats.conflicts,
+            re_executions: produced.outcome.execution.stats.re_executions,
+            executed: produced.outcome.execution.stats.executed,
+            latency: produced.latency,
         });
         // No subscriber is not an error.
         let _ = self.events.send(event);
