@@ -41,6 +41,41 @@ pub enum Command {
     /// Benchmarks: `bench ab`, the A/B comparison of two policy arms.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Decision telemetry recorded by a node: export it for notebooks and training.
+    #[command(subcommand)]
+    Telemetry(TelemetryCommand),
+}
+
+/// `aurigraph telemetry ...`
+#[derive(Debug, Subcommand)]
+pub enum TelemetryCommand {
+    /// Write the telemetry of a node's data dir (opened read-only) as CSV or JSON lines:
+    /// every recorded decision (slot, features or their digest, values, what answered,
+    /// latency) and every block's outcome. Parquet is refused (E_FORMAT_UNSUPPORTED).
+    Export(TelemetryExportArgs),
+}
+
+/// Arguments of `aurigraph telemetry export`.
+#[derive(Debug, Args)]
+pub struct TelemetryExportArgs {
+    /// The node's data dir (the database is DIR/db).
+    #[arg(long, env = "AURIGRAPH_DATA_DIR")]
+    pub data_dir: std::path::PathBuf,
+    /// csv, jsonl or parquet (parquet: E_FORMAT_UNSUPPORTED in this build).
+    #[arg(long, default_value = "jsonl")]
+    pub format: String,
+    /// Output file (default: standard output).
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Only this slot's decisions (CSV: one line per input row, the slot's feature columns).
+    #[arg(long)]
+    pub slot: Option<String>,
+    /// First height (inclusive).
+    #[arg(long, value_name = "H")]
+    pub from: Option<u64>,
+    /// Last height (inclusive).
+    #[arg(long, value_name = "H")]
+    pub to: Option<u64>,
 }
 
 /// `aurigraph bench ...`

@@ -47,6 +47,8 @@ pub struct NodeConfig {
     pub admin: AdminConfig,
     /// Where models and plugins are watched.
     pub policies: PoliciesConfig,
+    /// Decision telemetry (see [`crate::telemetry`]).
+    pub telemetry: TelemetryConfig,
 }
 
 impl Default for NodeConfig {
@@ -62,6 +64,7 @@ impl Default for NodeConfig {
             api: ApiConfig::default(),
             admin: AdminConfig::default(),
             policies: PoliciesConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -210,6 +213,50 @@ impl Default for PoliciesConfig {
     }
 }
 
+/// How a decision's input features are recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureRecording {
+    /// Every row of the input, and every output value.
+    Full,
+    /// A blake3 digest of the input (its f32 values, little-endian) and, for batched slots,
+    /// a summary of the outputs (count, min, max, mean) instead of the values.
+    Digest,
+}
+
+/// Decision telemetry: what the slots decided, what answered, and the blocks' outcomes,
+/// in the RocksDB `telemetry` column family (see [`crate::telemetry`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Record at all. Default true.
+    pub enabled: bool,
+    /// Share of decision keys recorded, 0..=1 (deterministic by key: a block's height
+    /// samples its block record and its `batch_size` and `ordering` decisions together).
+    /// Default 1.
+    pub sample_rate: f64,
+    /// `full` or `digest` (default).
+    pub features: FeatureRecording,
+    /// Most decision records kept (the oldest go first), and most block records. Default
+    /// 200,000. At least 1.
+    pub max_records: u64,
+    /// Records of blocks older than this many blocks are deleted (0: no age bound, the
+    /// default).
+    pub max_age_blocks: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sample_rate: 1.0,
+            features: FeatureRecording::Digest,
+            max_records: 200_000,
+            max_age_blocks: 0,
+        }
+    }
+}
+
 impl NodeConfig {
     /// Reads `path` (TOML), or the defaults when `None`, then applies the environment.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -289,6 +336,15 @@ impl NodeConfig {
         {
             return Err(ConfigError(
                 "admin.token must be at least 16 characters".into(),
+            ));
+        }
+        let t = &self.telemetry;
+        if !(0.0..=1.0).contains(&t.sample_rate) {
+            return Err(ConfigError("telemetry.sample_rate must be in 0..=1".into()));
+        }
+        if t.max_records == 0 {
+            return Err(ConfigError(
+                "telemetry.max_records must be at least 1".into(),
             ));
         }
         self.genesis()?;

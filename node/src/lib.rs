@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod node;
 pub mod service;
 pub mod storage;
+pub mod telemetry;
 
 /// The gRPC types and services generated from `proto/aurigraph/v1/node.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

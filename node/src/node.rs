@@ -42,6 +42,7 @@ use crate::block::{BlockHeader, StoredBlock, tx_root};
 use crate::config::{NodeConfig, genesis_hash};
 use crate::metrics::NodeMetrics;
 use crate::storage::{BlockWrite, Head, RocksRolloutStore, Storage};
+use crate::telemetry::Recorder;
 
 /// A committed block as subscribers see it.
 #[derive(Clone, Debug)]
@@ -101,6 +102,8 @@ pub struct NodeCore {
     pub metrics: NodeMetrics,
     /// The admin bearer token.
     pub admin_token: String,
+    /// Decision telemetry (`None` when `telemetry.enabled = false`).
+    pub telemetry: Option<Arc<Recorder>>,
     pub(crate) events: broadcast::Sender<Arc<BlockEvent>>,
     head: RwLock<Head>,
     ready: AtomicBool,
@@ -183,6 +186,14 @@ impl NodeCore {
                 .with_context(|| format!("cannot start the {slot} host"))?;
             hosts.insert(slot, Arc::new(host));
         }
+        let telemetry = if config.telemetry.enabled {
+            let r = Recorder::open(config.telemetry.clone(), &storage)
+                .map_err(|e| anyhow::anyhow!("[{}] telemetry: {e}", e.code()))?;
+            r.install(hosts.values());
+            Some(r)
+        } else {
+            None
+        };
         let slots = PipelineSlots {
             anomaly: hosts[&SlotKind::Anomaly].clone(),
             batch_size: hosts[&SlotKind::BatchSize].clone(),
@@ -222,6 +233,7 @@ impl NodeCore {
             registries,
             metrics,
             admin_token,
+            telemetry,
             events,
             head: RwLock::new(head),
             ready: AtomicBool::new(false),
@@ -321,18 +333,10 @@ impl NodeCore {
             txs,
             receipts,
         };
-        let telemetry = serde_json::to_vec(&serde_json::json!({
-            "height": produced.height,
-            "txs": block.txs.len(),
-            "target_size": produced.batch.target_size,
-            "queue_depth": produced.batch.queue_depth,
-            "batch_size": produced.batch.batch_size,
-            "ordering": produced.batch.ordering,
-            "latency_ms": produced.latency.as_secs_f64() * 1e3,
-            "conflicts": produced.outcome.execution.stats.conflicts,
-            "re_executions": produced.outcome.execution.stats.re_executions,
-        }))
-        .ok();
+        let telemetry = self.telemetry.as_ref().map(|t| {
+            let c = self.pipeline.admission().counters();
+            t.block_write(&produced, (c.admitted, c.refused))
+        });
         let forget: Vec<_> = produced
             .removed
             .iter()
@@ -424,12 +428,26 @@ impl NodeCore {
                 }
             }
             self.metrics.set_mempool(self.pipeline.mempool().len());
+            self.flush_telemetry();
             let mut guard = self.wake.0.lock();
             if self.stop.load(Ordering::Acquire) {
                 break;
             }
             if self.pipeline.mempool().ready_len() < self.config.block.max_txs {
                 let _ = self.wake.1.wait_for(&mut guard, interval);
+            }
+        }
+    }
+
+    /// Writes the decisions recorded since the last block (between blocks: under the
+    /// head's height). A failure is logged: telemetry never stops the node.
+    pub fn flush_telemetry(&self) {
+        if let Some(t) = &self.telemetry
+            && t.pending() > 0
+        {
+            let w = t.flush_write(self.head().height);
+            if let Err(e) = self.storage.write_telemetry(&w) {
+                tracing::warn!(error = %e, "telemetry not written");
             }
         }
     }
@@ -597,6 +615,7 @@ impl Node {
         if let Some(p) = self.producer.take() {
             let _ = tokio::task::spawn_blocking(move || p.join()).await;
         }
+        self.core.flush_telemetry();
     }
 }
 

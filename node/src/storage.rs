@@ -10,7 +10,12 @@
 //! | `receipts` | height (u64 BE) ++ index (u32 BE) | status (u8), fee charged (u64 LE) |
 //! | `mempool` | transaction hash | the signed transaction: accepted, not yet committed |
 //! | `rollout` | slot name | the slot's rollout record (JSON) |
-//! | `telemetry` | height (u64 BE) | what the slots decided for the block (JSON) |
+//! | `telemetry` | `0x01` ++ height (u64 BE) | the block's outcome and its batch decisions (JSON, [`crate::telemetry::BlockRecord`]) |
+//! | `telemetry` | `0x02` ++ height (u64 BE) ++ sequence (u32 BE) | one sampled decision (JSON, [`crate::telemetry::DecisionRecord`]), written with the block at `height` (decisions taken since the previous block) or, between blocks, under the head's height |
+//!
+//! Telemetry keys start with a kind byte, so one family holds both kinds in height order and
+//! the retention bound is a range delete in the block's batch (see [`crate::telemetry`]).
+//! Keys of the first layout (a bare height, first byte `0x00`) are ignored by the export.
 //!
 //! **Atomicity.** A block commits in one `WriteBatch`: the block, its index and receipts, the
 //! state writes, the new head, its telemetry and the removal of its transactions from the
@@ -148,11 +153,27 @@ pub struct BlockWrite<'a> {
     pub block: &'a StoredBlock,
     /// Accounts whose value changed.
     pub writes: &'a [(Address, Account)],
-    /// The slots' decisions for the block (JSON), if recorded.
-    pub telemetry: Option<Vec<u8>>,
+    /// Telemetry written (and pruned) in the same batch, if any.
+    pub telemetry: Option<TelemetryWrite>,
     /// Accepted submissions that left the mempool with this block without committing
     /// (stale): forgotten in the same batch.
     pub forget: &'a [TxHash],
+}
+
+/// Telemetry writes: puts, then range deletes (`[from, to)`), all in the `telemetry` family.
+#[derive(Debug, Default, Clone)]
+pub struct TelemetryWrite {
+    /// Keys and values to write.
+    pub puts: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Key ranges to delete, `[from, to)` (the retention bound).
+    pub deletes: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TelemetryWrite {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty() && self.deletes.is_empty()
+    }
 }
 
 /// The node's database.
@@ -365,7 +386,7 @@ impl Storage {
             }
         }
         if let Some(t) = &w.telemetry {
-            b.put_cf(self.cf(CF_TELEMETRY)?, height.to_be_bytes(), t);
+            self.telemetry_into(&mut b, t)?;
         }
         let head = Head {
             height,
@@ -465,11 +486,65 @@ impl Storage {
         Ok(out)
     }
 
-    /// The telemetry recorded for the block at `height`.
-    pub fn telemetry(&self, height: u64) -> StorageResult<Option<Vec<u8>>> {
-        Ok(self
+    fn telemetry_into(&self, b: &mut WriteBatch, t: &TelemetryWrite) -> StorageResult<()> {
+        let cf = self.cf(CF_TELEMETRY)?;
+        for (k, v) in &t.puts {
+            b.put_cf(cf, k, v);
+        }
+        for (from, to) in &t.deletes {
+            b.delete_range_cf(cf, from, to);
+        }
+        Ok(())
+    }
+
+    /// Writes telemetry outside a block (decisions taken between blocks).
+    pub fn write_telemetry(&self, t: &TelemetryWrite) -> StorageResult<()> {
+        if t.is_empty() {
+            return Ok(());
+        }
+        let mut b = WriteBatch::default();
+        self.telemetry_into(&mut b, t)?;
+        self.db.write_opt(b, &self.write_options())?;
+        Ok(())
+    }
+
+    /// The telemetry value stored under `key`.
+    pub fn telemetry(&self, key: &[u8]) -> StorageResult<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(CF_TELEMETRY)?, key)?)
+    }
+
+    /// Calls `f` on every telemetry record with `from <= key < to`, in key order; stops at
+    /// the first error `f` returns.
+    pub fn scan_telemetry<E: From<StorageError>>(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let cf = self.cf(CF_TELEMETRY)?;
+        let iter = self
             .db
-            .get_cf(self.cf(CF_TELEMETRY)?, height.to_be_bytes())?)
+            .iterator_cf(cf, IteratorMode::From(from, rocksdb::Direction::Forward));
+        for item in iter {
+            let (k, v) = item.map_err(StorageError::from)?;
+            if k.as_ref() >= to {
+                break;
+            }
+            f(&k, &v)?;
+        }
+        Ok(())
+    }
+
+    /// Opens the database of a (possibly running) node read-only, for exports: it sees
+    /// what was flushed or logged when it opened, and never writes.
+    pub fn open_read_only(dir: &Path) -> StorageResult<Self> {
+        let opts = Options::default();
+        let db = DB::open_cf_for_read_only(&opts, dir, FAMILIES, false)?;
+        Ok(Self {
+            db,
+            path: dir.to_path_buf(),
+            sync: false,
+        })
     }
 }
 

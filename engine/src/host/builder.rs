@@ -155,6 +155,8 @@ impl SlotHostBuilder {
             next_candidate_id: AtomicU64::new(1),
             clock,
             store: self.store,
+            observed: AtomicBool::new(false),
+            observer: arc_swap::ArcSwapOption::empty(),
         };
         Ok(host)
     }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::features::FeatureMatrix;
 use crate::policy::{BackendKind, PolicyInfo};
+use crate::slot::SlotKind;
 
 /// The arm a decision was routed to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -152,4 +154,62 @@ pub struct Decision {
     pub tag: DecisionTag,
     /// Wall time inside the host.
     pub latency: Duration,
+}
+
+/// One decision as a [`DecisionObserver`] sees it: borrowed, so a host with an observer
+/// allocates nothing for it; the observer copies what it keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct DecisionRecord<'a> {
+    /// The slot that decided.
+    pub slot: SlotKind,
+    /// The decision key the caller passed (it routed the arm).
+    pub key: u64,
+    /// The input features, in the slot's schema order.
+    pub input: &'a FeatureMatrix,
+    /// The values used, what answered and the latency.
+    pub decision: &'a Decision,
+}
+
+/// A callback that sees every decision a [`SlotHost`](super::SlotHost) takes (see
+/// [`SlotHost::set_observer`](super::SlotHost::set_observer)). It runs on the deciding
+/// thread after the answer is final, so it must be quick (e.g. sample and copy into a
+/// buffer); a panic in it is caught and never changes the decision.
+pub type DecisionObserver = Arc<dyn Fn(&DecisionRecord<'_>) + Send + Sync>;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::host::{HostConfig, SlotHost};
+
+    #[test]
+    fn the_observer_sees_each_decision_until_removed() {
+        let host = SlotHost::new(SlotKind::Ordering, HostConfig::default()).unwrap();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let input = SlotKind::Ordering.sample_input(5, &mut rng);
+        // No observer: decisions work as before.
+        host.decide(1, &input).unwrap();
+        type Seen = Vec<(SlotKind, u64, usize, usize)>;
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let sink = seen.clone();
+        host.set_observer(Some(Arc::new(move |r: &DecisionRecord<'_>| {
+            sink.lock()
+                .unwrap()
+                .push((r.slot, r.key, r.input.rows(), r.decision.values.len()));
+        })));
+        let d = host.decide(2, &input).unwrap();
+        assert_eq!(d.values.len(), 5);
+        assert_eq!(*seen.lock().unwrap(), vec![(SlotKind::Ordering, 2, 5, 5)]);
+        // A panicking observer never fails a decision.
+        host.set_observer(Some(Arc::new(|_: &DecisionRecord<'_>| {
+            panic!("observer bug")
+        })));
+        assert!(host.decide(3, &input).is_ok());
+        host.set_observer(None);
+        host.decide(4, &input).unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
 }

@@ -21,6 +21,9 @@
 //!    step schedule, which may raise the canary share.
 //! 6. In `shadow` mode the candidate is also run, on an idle worker and never waited for;
 //!    its answer is validated, compared with the one used, and counted.
+//! 7. When an observer is installed ([`SlotHost::set_observer`], the node's telemetry),
+//!    it is handed the final decision with its key and input; without one this costs a
+//!    relaxed atomic load.
 //!
 //! The hot path takes no lock unless the decision went to the candidate (the guard's
 //! mutex); the metrics handles are resolved once.
@@ -30,7 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 
 use crate::clock::Clock;
@@ -53,7 +56,9 @@ mod watchdog;
 
 pub use breaker::BreakerConfig;
 pub use builder::SlotHostBuilder;
-pub use decision::{Answerer, Arm, Decision, DecisionTag, FallbackReason};
+pub use decision::{
+    Answerer, Arm, Decision, DecisionObserver, DecisionRecord, DecisionTag, FallbackReason,
+};
 pub use status::{ArmTotals, ScheduleStatus, ShadowSummary, SlotStatus};
 
 use builder::check_fits;
@@ -205,7 +210,13 @@ pub struct SlotHost {
     next_candidate_id: AtomicU64,
     clock: Arc<dyn Clock>,
     store: Option<Arc<dyn RolloutStore>>,
+    /// Set once an observer is installed: the hot path reads only this flag when none is.
+    observed: AtomicBool,
+    observer: ArcSwapOption<ObserverCell>,
 }
+
+/// Holder of the observer (an `ArcSwapOption` needs a sized value).
+struct ObserverCell(DecisionObserver);
 
 impl SlotHost {
     /// A host with the slot's default static policy, its own metrics and no persistence.
@@ -292,7 +303,7 @@ impl SlotHost {
         if let Some(reason) = fallback {
             self.metrics.fallback(arm, reason);
         }
-        Ok(Decision {
+        let decision = Decision {
             values,
             tag: DecisionTag {
                 arm,
@@ -301,7 +312,39 @@ impl SlotHost {
                 generation: routing.generation,
             },
             latency,
-        })
+        };
+        if self.observed.load(Ordering::Relaxed) {
+            self.notify(key, input, &decision);
+        }
+        Ok(decision)
+    }
+
+    /// Installs (`Some`) or removes (`None`) the decision observer: from the next decision
+    /// on, every decision of this host is handed to it once its answer is final (after any
+    /// fallback), with its key and input. Without an observer a decision pays one relaxed
+    /// atomic load. The engine keeps nothing for it: recording, sampling and storage are
+    /// the observer's (the node's telemetry).
+    pub fn set_observer(&self, observer: Option<DecisionObserver>) {
+        let on = observer.is_some();
+        self.observer
+            .store(observer.map(|o| Arc::new(ObserverCell(o))));
+        self.observed.store(on, Ordering::Relaxed);
+    }
+
+    #[cold]
+    fn notify(&self, key: u64, input: &FeatureMatrix, decision: &Decision) {
+        let Some(cell) = self.observer.load_full() else {
+            return;
+        };
+        let record = DecisionRecord {
+            slot: self.slot,
+            key,
+            input,
+            decision,
+        };
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| (cell.0)(&record))) {
+            tracing::warn!(slot = %self.slot, msg = %panic_message(p), "decision observer panicked");
+        }
     }
 
     /// Reports one observation of the slot's key metric (e.g. block latency of a batch

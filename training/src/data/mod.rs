@@ -5,10 +5,13 @@
 //! - [`batch_sim`]: a documented simulation of block latency against batch size and
 //!   contention (`batch_size` rows);
 //! - [`arrivals`]: arrival-rate series drawn from the workload's arrival patterns
-//!   (`demand` rows).
+//!   (`demand` rows);
+//! - [`telemetry`]: rows a node recorded, read from `aurigraph telemetry export` (CSV per
+//!   slot), for training on real traffic (the shipped models do not use it).
 
 pub mod arrivals;
 pub mod batch_sim;
+pub mod telemetry;
 pub mod traffic;
 
 pub use traffic::{AdmittedRow, Traffic};
