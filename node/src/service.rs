@@ -303,6 +303,7 @@ impl NodeCore {
             ));
         }
         let results = self.pipeline.submit(txs);
+        self.raise_sender_nonces(&results);
         let mut durable: Vec<(TxHash, &[u8])> = Vec::new();
         for (bytes, r) in txs.iter().zip(&results) {
             if let Ok(h) = r {
@@ -345,6 +346,44 @@ impl NodeCore {
                 }
             })
             .collect())
+    }
+
+    /// Repairs a race between a submission and a block commit in the engine's pipeline:
+    /// `Pipeline::submit` reads the sender's committed nonce, then inserts into the mempool;
+    /// when a block of that sender commits in between (state written, mempool cleaned, the
+    /// sender's emptied queue forgotten), the sender comes back with the old nonce as its
+    /// next one and none of its transactions is ever ready again (found by
+    /// `node/tests/overload.rs`). Raising the senders' next nonces to the committed ones,
+    /// read after the insert, repairs every interleaving; the raise is monotone and a no-op
+    /// otherwise. What it drops is below the committed nonce: either committed by the block
+    /// racing with this call (its receipt is there) or truly stale; the admission books of
+    /// both are cleared by the block's own `committed` bookkeeping.
+    fn raise_sender_nonces(&self, results: &[aurigraph_engine::pipeline::Submitted]) {
+        let mempool = self.pipeline.mempool();
+        let mut senders: Vec<Address> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .filter_map(|h| mempool.get(h).map(|t| t.tx.tx().sender))
+            .collect();
+        if senders.is_empty() {
+            return;
+        }
+        senders.sort_unstable();
+        senders.dedup();
+        let nonces: Vec<(Address, u64)> = {
+            let state = self.pipeline.state();
+            senders
+                .iter()
+                .map(|s| (*s, state.account(s).nonce))
+                .collect()
+        };
+        let removed = mempool.advance_nonces(&nonces);
+        if !removed.is_empty() {
+            tracing::debug!(
+                removed = removed.len(),
+                "sender nonces raised after a racing commit"
+            );
+        }
     }
 
     /// A transaction: committed (with its receipt) or pending.

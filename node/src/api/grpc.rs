@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
-use axum::response::IntoResponse;
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 use tower::ServiceBuilder;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, CODE_METADATA, ErrorKind};
 use crate::node::NodeCore;
 use crate::proto;
 use crate::service::{self, ModeRequest};
@@ -48,7 +47,10 @@ pub fn router(core: Core) -> Router {
         .route_service(
             &path::<proto::transactions_server::TransactionsServer<TransactionsSvc>>(),
             proto::transactions_server::TransactionsServer::new(TransactionsSvc(core.clone()))
-                .max_decoding_message_size(max_body),
+                // The limit is enforced in `submit` (E_BODY_TOO_LARGE); tonic's own limit,
+                // a few times higher, only bounds what is buffered (its OUT_OF_RANGE answer
+                // is rewritten by `stable_codes`, though not always seen by the client).
+                .max_decoding_message_size(max_body.saturating_mul(4)),
         )
         .route_service(
             &path::<proto::query_server::QueryServer<QuerySvc>>(),
@@ -67,7 +69,9 @@ pub fn router(core: Core) -> Router {
         .load_shed()
         .concurrency_limit(api.max_concurrent_requests)
         .timeout(Duration::from_millis(api.request_timeout_ms));
-    routes.layer(limits)
+    routes
+        .layer(axum::middleware::map_response(stable_codes))
+        .layer(limits)
 }
 
 fn path<S: tonic::server::NamedService>() -> String {
@@ -76,15 +80,75 @@ fn path<S: tonic::server::NamedService>() -> String {
 
 async fn grpc_overload(err: axum::BoxError) -> axum::response::Response {
     let status = if err.is::<tower::load_shed::error::Overloaded>() {
-        Status::resource_exhausted(
-            "[E_OVERLOADED] the node is serving as many requests as it allows: retry later",
+        ApiError::new(
+            ErrorKind::Overloaded,
+            "E_OVERLOADED",
+            "the node is serving as many requests as it allows: retry later",
         )
+        .to_status()
     } else if err.is::<tower::timeout::error::Elapsed>() {
-        Status::deadline_exceeded("[E_TIMEOUT] the request timed out")
+        with_code(
+            Status::deadline_exceeded("[E_TIMEOUT] the request timed out"),
+            "E_TIMEOUT",
+        )
     } else {
-        Status::internal(format!("[E_INTERNAL] {err}"))
+        ApiError::internal("E_INTERNAL", err.to_string()).to_status()
     };
-    status.into_http::<axum::body::Body>().into_response()
+    grpc_response(status)
+}
+
+/// A trailers-only gRPC answer carrying `status` (and its metadata). The body must be
+/// tonic's empty body, which reports its end at once: with axum's default body the HEADERS
+/// frame goes out without END_STREAM and tonic clients lose the custom metadata
+/// (`x-aurigraph-code`) of the status.
+pub(crate) fn grpc_response(status: Status) -> axum::response::Response {
+    let (parts, body) = status.into_http::<tonic::body::Body>().into_parts();
+    axum::response::Response::from_parts(parts, axum::body::Body::new(body))
+}
+
+/// `status` with the stable `code` in its `x-aurigraph-code` metadata.
+pub(crate) fn with_code(mut status: Status, code: &'static str) -> Status {
+    status.metadata_mut().insert(
+        CODE_METADATA,
+        tonic::metadata::MetadataValue::from_static(code),
+    );
+    status
+}
+
+/// tonic refuses a request it cannot decode before any service code runs: malformed
+/// protobuf as INTERNAL, a message over the size limit as OUT_OF_RANGE, both without a
+/// stable code. Those answers become the node's refusals: `E_BAD_PROTOBUF` and
+/// `E_BODY_TOO_LARGE`, INVALID_ARGUMENT (the client's fault, not the node's); an unknown
+/// method of a known service becomes `E_NO_ROUTE` (UNIMPLEMENTED).
+async fn stable_codes(resp: axum::response::Response) -> axum::response::Response {
+    let headers = resp.headers();
+    if headers.contains_key(CODE_METADATA) {
+        return resp;
+    }
+    let Some(status) = Status::from_header_map(headers) else {
+        return resp;
+    };
+    let msg = status.message();
+    let err = match status.code() {
+        tonic::Code::Internal if msg.starts_with("failed to decode Protobuf message") => {
+            ApiError::bad_request(
+                "E_BAD_PROTOBUF",
+                format!("the request is not a valid protobuf message for this method: {msg}"),
+            )
+        }
+        tonic::Code::OutOfRange if msg.contains("message length too large") => {
+            ApiError::new(ErrorKind::TooLarge, "E_BODY_TOO_LARGE", msg.to_string())
+        }
+        // A method the service does not have (tonic answers it with an empty message).
+        tonic::Code::Unimplemented => {
+            return grpc_response(with_code(
+                Status::unimplemented("[E_NO_ROUTE] no such gRPC method in aurigraph.v1"),
+                "E_NO_ROUTE",
+            ));
+        }
+        _ => return resp,
+    };
+    grpc_response(err.to_status())
 }
 
 /// `aurigraph.v1.Transactions`.
@@ -99,6 +163,16 @@ impl proto::transactions_server::Transactions for TransactionsSvc {
     ) -> Result<Response<proto::SubmitResponse>, Status> {
         let core = self.0.clone();
         let txs = req.into_inner().transactions;
+        let size: usize = txs.iter().map(Vec::len).sum();
+        let limit = core.config.api.max_body_bytes;
+        if size > limit {
+            return Err(ApiError::new(
+                ErrorKind::TooLarge,
+                "E_BODY_TOO_LARGE",
+                format!("{size} bytes of transactions in one request; at most {limit}"),
+            )
+            .to_status());
+        }
         let items = blocking(move || core.submit(&txs)).await?;
         let accepted = items.iter().filter(|i| i.accepted).count() as u32;
         Ok(Response::new(proto::SubmitResponse {

@@ -97,9 +97,10 @@ async fn not_found(headers: HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("application/grpc"));
     if grpc {
-        tonic::Status::unimplemented("[E_NO_ROUTE] no such gRPC method in aurigraph.v1")
-            .into_http::<axum::body::Body>()
-            .into_response()
+        crate::api::grpc::grpc_response(crate::api::grpc::with_code(
+            tonic::Status::unimplemented("[E_NO_ROUTE] no such gRPC method in aurigraph.v1"),
+            "E_NO_ROUTE",
+        ))
     } else {
         ApiError::not_found("E_NO_ROUTE", "no such endpoint; the API is under /v1").into_response()
     }
@@ -301,11 +302,17 @@ async fn subscribe(
     Query(q): Query<SubscribeQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    ws.on_upgrade(move |socket| stream_events(core, socket, q.transactions))
+    // Subscribe before the upgrade answers, so a client that submits once its handshake
+    // completes sees the block of that transaction.
+    let rx = core.subscribe();
+    ws.on_upgrade(move |socket| stream_events(rx, socket, q.transactions))
 }
 
-async fn stream_events(core: Arc<NodeCore>, mut socket: WebSocket, transactions: bool) {
-    let mut rx = core.subscribe();
+async fn stream_events(
+    mut rx: tokio::sync::broadcast::Receiver<Arc<crate::node::BlockEvent>>,
+    mut socket: WebSocket,
+    transactions: bool,
+) {
     loop {
         tokio::select! {
             ev = rx.recv() => {
