@@ -239,6 +239,10 @@ impl Pipeline {
         };
         let mut out = Vec::with_capacity(outcome.results.len());
         let mut accepted = 0u64;
+        // Read each sender's committed nonce and insert under one read lock: a block that
+        // commits in between would otherwise advance the sender's nonce after we read it and
+        // before we insert, and the sender's queue would start at a nonce already used.
+        let state = self.state.read();
         for r in outcome.results {
             match r {
                 Err(refusal) => out.push(Err(Refused {
@@ -247,7 +251,7 @@ impl Pipeline {
                 })),
                 Ok(admitted) => {
                     let sender = admitted.tx.tx().sender;
-                    let account_nonce = self.state.read().account(&sender).nonce;
+                    let account_nonce = state.account(&sender).nonce;
                     let tx = admitted.tx.clone();
                     match self.mempool.insert(admitted, account_nonce) {
                         Ok(ins) => {
@@ -274,6 +278,7 @@ impl Pipeline {
                 }
             }
         }
+        drop(state);
         self.arrivals.lock().1 += accepted;
         out
     }

@@ -22,6 +22,8 @@ pub enum ErrorKind {
     Unavailable,
     /// The body is larger than allowed: 413 / INVALID_ARGUMENT.
     TooLarge,
+    /// The path exists but not with this HTTP method: 405 / UNIMPLEMENTED.
+    MethodNotAllowed,
     /// A bug or an I/O failure: 500 / INTERNAL.
     Internal,
 }
@@ -76,6 +78,7 @@ impl ApiError {
             ErrorKind::Conflict => 409,
             ErrorKind::Unavailable => 503,
             ErrorKind::TooLarge => 413,
+            ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Internal => 500,
         }
     }
@@ -89,6 +92,7 @@ impl ApiError {
             ErrorKind::Overloaded => tonic::Code::ResourceExhausted,
             ErrorKind::Conflict => tonic::Code::FailedPrecondition,
             ErrorKind::Unavailable => tonic::Code::Unavailable,
+            ErrorKind::MethodNotAllowed => tonic::Code::Unimplemented,
             ErrorKind::Internal => tonic::Code::Internal,
         };
         let mut status = tonic::Status::new(code, self.to_string());

@@ -302,7 +302,8 @@ impl NodeCore {
     /// Produces, commits and publishes every block that is ready now. Returns how many.
     pub fn produce_ready_blocks(&self, max_blocks: usize) -> Result<usize> {
         let mut n = 0;
-        while n < max_blocks {
+        // An empty mempool proposes nothing: the slots are not asked for an idle round.
+        while n < max_blocks && self.pipeline.mempool().ready_len() > 0 {
             let Some(proposal) = self.pipeline.propose() else {
                 break;
             };

@@ -315,6 +315,15 @@ async fn every_bad_input_gets_its_stable_code_and_the_node_keeps_serving() {
     assert_eq!((s, code(&v)), (404, "E_NO_ROUTE"), "{v}");
     let (s, v) = get_json(&c, &format!("{base}/v2/head")).await;
     assert_eq!((s, code(&v)), (404, "E_NO_ROUTE"), "{v}");
+    // A known route with the wrong method.
+    let r = c
+        .delete(format!("{base}/v1/head"))
+        .send()
+        .await
+        .expect("the node answers");
+    let s = r.status().as_u16();
+    let v: serde_json::Value = r.json().await.expect("a JSON error body");
+    assert_eq!((s, code(&v)), (405, "E_METHOD_NOT_ALLOWED"), "{v}");
 
     // Still serving, and still committing.
     still_serves(&c, &base, &ch).await;

@@ -38,7 +38,7 @@ fn receipt(r: &service::ReceiptInfo) -> proto::Receipt {
 
 /// The gRPC router (all four services), with the overload and timeout limits answered as
 /// gRPC statuses.
-pub fn router(core: Core) -> Router {
+pub fn router(core: Core, slots: Arc<tokio::sync::Semaphore>) -> Router {
     let api = &core.config.api;
     let max_body = api.max_body_bytes;
     // One route per service, as tonic's own router lays them out; unknown paths fall to the
@@ -67,7 +67,7 @@ pub fn router(core: Core) -> Router {
     let limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(grpc_overload))
         .load_shed()
-        .concurrency_limit(api.max_concurrent_requests)
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(slots))
         .timeout(Duration::from_millis(api.request_timeout_ms));
     routes
         .layer(axum::middleware::map_response(stable_codes))

@@ -16,8 +16,12 @@ use axum::Router;
 
 use crate::node::NodeCore;
 
-/// The whole API router.
+/// The whole API router. One semaphore bounds the requests in service across every route
+/// and both protocols (`api.max_concurrent_requests`).
 pub fn router(core: Arc<NodeCore>) -> Router {
-    let grpc = grpc::router(core.clone());
-    rest::router(core).merge(grpc)
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        core.config.api.max_concurrent_requests,
+    ));
+    let grpc = grpc::router(core.clone(), slots.clone());
+    rest::router(core, slots).merge(grpc)
 }

@@ -48,12 +48,12 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The HTTP router.
-pub fn router(core: Arc<NodeCore>) -> Router {
+pub fn router(core: Arc<NodeCore>, slots: Arc<tokio::sync::Semaphore>) -> Router {
     let api = &core.config.api;
     let limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(overload_error))
         .load_shed()
-        .concurrency_limit(api.max_concurrent_requests)
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(slots))
         .timeout(Duration::from_millis(api.request_timeout_ms));
     let body_limit = api.max_body_bytes;
     let v1 = Router::new()
@@ -74,6 +74,7 @@ pub fn router(core: Arc<NodeCore>) -> Router {
         .route("/v1/subscribe", get(subscribe))
         .merge(v1)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(core)
 }
 
@@ -104,6 +105,14 @@ async fn not_found(headers: HeaderMap) -> Response {
     } else {
         ApiError::not_found("E_NO_ROUTE", "no such endpoint; the API is under /v1").into_response()
     }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        "E_METHOD_NOT_ALLOWED",
+        "this endpoint does not take that HTTP method",
+    )
 }
 
 async fn readyz(State(core): Core) -> Response {
