@@ -49,9 +49,9 @@ pub enum Command {
 /// `aurigraph telemetry ...`
 #[derive(Debug, Subcommand)]
 pub enum TelemetryCommand {
-    /// Write the telemetry of a node's data dir (opened read-only) as CSV or JSON lines:
-    /// every recorded decision (slot, features or their digest, values, what answered,
-    /// latency) and every block's outcome. Parquet is refused (E_FORMAT_UNSUPPORTED).
+    /// Write the telemetry of a node's data dir (opened read-only) as CSV, JSON lines or
+    /// Parquet: every recorded decision (slot, features or their digest, values, what
+    /// answered, latency) and every block's outcome.
     Export(TelemetryExportArgs),
 }
 
@@ -61,7 +61,7 @@ pub struct TelemetryExportArgs {
     /// The node's data dir (the database is DIR/db).
     #[arg(long, env = "AURIGRAPH_DATA_DIR")]
     pub data_dir: std::path::PathBuf,
-    /// csv, jsonl or parquet (parquet: E_FORMAT_UNSUPPORTED in this build).
+    /// csv, jsonl or parquet (parquet: the CSV's rows and columns, typed).
     #[arg(long, default_value = "jsonl")]
     pub format: String,
     /// Output file (default: standard output).

@@ -1,5 +1,6 @@
 //! Decision telemetry end to end: a real node records its decisions and blocks in RocksDB,
-//! is stopped, and `telemetry::export` reads them back as CSV and JSON lines; sampling at 0
+//! is stopped, and `telemetry::export` reads them back as CSV, JSON lines and Parquet (read
+//! back with parquet's reader: the CSV's records and values); sampling at 0
 //! records nothing; the retention bound holds, across a restart.
 
 use std::path::Path;
@@ -10,6 +11,9 @@ use aurigraph_engine::tx::{Operation, Transaction};
 use aurigraph_node::config::{FeatureRecording, dev_key};
 use aurigraph_node::telemetry::export::{ExportOptions, ExportSummary, Format, export};
 use aurigraph_node::{Node, NodeConfig};
+use parquet::basic::Compression;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::{Row, RowAccessor};
 use serde_json::Value;
 
 fn config(dir: &Path) -> NodeConfig {
@@ -75,6 +79,50 @@ fn run_export(dir: &Path, format: Format, slot: Option<SlotKind>) -> (String, Ex
     (String::from_utf8(out).expect("utf-8"), sum)
 }
 
+/// A Parquet export read back with parquet's own reader.
+struct ParquetExport {
+    columns: Vec<String>,
+    num_rows: i64,
+    compression: Compression,
+    rows: Vec<Row>,
+}
+
+fn parquet_rows(dir: &Path, slot: Option<SlotKind>) -> (ParquetExport, ExportSummary) {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    let sum = export(
+        &ExportOptions {
+            data_dir: dir.join("data"),
+            format: Format::Parquet,
+            slot,
+            from: None,
+            to: None,
+        },
+        &mut std::fs::File::create(file.path()).expect("create"),
+    )
+    .expect("parquet export");
+    let reader = SerializedFileReader::new(std::fs::File::open(file.path()).expect("open"))
+        .expect("a parquet file");
+    let meta = reader.metadata();
+    let columns = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    let export = ParquetExport {
+        columns,
+        num_rows: meta.file_metadata().num_rows(),
+        compression: meta.row_group(0).column(0).compression(),
+        rows: reader
+            .get_row_iter(None)
+            .expect("rows")
+            .map(|r| r.expect("a row"))
+            .collect(),
+    };
+    (export, sum)
+}
+
 fn jsonl(dir: &Path) -> Vec<Value> {
     run_export(dir, Format::Jsonl, None)
         .0
@@ -138,19 +186,15 @@ async fn a_node_records_decisions_and_blocks_and_the_export_reads_them() {
     assert_eq!(ordering["features_digest"].as_str().unwrap().len(), 64);
 
     // CSV, all records: a header and one line per record.
-    let (csv, sum) = run_export(dir.path(), Format::Csv, None);
+    let (csv, sum_all) = run_export(dir.path(), Format::Csv, None);
     let mut lines = csv.lines();
-    assert!(
-        lines
-            .next()
-            .unwrap()
-            .starts_with("kind,height,seq,slot,key")
-    );
-    assert_eq!(lines.count() as u64, sum.lines);
-    assert_eq!(sum.lines as usize, records.len());
+    let csv_header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
+    assert!(csv_header.join(",").starts_with("kind,height,seq,slot,key"));
+    assert_eq!(lines.count() as u64, sum_all.lines);
+    assert_eq!(sum_all.lines as usize, records.len());
 
     // CSV of one slot: its feature names as columns, one line per decision.
-    let (csv, sum) = run_export(dir.path(), Format::Csv, Some(SlotKind::BatchSize));
+    let (csv, sum_slot) = run_export(dir.path(), Format::Csv, Some(SlotKind::BatchSize));
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert!(header.contains(&"queue_depth") && header.contains(&"value"));
@@ -159,22 +203,93 @@ async fn a_node_records_decisions_and_blocks_and_the_export_reads_them() {
     assert!(rows.iter().all(|r| r.len() == header.len()));
     // Idle rounds ask too (queue depth 0); the blocks' decisions saw the queue.
     assert!(rows.iter().any(|r| r[qd].parse::<f32>().unwrap() >= 1.0));
-    assert_eq!(sum.blocks, 0);
-    assert!(sum.decisions >= blocks.len() as u64);
+    assert_eq!(sum_slot.blocks, 0);
+    assert!(sum_slot.decisions >= blocks.len() as u64);
 
-    // Parquet is refused with its code; a height range filters.
-    let err = export(
-        &ExportOptions {
-            data_dir: dir.path().join("data"),
-            format: Format::Parquet,
-            slot: None,
-            from: None,
-            to: None,
-        },
-        &mut Vec::new(),
-    )
-    .unwrap_err();
-    assert_eq!(err.code(), "E_FORMAT_UNSUPPORTED");
+    // Parquet, all records: the CSV's records and columns, read back by parquet's reader.
+    let csv_lines = sum_all.lines;
+    let (pq, sum) = parquet_rows(dir.path(), None);
+    assert_eq!(sum, sum_all, "the same records as the CSV");
+    assert_eq!(pq.rows.len() as u64, csv_lines);
+    assert_eq!(pq.num_rows, csv_lines as i64);
+    assert_eq!(pq.columns, csv_header);
+    assert_eq!(pq.compression, Compression::SNAPPY);
+    let col = |name: &str| pq.columns.iter().position(|c| c == name).unwrap();
+    for (row, rec) in pq.rows.iter().zip(&records) {
+        assert_eq!(
+            row.get_string(col("kind")).unwrap(),
+            rec["kind"].as_str().unwrap()
+        );
+        assert_eq!(
+            row.get_long(col("height")).unwrap() as u64,
+            rec["height"].as_u64().unwrap()
+        );
+        assert_eq!(
+            row.get_long(col("at_ms")).unwrap() as u64,
+            rec["at_ms"].as_u64().unwrap()
+        );
+        if rec["kind"] == "decision" {
+            assert_eq!(
+                row.get_string(col("slot")).unwrap(),
+                rec["slot"].as_str().unwrap()
+            );
+            assert_eq!(
+                row.get_string(col("backend")).unwrap(),
+                rec["backend"].as_str().unwrap()
+            );
+            assert_eq!(
+                row.get_long(col("key")).unwrap() as u64,
+                rec["key"].as_u64().unwrap()
+            );
+            assert_eq!(
+                row.get_long(col("seq")).unwrap() as u64,
+                rec["seq"].as_u64().unwrap()
+            );
+            let latency = rec["latency_us"].as_f64().unwrap();
+            let pq_latency = row.get_double(col("latency_us")).unwrap();
+            assert!((pq_latency - latency).abs() <= 1e-9 * latency.max(1.0));
+            assert!(row.get_long(col("txs")).is_err(), "null for a decision");
+            // The input rows, as the CSV's JSON array (null when not recorded); the f32s
+            // compare as f32 (JSON lines print them widened to f64).
+            match row.get_string(col("features")) {
+                Ok(f) => {
+                    let pq_rows: Vec<Vec<f32>> = serde_json::from_str(f).unwrap();
+                    let rows: Vec<Vec<f32>> =
+                        serde_json::from_value(rec["features"].clone()).unwrap();
+                    assert_eq!(pq_rows, rows);
+                }
+                Err(_) => assert!(rec["features"].is_null()),
+            }
+        } else {
+            assert_eq!(
+                row.get_long(col("txs")).unwrap() as u64,
+                rec["txs"].as_u64().unwrap()
+            );
+            assert_eq!(
+                row.get_long(col("accepted")).unwrap() as u64,
+                rec["accepted"].as_u64().unwrap()
+            );
+            assert!(row.get_string(col("slot")).is_err(), "null for a block");
+        }
+    }
+
+    // Parquet of one slot: the per-slot CSV's columns and rows, features as FLOAT.
+    let (pq, sum) = parquet_rows(dir.path(), Some(SlotKind::BatchSize));
+    assert_eq!(sum, sum_slot);
+    assert_eq!(pq.columns, header);
+    assert_eq!(pq.rows.len(), rows.len(), "one row per CSV line");
+    let value = header.iter().position(|h| *h == "value").unwrap();
+    for (p, c) in pq.rows.iter().zip(&rows) {
+        assert_eq!(p.get_long(0).unwrap().to_string(), c[0], "height");
+        assert_eq!(p.get_float(qd).unwrap(), c[qd].parse::<f32>().unwrap());
+        assert_eq!(
+            p.get_float(value).unwrap(),
+            c[value].parse::<f32>().unwrap()
+        );
+    }
+
+    // An unknown format does not parse; a height range filters.
+    assert!("xlsx".parse::<Format>().is_err());
     let mut out = Vec::new();
     export(
         &ExportOptions {

@@ -1,5 +1,6 @@
 //! Rows recorded by a running node: the per-slot CSV of
-//! `aurigraph telemetry export --format csv --slot SLOT` (the node must have recorded with
+//! `aurigraph telemetry export --format csv --slot SLOT`, or its JSON lines (`--format
+//! jsonl`) (the node must have recorded with
 //! `telemetry.features = "full"` for the feature columns to be filled).
 //!
 //! The export's columns are `height, seq, key, at_ms, arm, backend, name, version, fallback,
@@ -7,6 +8,10 @@
 //! output: `value` (one per row) or `value_0..value_{k-1}` (`demand`). [`read_slot_csv`]
 //! checks the feature columns against the slot's contract, so an export of another schema
 //! is refused rather than read into the wrong columns.
+//!
+//! [`read_slot_jsonl`] reads the JSON lines export (`--format jsonl`, with or without
+//! `--slot`: block records and other slots' decisions are skipped) into the same rows, one
+//! per input row of each decision, as the per-slot CSV would give.
 //!
 //! This reader is for training on real traffic; the shipped models keep training on the
 //! seeded sources of this module's siblings (see `training/README.md`).
@@ -192,6 +197,107 @@ pub fn read_slot_csv<R: BufRead>(
     Ok(rows)
 }
 
+/// A decision record of the JSON lines export (the fields the rows need; `kind` and `slot`
+/// are checked before).
+#[derive(serde::Deserialize)]
+struct JsonDecision {
+    height: u64,
+    #[serde(default)]
+    seq: u32,
+    #[serde(default)]
+    key: u64,
+    #[serde(default)]
+    arm: String,
+    #[serde(default)]
+    backend: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    fallback: Option<String>,
+    #[serde(default)]
+    latency_us: f64,
+    #[serde(default)]
+    rows: usize,
+    #[serde(default)]
+    cols: usize,
+    #[serde(default)]
+    features: Option<Vec<Vec<f32>>>,
+    #[serde(default)]
+    values: Option<Vec<f32>>,
+}
+
+/// Reads the JSON lines export (`aurigraph telemetry export --format jsonl`, with or without
+/// `--slot`): the decisions of `slot`, one [`TelemetryRow`] per input row, as
+/// [`read_slot_csv`] reads the per-slot CSV. Block records and other slots' decisions are
+/// skipped; a decision whose column count or feature rows do not fit the slot's schema is
+/// refused (a [`TelemetryError::Line`]).
+pub fn read_slot_jsonl<R: BufRead>(
+    reader: R,
+    slot: SlotKind,
+) -> Result<Vec<TelemetryRow>, TelemetryError> {
+    let contract = slot.contract();
+    let cols = contract.feature_count();
+    let outputs = match contract.output.len {
+        aurigraph_engine::slot::OutputLen::PerRow => 1,
+        aurigraph_engine::slot::OutputLen::Fixed(n) => n,
+    };
+    let mut out = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line?;
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let n = i + 1;
+        let bad = |reason: String| TelemetryError::Line { line: n, reason };
+        // The kind first: block records have other fields.
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        if v["kind"] != "decision" || v["slot"] != slot.as_str() {
+            continue;
+        }
+        let d: JsonDecision = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
+        if d.cols != cols {
+            return Err(bad(format!(
+                "{} columns, the {slot} schema has {cols}",
+                d.cols
+            )));
+        }
+        if let Some(f) = &d.features
+            && (f.len() != d.rows || f.iter().any(|r| r.len() != cols))
+        {
+            return Err(bad(format!("features are not {} rows of {cols}", d.rows)));
+        }
+        for row in 0..d.rows.max(1) {
+            let values: Vec<f32> = match (&d.values, contract.rows) {
+                (None, _) => Vec::new(),
+                (Some(v), aurigraph_engine::slot::Rows::Batch) => {
+                    v.get(row).copied().into_iter().collect()
+                }
+                (Some(v), aurigraph_engine::slot::Rows::Single) => {
+                    v.iter().take(outputs).copied().collect()
+                }
+            };
+            out.push(TelemetryRow {
+                height: d.height,
+                seq: d.seq,
+                key: d.key,
+                arm: d.arm.clone(),
+                backend: d.backend.clone(),
+                name: d.name.clone(),
+                version: d.version.clone(),
+                fallback: d.fallback.clone(),
+                latency_us: d.latency_us,
+                row,
+                features: d.features.as_ref().and_then(|f| f.get(row).cloned()),
+                values,
+            });
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +334,116 @@ mod tests {
             "digest-only records have no features"
         );
         assert!(rows[1].values.is_empty());
+    }
+
+    /// A decision as the node's JSON lines export writes it (`DecisionRecord` plus `kind`,
+    /// `height` and `seq`; `features` and `values` absent when not recorded).
+    fn decision_line(
+        slot: SlotKind,
+        height: u64,
+        seq: u32,
+        features: Option<&[Vec<f32>]>,
+        values: Option<&[f32]>,
+        fallback: Option<&str>,
+    ) -> String {
+        let rows = features.map_or(1, <[Vec<f32>]>::len);
+        let mut v = serde_json::json!({
+            "kind": "decision",
+            "height": height,
+            "seq": seq,
+            "slot": slot.as_str(),
+            "key": height,
+            "at_ms": 1_700_000_000_000u64 + height,
+            "arm": "baseline",
+            "backend": "static",
+            "name": "rule",
+            "version": "1",
+            "fallback": fallback,
+            "generation": 0,
+            "latency_us": 12.25,
+            "rows": rows,
+            "cols": slot.contract().feature_count(),
+            "features_digest": "ab".repeat(32),
+            "summary": {"count": 1, "min": 0.0, "max": 0.0, "mean": 0.0},
+        });
+        if let Some(f) = features {
+            v["features"] = serde_json::json!(f);
+        }
+        if let Some(x) = values {
+            v["values"] = serde_json::json!(x);
+        }
+        v.to_string()
+    }
+
+    #[test]
+    fn reads_the_jsonl_export_as_the_csv_rows() {
+        let slot = SlotKind::BatchSize;
+        let n = slot.contract().feature_count();
+        let feats: Vec<f32> = (0..n).map(|i| i as f32 + 1.5).collect();
+        let block = r#"{"kind":"block","height":3,"at_ms":1,"txs":2}"#;
+        let other = decision_line(SlotKind::Ordering, 3, 1, None, None, None);
+        let text = [
+            block.to_string(),
+            decision_line(
+                slot,
+                3,
+                0,
+                Some(std::slice::from_ref(&feats)),
+                Some(&[64.0]),
+                None,
+            ),
+            other,
+            String::new(),
+            decision_line(slot, 4, 1, None, None, Some("timeout")),
+        ]
+        .join("\n");
+        let rows = read_slot_jsonl(text.as_bytes(), slot).unwrap();
+        assert_eq!(rows.len(), 2, "the batch_size decisions only");
+        assert_eq!((rows[0].height, rows[0].seq, rows[0].key), (3, 0, 3));
+        assert_eq!(rows[0].features.as_deref(), Some(&feats[..]));
+        assert_eq!(rows[0].values, vec![64.0]);
+        assert_eq!(rows[0].latency_us, 12.25);
+        assert_eq!(rows[0].fallback, None);
+        assert_eq!(rows[1].fallback.as_deref(), Some("timeout"));
+        assert_eq!(rows[1].features, None, "digest-only");
+        assert!(rows[1].values.is_empty());
+
+        // The same records as the per-slot CSV: the same rows.
+        let fs: Vec<String> = feats.iter().map(f32::to_string).collect();
+        let csv = format!(
+            "{}\n3,0,3,1700000000003,baseline,static,rule,1,,12.250,{d},0,{},64\n\
+             4,1,4,1700000000004,baseline,static,rule,1,timeout,12.250,{d},0,{},\n",
+            header(slot, &["value"]),
+            fs.join(","),
+            vec![""; n].join(","),
+            d = "ab".repeat(32),
+        );
+        assert_eq!(read_slot_csv(csv.as_bytes(), slot).unwrap(), rows);
+    }
+
+    #[test]
+    fn jsonl_batched_rows_and_refusals() {
+        let slot = SlotKind::Ordering;
+        let n = slot.contract().feature_count();
+        let f = vec![vec![1.0; n], vec![2.0; n], vec![3.0; n]];
+        let line = decision_line(slot, 7, 2, Some(&f), Some(&[0.5, 0.25, 0.125]), None);
+        let rows = read_slot_jsonl(line.as_bytes(), slot).unwrap();
+        assert_eq!(rows.len(), 3, "one row per input row");
+        assert_eq!(rows[2].row, 2);
+        assert_eq!(rows[2].features.as_deref(), Some(&vec![3.0; n][..]));
+        assert_eq!(rows[2].values, vec![0.125]);
+
+        // Another schema's column count, ragged rows, bad JSON: refused with the line.
+        let mut v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        v["cols"] = (n + 1).into();
+        let text = format!("{}\n{v}\n", decision_line(slot, 1, 0, None, None, None));
+        let err = read_slot_jsonl(text.as_bytes(), slot).unwrap_err();
+        assert!(matches!(err, TelemetryError::Line { line: 2, .. }), "{err}");
+        let ragged = decision_line(slot, 1, 0, Some(&[vec![1.0; n - 1]]), None, None);
+        let err = read_slot_jsonl(ragged.as_bytes(), slot).unwrap_err();
+        assert!(matches!(err, TelemetryError::Line { line: 1, .. }), "{err}");
+        let err = read_slot_jsonl("{not json".as_bytes(), slot).unwrap_err();
+        assert!(matches!(err, TelemetryError::Line { line: 1, .. }), "{err}");
     }
 
     #[test]
