@@ -255,8 +255,13 @@ async fn beyond_capacity_the_node_refuses_with_429_stays_bounded_and_recovers() 
                 for item in &r.results {
                     assert!(
                         item.accepted
-                            || ["E_DUPLICATE", "E_MEMPOOL_FULL", "E_NONCE_CONFLICT", "E_SENDER_LIMIT"]
-                                .contains(&item.code.as_str()),
+                            || [
+                                "E_DUPLICATE",
+                                "E_MEMPOOL_FULL",
+                                "E_NONCE_CONFLICT",
+                                "E_SENDER_LIMIT"
+                            ]
+                            .contains(&item.code.as_str()),
                         "resubmission: {item:?}"
                     );
                 }

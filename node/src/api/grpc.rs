@@ -67,7 +67,9 @@ pub fn router(core: Core, slots: Arc<tokio::sync::Semaphore>) -> Router {
     let limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(grpc_overload))
         .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(slots))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
+            slots,
+        ))
         .timeout(Duration::from_millis(api.request_timeout_ms));
     routes
         .layer(axum::middleware::map_response(stable_codes))

@@ -53,7 +53,9 @@ pub fn router(core: Arc<NodeCore>, slots: Arc<tokio::sync::Semaphore>) -> Router
     let limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(overload_error))
         .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(slots))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
+            slots,
+        ))
         .timeout(Duration::from_millis(api.request_timeout_ms));
     let body_limit = api.max_body_bytes;
     let v1 = Router::new()
