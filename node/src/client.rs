@@ -74,6 +74,7 @@ fn slot_table(slots: &[Value]) -> Table {
         "candidate",
         "decisions",
         "fallbacks",
+        "guard (candidate)",
         "last rollback",
     ]);
     let answerer = |v: &Value| {
@@ -106,10 +107,39 @@ fn slot_table(slots: &[Value]) -> Table {
             answerer(&s["candidate"]),
             s["candidate_totals"]["decisions"].to_string(),
             s["candidate_totals"]["fallbacks"].to_string(),
+            guard(&s["guard"]),
             s["last_rollback"].as_str().unwrap_or("").to_string(),
         ]);
     }
     t
+}
+
+/// The guard's figures: failures with the test's e-value, and the key metric of both arms
+/// with the anytime-valid confidence sequence of candidate - baseline.
+fn guard(g: &Value) -> String {
+    if g.is_null() {
+        return "-".into();
+    }
+    let mut out = format!(
+        "failures {}/{} ({:.2}%), e-value {:.2}",
+        g["failures"],
+        g["decisions"],
+        g["failure_rate"].as_f64().unwrap_or(0.0) * 100.0,
+        g["failure_e_value"].as_f64().unwrap_or(0.0)
+    );
+    let m = &g["metric"];
+    if !m.is_null() {
+        out.push_str(&format!(
+            "; metric {:.3} (n {}) vs baseline {:.3} (n {}), diff in [{:.3}, {:.3}]",
+            m["candidate_mean"].as_f64().unwrap_or(f64::NAN),
+            m["candidate_n"],
+            m["baseline_mean"].as_f64().unwrap_or(f64::NAN),
+            m["baseline_n"],
+            m["diff_lower"].as_f64().unwrap_or(f64::NAN),
+            m["diff_upper"].as_f64().unwrap_or(f64::NAN),
+        ));
+    }
+    out
 }
 
 /// Runs a `policy` verb.

@@ -364,6 +364,7 @@ impl NodeCore {
             })?;
         *self.head.write() = head;
         self.metrics.block_committed(&block, produced.latency);
+        self.observe_outcomes(&produced);
         let event = Arc::new(BlockEvent {
             height: head.height,
             hash: head.hash,
@@ -377,6 +378,33 @@ impl NodeCore {
         // No subscriber is not an error.
         let _ = self.events.send(event);
         Ok(())
+    }
+
+    /// Feeds each slot's key metric to its guard, per arm, so a canary is judged on what
+    /// it led to (the same anytime-valid confidence sequences `policy status` shows):
+    /// `ordering` on the block's proposal-to-commit time, `batch_size` on the mean
+    /// submit-to-commit latency of the block's transactions (ms, higher is worse). A
+    /// decision the static policy answered in a fallback credits no arm.
+    fn observe_outcomes(&self, produced: &ProducedBlock) {
+        let arm_of = |answer: &aurigraph_engine::batcher::SlotAnswer| {
+            answer.tag().filter(|t| t.fallback.is_none()).map(|t| t.arm)
+        };
+        if let Some(arm) = arm_of(&produced.batch.ordering) {
+            self.hosts[&SlotKind::Ordering]
+                .observe_outcome(arm, produced.latency.as_secs_f64() * 1e3);
+        }
+        if let Some(arm) = arm_of(&produced.batch.batch_size)
+            && !produced.txs.is_empty()
+        {
+            let now = Instant::now();
+            let total: f64 = produced
+                .txs
+                .iter()
+                .map(|t| now.saturating_duration_since(t.admitted_at).as_secs_f64() * 1e3)
+                .sum();
+            self.hosts[&SlotKind::BatchSize]
+                .observe_outcome(arm, total / produced.txs.len() as f64);
+        }
     }
 
     /// The producer's loop; returns when [`stop`](Self::stop) is called or storage fails.

@@ -92,6 +92,24 @@ async fn load_canary_promote_and_rollback_through_grpc_and_rest() {
     .await;
     assert_eq!(st, 200, "{v}");
     wait_committed(&c, &base, &t.hash().to_string()).await;
+    // Online A/B: the guard saw the block's outcome for the arm that ordered it, and
+    // status shows the key metric with its confidence sequence once both arms have one.
+    let (st, v) = get_json(&c, &format!("{base}/v1/policies/ordering")).await;
+    assert_eq!(st, 200, "{v}");
+    let g = &v["guard"];
+    assert!(g["decisions"].as_u64().is_some(), "guard figures: {v}");
+    let m = &g["metric"];
+    if !m.is_null() {
+        let (lo, hi) = (m["diff_lower"].as_f64(), m["diff_upper"].as_f64());
+        assert!(
+            lo.is_some() && hi.is_some() && lo <= hi,
+            "confidence sequence: {m}"
+        );
+        assert!(
+            m["baseline_n"].as_u64().unwrap_or(0) + m["candidate_n"].as_u64().unwrap_or(0) >= 1,
+            "{m}"
+        );
+    }
 
     let s = admin
         .promote(authed(slot("ordering"), TOKEN))
