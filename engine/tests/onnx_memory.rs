@@ -13,7 +13,7 @@ mod onnx_support;
 use std::sync::Arc;
 
 use aurigraph_engine::onnx::{LoadOptions, Manifest, OnnxPolicy};
-use aurigraph_engine::{BackendKind, HostConfig, SlotHost, SlotKind};
+use aurigraph_engine::{BackendKind, FallbackReason, HostConfig, SlotHost, SlotKind};
 use onnx_support::fixture;
 
 fn vm_rss_kb() -> Option<u64> {
@@ -44,6 +44,10 @@ fn a_thousand_load_and_swap_cycles_do_not_grow_memory() {
     let host = SlotHost::new(SlotKind::Ordering, HostConfig::default()).unwrap();
     let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(11);
     let input = SlotKind::Ordering.sample_input(300, &mut rng);
+    // Each cycle's decision must be answered by the model just promoted. A timeout (or all
+    // workers busy) is what a loaded machine does to a 20 ms deadline: counted, at most 1%
+    // of the cycles may see one; any other fallback fails the test.
+    let late = std::cell::Cell::new(0usize);
     let cycle = |i: usize| {
         let mut m = base.clone();
         m.version = format!("{i}");
@@ -51,7 +55,11 @@ fn a_thousand_load_and_swap_cycles_do_not_grow_memory() {
         host.load_candidate(Arc::new(p)).unwrap();
         host.promote().unwrap();
         let d = host.decide(i as u64, &input).unwrap();
-        assert_eq!(d.tag.answered_by.backend, BackendKind::Onnx, "{:?}", d.tag);
+        match d.tag.fallback {
+            None => assert_eq!(d.tag.answered_by.backend, BackendKind::Onnx, "{:?}", d.tag),
+            Some(FallbackReason::Timeout | FallbackReason::Busy) => late.set(late.get() + 1),
+            Some(other) => panic!("cycle {i}: the promoted model fell back: {other:?}"),
+        }
     };
     for i in 0..100 {
         cycle(i);
@@ -65,6 +73,11 @@ fn a_thousand_load_and_swap_cycles_do_not_grow_memory() {
     eprintln!(
         "VmRSS after 100 cycles {before} kB, after 1,100 {after} kB: {:+.2}%",
         growth * 100.0
+    );
+    assert!(
+        late.get() <= 11,
+        "{} of 1,100 decisions missed their deadline",
+        late.get()
     );
     assert!(
         growth <= 0.05,
