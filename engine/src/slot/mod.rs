@@ -289,7 +289,12 @@ impl SlotContract {
             }
             _ => {}
         }
-        if let Some(i) = input.as_slice().iter().position(|v| !v.is_finite()) {
+        // A branch-free pass (it vectorises) says whether every value is finite; only a
+        // refused input pays for finding the first bad one.
+        let data = input.as_slice();
+        if !data.iter().fold(true, |ok, v| ok & v.is_finite())
+            && let Some(i) = data.iter().position(|v| !v.is_finite())
+        {
             return Err(bad(format!(
                 "non-finite value in row {} feature `{}`",
                 i / self.features.len(),
@@ -309,6 +314,14 @@ impl SlotContract {
             });
         }
         let (min, max) = (self.output.min, self.output.max);
+        // Fast path: one branch-free pass (NaN fails both comparisons); the loop below only
+        // runs to name the first fault of an answer that has one.
+        if output
+            .iter()
+            .fold(true, |ok, &v| ok & v.is_finite() & (v >= min) & (v <= max))
+        {
+            return Ok(());
+        }
         for (index, &value) in output.iter().enumerate() {
             if !value.is_finite() {
                 return Err(OutputFault::NonFinite { index });
