@@ -417,7 +417,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     s.add_row(["refused at submission".to_string(), format!("{refused:?}")]);
     s.add_row([
         "left in the mempool".to_string(),
-        format!("{mempool_left} (waiting on a nonce gap from a refused predecessor)"),
+        if mempool_left == 0 {
+            "0".to_string()
+        } else {
+            format!("{mempool_left} (waiting on a nonce gap from a refused predecessor)")
+        },
     ]);
     s.add_row([
         "head".to_string(),
