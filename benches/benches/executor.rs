@@ -170,7 +170,9 @@ fn execute(c: &mut Criterion) {
 
 /// `EXECUTOR_QUICK_ROUNDS=n`: instead of criterion, runs every executor `n` times per
 /// contention level, round-robin (so background load falls on all of them alike), and
-/// prints the minimum and the median per executor and their ratio to the sequential one.
+/// prints the minimum and the median per executor and their ratio to the sequential one,
+/// and the median of the per-round ratios (each round's sequential time over the
+/// executor's).
 /// For A/B comparisons on a shared machine, where the ratios of interleaved runs are far
 /// steadier than separate criterion runs.
 fn quick(s: &Setup, executors: &[(String, Box<dyn BlockExecutor>)], rounds: usize) {
@@ -192,11 +194,21 @@ fn quick(s: &Setup, executors: &[(String, Box<dyn BlockExecutor>)], rounds: usiz
             v.sort_by(f64::total_cmp);
             (v[0], v[v.len() / 2])
         };
+        // Paired: each round's sequential time over the executor's in the same round (the
+        // machine's speed drifts less within a round than across the run).
+        let paired: Vec<f64> = times
+            .iter()
+            .map(|t| {
+                let mut r: Vec<f64> = times[0].iter().zip(t).map(|(s, e)| s / e).collect();
+                r.sort_by(f64::total_cmp);
+                r[r.len() / 2]
+            })
+            .collect();
         let (seq_min, seq_med) = stat(&mut times[0]);
-        for ((name, _), t) in executors.iter().zip(&mut times) {
+        for (((name, _), t), pair) in executors.iter().zip(&mut times).zip(paired) {
             let (min, med) = stat(t);
             println!(
-                "{contention:>6} {name:<14} min {min:7.3} ms ({:4.2}x)  median {med:7.3} ms ({:4.2}x)",
+                "{contention:>6} {name:<14} min {min:7.3} ms ({:4.2}x)  median {med:7.3} ms ({:4.2}x)  paired median {pair:4.2}x",
                 seq_min / min,
                 seq_med / med
             );

@@ -192,3 +192,40 @@ fn genesis_sums_repeats_and_refuses_overflow() {
     );
     assert_eq!(ShardedState::new(1, 1).unwrap().root(), StateRoot::empty());
 }
+
+/// The batched read (`StateView::accounts`, overlapped lookups) answers exactly what one
+/// `account` call per address answers: present and absent accounts, crowded buckets,
+/// repeated addresses, any batch length, any shard count.
+#[test]
+fn batched_reads_equal_single_reads() {
+    let mut rng = SmallRng::seed_from_u64(9);
+    let accounts = random_accounts(&mut rng, 3_000);
+    let genesis = Genesis {
+        chain_id: 1,
+        allocations: accounts.iter().map(|(a, acc)| (*a, acc.balance)).collect(),
+    };
+    for shards in [1usize, 3, 256] {
+        let state = ShardedState::from_genesis(&genesis, shards).unwrap();
+        for len in [0usize, 1, 15, 16, 17, 100, 2_000] {
+            let mut addresses: Vec<Address> = (0..len / 2)
+                .map(|_| accounts[rng.random_range(0..accounts.len())].0)
+                .collect();
+            addresses.extend(
+                random_accounts(&mut rng, len - len / 2)
+                    .iter()
+                    .map(|(a, _)| *a),
+            );
+            if let Some(first) = addresses.first().copied() {
+                addresses.push(first);
+            }
+            addresses.shuffle(&mut rng);
+            let single: Vec<Account> = addresses.iter().map(|a| state.account(a)).collect();
+            assert_eq!(
+                state.accounts(&addresses),
+                single,
+                "shards {shards}, len {len}"
+            );
+            assert!(single.iter().any(|a| a.balance > 0) || len < 2);
+        }
+    }
+}

@@ -3,20 +3,25 @@
 //!
 //! ## How it works
 //!
-//! 1. **Plan** (one pass, on the caller): every distinct account of the block gets a *slot*;
-//!    every transaction, for each account it declares ([`Transaction::accounts`]: the sender
-//!    and the recipients), gets a *ticket*: its position among the block's transactions that
+//! 1. **Plan** (on the workers, one per partition of the accounts: a contiguous range of
+//!    address prefixes): every distinct account of the block gets a *slot*; every
+//!    transaction, for each account it declares ([`Transaction::accounts`]: the sender and
+//!    the recipients), gets a *ticket*: its position among the block's transactions that
 //!    touch that account. The tickets of an account form a chain in block order: this is the
 //!    dependency graph of Solana's scheduler or a prio-graph, kept as per-account queues.
-//! 2. **Run**: workers claim transactions in block order from a shared counter. A worker
-//!    waits until each of its transaction's slots has served all earlier tickets (slot
-//!    `turn == ticket`), executes the transaction against the slots' current values, stores
-//!    the new values and advances each turn (release/acquire ordering publishes the values to
-//!    the next ticket holder). The first ticket of a slot loads the account from the state.
+//!    Each worker scans the whole block, plans its partition's accounts, writes only its own
+//!    ticket list and reads its accounts' values from the state in batches whose lookups
+//!    overlap ([`StateView::accounts`]): the state reads, most of a cheap transfer's cost,
+//!    thus run partitioned, in parallel, and several in flight at once.
+//! 2. **Run**: workers claim runs of [`CLAIM`] transactions in block order from a shared
+//!    counter. A worker waits until each of its transaction's slots has served all earlier
+//!    tickets (slot `turn == ticket`), executes the transaction against the slots' current
+//!    values, stores the new values and advances each turn (release/acquire ordering
+//!    publishes the values to the next ticket holder).
 //! 3. Every account thus sees its transactions in block order, and a transaction only ever
-//!    reads accounts it waited for, so the result is the sequential one. Claims are in block
-//!    order and the lowest claimed, unfinished transaction has no unfinished predecessor, so
-//!    the run always progresses.
+//!    reads accounts it waited for, so the result is the sequential one. Runs are claimed in
+//!    block order and executed in order, and the lowest unfinished transaction has no
+//!    unfinished predecessor, so the run always progresses.
 //! 4. **Write set** (on the workers): each collects and sorts the changed accounts of its
 //!    planning partition (a contiguous range of address prefixes), so the write set is the
 //!    partitions' concatenation, with the fee sink's credit put in its place: no serial
@@ -61,58 +66,59 @@ impl ScheduledExecutor {
     }
 }
 
+/// One account of the block: its value before the block (read from the state while the
+/// block is planned) and its current value, and whose turn it is.
 struct Slot {
     address: Address,
+    before: Account,
     turn: AtomicU32,
     balance: AtomicU64,
     nonce: AtomicU64,
-    before_balance: AtomicU64,
-    before_nonce: AtomicU64,
 }
 
 impl Slot {
-    fn new(address: Address) -> Self {
+    fn loaded(address: Address, before: Account) -> Self {
         Self {
             address,
+            before,
             turn: AtomicU32::new(0),
-            balance: AtomicU64::new(0),
-            nonce: AtomicU64::new(0),
-            before_balance: AtomicU64::new(0),
-            before_nonce: AtomicU64::new(0),
+            balance: AtomicU64::new(before.balance),
+            nonce: AtomicU64::new(before.nonce),
         }
     }
 }
 
-/// One planned account of one transaction: where its slot is and its place in the slot's
-/// chain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Ticket {
-    partition: usize,
-    slot: usize,
-    ticket: u32,
+/// An entry of a partition's ticket list that belongs to another partition.
+const NO_TICKET: u64 = u64::MAX;
+
+/// One planned account of one transaction: its slot in the partition's slots and its place
+/// in the slot's chain, packed in one word.
+fn pack(slot: usize, ticket: u32) -> u64 {
+    (slot as u64) << 32 | u64::from(ticket)
 }
 
-impl Ticket {
-    fn pack(self) -> u64 {
-        (self.partition as u64) << 56 | (self.slot as u64) << 24 | u64::from(self.ticket)
-    }
+fn unpack(v: u64) -> (usize, u32) {
+    ((v >> 32) as usize, v as u32)
+}
 
-    fn unpack(v: u64) -> Self {
-        Self {
-            partition: (v >> 56) as usize,
-            slot: ((v >> 24) & 0xffff_ffff) as usize,
-            ticket: (v & 0xff_ffff) as u32,
-        }
-    }
+/// One partition's part of the plan.
+struct Part {
+    /// The partition's accounts, in order of first appearance in the block.
+    slots: Vec<Slot>,
+    /// A packed ticket per declared account of the block, transaction after transaction
+    /// ([`NO_TICKET`] where the account is another partition's): every partition's list
+    /// has the same layout, and each is written by its own worker only.
+    tickets: Vec<u64>,
+    /// Longest per-account chain.
+    longest: u32,
+    /// Tickets that wait for an earlier transaction.
+    conflicts: u64,
 }
 
 struct Plan {
-    /// Slots by partition: partition `p` of `P` holds the accounts `a` with
-    /// `bucket(a) * P / 65,536 == p`.
-    slots: Vec<Vec<Slot>>,
-    /// A packed [`Ticket`] per declared account, transaction after transaction.
-    tickets: Vec<AtomicU64>,
-    /// `tickets[offsets[i]..offsets[i + 1]]` are transaction `i`'s.
+    /// Partition `p` of `P` holds the accounts `a` with `bucket(a) * P / 65,536 == p`.
+    parts: Vec<Part>,
+    /// `tickets[offsets[i]..offsets[i + 1]]` are transaction `i`'s, in every partition.
     offsets: Vec<u32>,
     /// Longest per-account chain.
     longest_chain: u32,
@@ -142,142 +148,169 @@ fn partition_of(address: &Address, partitions: usize) -> usize {
     crate::state::root::bucket_of(address) * partitions / crate::state::root::ROOT_BUCKETS
 }
 
-/// Plans the block with `partitions` workers: each scans the whole block and plans the
-/// accounts of its partition, so each account's chain is built by one worker, in block
-/// order.
-fn plan(block: &[Arc<SignedTransaction>], workers: &Workers, partitions: usize) -> Plan {
-    let mut offsets: Vec<u32> = Vec::with_capacity(block.len() + 1);
-    let mut total = 0usize;
-    let mut buf = [FEE_SINK; MAX_TOUCHED];
-    for stx in block {
-        offsets.push(total as u32);
-        total += declared(stx.tx(), &mut buf);
-    }
-    offsets.push(total as u32);
-    let tickets: Vec<AtomicU64> = (0..total).map(|_| AtomicU64::new(0)).collect();
+/// Plans the block with `partitions` workers, without any shared write: each scans the
+/// whole block and plans the accounts of its partition (so each account's chain is built by
+/// one worker, in block order), reading each account from the state when it first meets it.
+/// The state reads, most of a cheap transfer's cost, thus run partitioned and in parallel,
+/// and the run itself touches only the plan.
+fn plan(
+    block: &[Arc<SignedTransaction>],
+    state: &dyn StateView,
+    workers: &Workers,
+    partitions: usize,
+) -> Plan {
     let plan_partition = |p: usize| {
-        let capacity = total / partitions + 16;
+        let capacity = block.len() * 2 / partitions + 16;
         let mut index = super::hash::address_map::<usize>(capacity);
-        let mut slots: Vec<Slot> = Vec::with_capacity(capacity);
+        let mut part = Part {
+            slots: Vec::with_capacity(capacity),
+            tickets: Vec::with_capacity(block.len() * 2 + MAX_TOUCHED),
+            longest: 0,
+            conflicts: 0,
+        };
         let mut counts: Vec<u32> = Vec::with_capacity(capacity);
-        let mut conflicts = 0u64;
+        let mut addresses: Vec<Address> = Vec::with_capacity(capacity);
+        let mut offsets: Vec<u32> = Vec::with_capacity(if p == 0 { block.len() + 1 } else { 0 });
         let mut buf = [FEE_SINK; MAX_TOUCHED];
-        for (i, stx) in block.iter().enumerate() {
+        for stx in block {
+            if p == 0 {
+                offsets.push(part.tickets.len() as u32);
+            }
             let n = declared(stx.tx(), &mut buf);
-            for (j, address) in buf[..n].iter().enumerate() {
+            for address in &buf[..n] {
                 if partitions > 1 && partition_of(address, partitions) != p {
+                    part.tickets.push(NO_TICKET);
                     continue;
                 }
                 let slot = *index.entry(*address).or_insert_with(|| {
-                    slots.push(Slot::new(*address));
+                    part.slots.push(Slot::loaded(*address, Account::default()));
+                    addresses.push(*address);
                     counts.push(0);
-                    slots.len() - 1
+                    part.slots.len() - 1
                 });
                 let ticket = counts[slot];
                 counts[slot] += 1;
                 if ticket > 0 {
-                    conflicts += 1;
+                    part.conflicts += 1;
                 }
-                tickets[offsets[i] as usize + j].store(
-                    Ticket {
-                        partition: p,
-                        slot,
-                        ticket,
-                    }
-                    .pack(),
-                    Ordering::Relaxed,
-                );
+                part.tickets.push(pack(slot, ticket));
             }
         }
-        let longest = counts.iter().copied().max().unwrap_or(0);
-        (slots, longest, conflicts)
+        if p == 0 {
+            offsets.push(part.tickets.len() as u32);
+        }
+        // The accounts' values before the block, read together (see `StateView::accounts`).
+        for (slot, before) in part.slots.iter_mut().zip(state.accounts(&addresses)) {
+            *slot = Slot::loaded(slot.address, before);
+        }
+        part.longest = counts.iter().copied().max().unwrap_or(0);
+        (part, offsets)
     };
-    let parts = if partitions > 1 {
+    let results = if partitions > 1 {
         workers.broadcast(plan_partition)
     } else {
         vec![plan_partition(0)]
     };
     let mut plan = Plan {
-        slots: Vec::with_capacity(parts.len()),
-        tickets,
-        offsets,
+        parts: Vec::with_capacity(results.len()),
+        offsets: Vec::new(),
         longest_chain: 0,
         conflicts: 0,
     };
-    for (slots, longest, conflicts) in parts {
-        plan.slots.push(slots);
-        plan.longest_chain = plan.longest_chain.max(longest);
-        plan.conflicts += conflicts;
+    for (p, (part, offsets)) in results.into_iter().enumerate() {
+        if p == 0 {
+            plan.offsets = offsets;
+        }
+        plan.longest_chain = plan.longest_chain.max(part.longest);
+        plan.conflicts += part.conflicts;
+        plan.parts.push(part);
     }
     plan
 }
+
+/// Transactions a worker claims at a time: consecutive transactions' first-seen accounts
+/// sit side by side in the slots, so claiming runs of them keeps each worker's writes on its
+/// own cache lines (and the shared counter quiet).
+pub const CLAIM: usize = 16;
 
 struct Run<'a> {
     plan: &'a Plan,
     /// A placeholder for unused entries of a transaction's held slots.
     any_slot: &'a Slot,
     block: &'a [Arc<SignedTransaction>],
-    base: &'a dyn StateView,
     chain_id: u32,
     next: AtomicUsize,
     failed: AtomicBool,
 }
 
 impl Run<'_> {
-    /// Claims and executes transactions until none is left. Returns the receipts it made.
+    /// Claims and executes runs of transactions until none is left. Returns the receipts
+    /// it made.
+    ///
+    /// Progress: a worker executes its run in block order, and a transaction waits only for
+    /// earlier ones, so the lowest unfinished transaction (its worker has finished the
+    /// earlier ones of its run, and every earlier run is finished or being run by a worker
+    /// that does not wait on it) can always go on.
     fn work(&self) -> Result<Vec<(usize, Receipt)>, ExecutorError> {
-        let mut out = Vec::with_capacity(self.block.len() / 2 + 1);
+        let mut out = Vec::with_capacity(self.block.len() / 2 + CLAIM);
         loop {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(stx) = self.block.get(i) else {
+            let start = self.next.fetch_add(CLAIM, Ordering::Relaxed);
+            if start >= self.block.len() {
                 return Ok(out);
-            };
-            match self.execute(i, stx) {
-                Ok(r) => out.push((i, r)),
-                Err(e) => {
-                    self.failed.store(true, Ordering::Release);
-                    return Err(e);
+            }
+            let end = (start + CLAIM).min(self.block.len());
+            for (i, stx) in self.block[start..end].iter().enumerate() {
+                let i = start + i;
+                match self.execute(i, stx) {
+                    Ok(r) => out.push((i, r)),
+                    Err(e) => {
+                        self.failed.store(true, Ordering::Release);
+                        return Err(e);
+                    }
                 }
             }
         }
     }
 
     fn execute(&self, i: usize, stx: &SignedTransaction) -> Result<Receipt, ExecutorError> {
-        let (from, to) = (
-            self.plan.offsets[i] as usize,
-            self.plan.offsets[i + 1] as usize,
-        );
+        let partitions = self.plan.parts.len();
+        let mut buf = [FEE_SINK; MAX_TOUCHED];
+        let n = declared(stx.tx(), &mut buf);
+        let from = self.plan.offsets[i] as usize;
+        if self.plan.offsets[i + 1] as usize - from != n {
+            return Err(ExecutorError::Invariant(
+                "a transaction's tickets do not match",
+            ));
+        }
         let mut held: [(&Slot, u32); MAX_TOUCHED] = [(self.any_slot, 0); MAX_TOUCHED];
-        let mut n = 0;
-        for packed in &self.plan.tickets[from..to] {
-            let t = Ticket::unpack(packed.load(Ordering::Relaxed));
-            let slot = self
-                .plan
-                .slots
-                .get(t.partition)
-                .and_then(|p| p.get(t.slot))
-                .ok_or(ExecutorError::Invariant("a ticket names no slot"))?;
-            let Some(h) = held.get_mut(n) else {
-                return Err(ExecutorError::Invariant("too many tickets"));
+        for (j, address) in buf[..n].iter().enumerate() {
+            let p = if partitions > 1 {
+                partition_of(address, partitions)
+            } else {
+                0
             };
-            *h = (slot, t.ticket);
-            n += 1;
+            let held_slot = self
+                .plan
+                .parts
+                .get(p)
+                .and_then(|part| {
+                    let (slot, ticket) = unpack(*part.tickets.get(from + j)?);
+                    Some((part.slots.get(slot)?, ticket))
+                })
+                .ok_or(ExecutorError::Invariant("a ticket names no slot"))?;
+            held[j] = held_slot;
         }
         let held = &held[..n];
         for &(s, ticket) in held {
+            if s.turn.load(Ordering::Acquire) == ticket {
+                continue;
+            }
             let backoff = Backoff::new();
             while s.turn.load(Ordering::Acquire) != ticket {
                 if self.failed.load(Ordering::Relaxed) {
                     return Err(ExecutorError::Aborted);
                 }
                 backoff.snooze();
-            }
-            if ticket == 0 {
-                let a = self.base.account(&s.address);
-                s.before_balance.store(a.balance, Ordering::Relaxed);
-                s.before_nonce.store(a.nonce, Ordering::Relaxed);
-                s.balance.store(a.balance, Ordering::Relaxed);
-                s.nonce.store(a.nonce, Ordering::Relaxed);
             }
         }
         let find = |address: &Address| {
@@ -325,18 +358,15 @@ impl ScheduledExecutor {
         state: &dyn StateView,
         receipts: &[Receipt],
     ) -> (Vec<(Address, Account)>, u128, u128) {
-        let partitions = plan.slots.len();
+        let partitions = plan.parts.len();
         let changed = |p: usize| -> (Vec<(Address, Account)>, Option<Touched>) {
-            let Some(slots) = plan.slots.get(p) else {
+            let Some(slots) = plan.parts.get(p).map(|part| &part.slots) else {
                 return (Vec::new(), None);
             };
             let mut out = Vec::with_capacity(slots.len());
             let mut sink = None;
             for s in slots {
-                let before = Account {
-                    balance: s.before_balance.load(Ordering::Relaxed),
-                    nonce: s.before_nonce.load(Ordering::Relaxed),
-                };
+                let before = s.before;
                 let after = Account {
                     balance: s.balance.load(Ordering::Relaxed),
                     nonce: s.nonce.load(Ordering::Relaxed),
@@ -411,14 +441,13 @@ impl BlockExecutor for ScheduledExecutor {
         } else {
             1
         };
-        let plan = plan(block, &self.workers, threads);
+        let plan = plan(block, state, &self.workers, threads);
         let parallel = threads > 1 && (plan.longest_chain as usize) * 2 <= block.len();
-        let placeholder = Slot::new(FEE_SINK);
+        let placeholder = Slot::loaded(FEE_SINK, Account::default());
         let run = Run {
             plan: &plan,
             any_slot: &placeholder,
             block,
-            base: state,
             chain_id,
             next: AtomicUsize::new(0),
             failed: AtomicBool::new(false),

@@ -23,6 +23,13 @@ pub struct Account {
 pub trait StateView: Send + Sync {
     /// The account at `address` (the default, empty account when it does not exist).
     fn account(&self, address: &Address) -> Account;
+
+    /// The accounts at `addresses`, in order. Implementations may overlap the reads (a
+    /// lookup is mostly memory latency, and independent lookups can be in flight together);
+    /// the default reads one after the other.
+    fn accounts(&self, addresses: &[Address]) -> Vec<Account> {
+        addresses.iter().map(|a| self.account(a)).collect()
+    }
 }
 
 /// The genesis allocation: initial balances, applied once before the first block.
