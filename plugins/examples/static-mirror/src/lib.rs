@@ -6,7 +6,7 @@
 //! - `ordering`: fee priority (total `fee`, descending), then arrival (`arrival_seq`,
 //!   ascending), as rank scores;
 //! - `batch_size`: the queue-depth rule (grow when two batches are waiting, shrink when the
-//!   last block ran 10% over its latency target or half its transactions conflicted);
+//!   last block ran 10% over its latency target; the conflict condition is off by default);
 //! - `leader_health`: the heartbeat rule, a logistic combination of silence, missed
 //!   heartbeats, RTT and replication lag;
 //! - `anomaly`: the z-score rule, a logistic map of the larger of the sender-rate and size
@@ -45,7 +45,8 @@ pub fn batch(rows: Rows<'_>) -> Result<f32, String> {
     const GROW_STEP: f32 = 16.0;
     const SHRINK_FACTOR: f32 = 0.75;
     const LATENCY_SLACK: f32 = 0.1;
-    const CONFLICT_LIMIT: f32 = 0.5;
+    // Off (the conflict rate is at most 1): see `QueueDepthParams::conflict_limit`.
+    const CONFLICT_LIMIT: f32 = 1.0;
     let f = rows.row(0).ok_or("no row")?;
     let (fmin, fmax) = (f[batch_size::MIN_BATCH_SIZE], f[batch_size::MAX_BATCH_SIZE]);
     let min = if fmin.is_finite() && fmin >= 0.0 {
