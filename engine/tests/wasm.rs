@@ -322,3 +322,28 @@ fn the_sdk_schema_matches_the_engine_contracts() {
         );
     }
 }
+
+/// The examples are linked with a 64 KiB shadow stack (`plugins/.cargo/config.toml`), so their
+/// memory starts at a few pages and a 10,000-row batch's heap stays inside the first MiB the
+/// pooled allocator keeps resident: with Rust's default 1 MiB stack the heap sat above it and
+/// every call page-faulted it in again (`docs/PERFORMANCE.md`, WASM section).
+#[test]
+fn examples_start_with_a_small_memory() {
+    let engine = wasmtime::Engine::default();
+    for name in EXAMPLES {
+        let path = dist().join(format!("{name}.wasm"));
+        let module = wasmtime::Module::from_file(&engine, &path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run ./scripts/build-plugins)", path.display()));
+        let pages: Vec<u64> = module
+            .exports()
+            .filter_map(|e| e.ty().memory().map(|m| m.minimum()))
+            .collect();
+        assert_eq!(pages.len(), 1, "{name}: one exported memory");
+        assert!(
+            pages[0] <= 4,
+            "{name}: memory starts at {} pages of 64 KiB; was the plugin linked with \
+             -zstack-size=65536?",
+            pages[0]
+        );
+    }
+}

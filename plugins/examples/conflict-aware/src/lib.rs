@@ -43,7 +43,7 @@
 //! Treat it as a worked example of ranking by a derived key, and measure on your own workload
 //! (shadow mode compares it with the baseline without using its answers) before relying on it.
 
-use aurigraph_plugin_sdk::rank::{desc_then_asc, scores_by_key};
+use aurigraph_plugin_sdk::rank::{desc_then_asc, scores_by_int_key};
 use aurigraph_plugin_sdk::{Rows, export_plugin, schema::ordering};
 
 /// Largest conflict group; transactions sharing more accounts join it.
@@ -65,7 +65,7 @@ pub fn group(row: &[f32]) -> u32 {
 
 /// One score per row: the rank of `(group asc, fee_per_byte desc, arrival_seq asc)`.
 pub fn score(rows: Rows<'_>) -> Vec<f32> {
-    scores_by_key(rows.iter().map(|r| {
+    scores_by_int_key(rows.iter().map(|r| {
         let within = desc_then_asc(r[ordering::FEE_PER_BYTE], r[ordering::ARRIVAL_SEQ]);
         (u128::from(group(r)) << 64) | u128::from(within)
     }))

@@ -9,12 +9,12 @@
 //! a score (the node then breaks the tie by transaction hash). Each sender's nonce order is
 //! kept by the node whatever the scores.
 
-use aurigraph_plugin_sdk::rank::{desc_then_asc, scores_by_key};
+use aurigraph_plugin_sdk::rank::{desc_then_asc, scores_by_int_key};
 use aurigraph_plugin_sdk::{Rows, export_plugin, schema::ordering};
 
 /// One score per row: the rank of `(fee_per_byte desc, arrival_seq asc)`, best = `N`.
 pub fn score(rows: Rows<'_>) -> Vec<f32> {
-    scores_by_key(
+    scores_by_int_key(
         rows.iter()
             .map(|r| desc_then_asc(r[ordering::FEE_PER_BYTE], r[ordering::ARRIVAL_SEQ])),
     )

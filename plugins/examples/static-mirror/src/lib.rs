@@ -19,13 +19,13 @@
 //! the rest; rolled out next to the static baseline, a mirror shows the cost of the WASM path
 //! alone, since every decision is the same.
 
-use aurigraph_plugin_sdk::rank::{desc_then_asc, scores_by_key};
+use aurigraph_plugin_sdk::rank::{desc_then_asc, scores_by_int_key};
 use aurigraph_plugin_sdk::schema::{anomaly, batch_size, demand, leader_health, ordering};
 use aurigraph_plugin_sdk::{Rows, export_plugin};
 
 /// `ordering`: rank of `(fee desc, arrival_seq asc)`, best = `N`, equal keys share a score.
 pub fn order(rows: Rows<'_>) -> Vec<f32> {
-    scores_by_key(
+    scores_by_int_key(
         rows.iter()
             .map(|r| desc_then_asc(r[ordering::FEE], r[ordering::ARRIVAL_SEQ])),
     )
