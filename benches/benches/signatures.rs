@@ -2,11 +2,12 @@
 //!
 //! - `verify_1024`: 1,024 transfer signatures, single (each verified alone) against batched
 //!   (`ed25519-consensus` batch verification per chunk, [`SignatureVerifier`]), on a pool of
-//!   1 and of 2 threads; plus the cost of one bad signature in the batch (its chunk falls
-//!   back to single verification).
+//!   1 and of 2 threads, with chunks of at most 256 and 1,024 signatures; plus the cost of one
+//!   bad signature in the batch (its chunk is halved until the bad one is found).
 //! - `admission_4096`: [`Admission::admit`] of 4,096 signed transfers (decode, checks,
 //!   batched signatures, nonce/balance/duplicate checks, anomaly features and one `anomaly`
-//!   decision), verification on 1 and 2 threads, a fresh admission per iteration.
+//!   decision), verification on 1 and 2 threads, chunks of 256 and 1,024 (the default), a
+//!   fresh admission per iteration.
 //!
 //! Run: `cargo bench -p aurigraph-benches --bench signatures -- --warm-up-time 1 --measurement-time 3`
 
@@ -67,22 +68,27 @@ fn verify(c: &mut Criterion) {
     g.throughput(Throughput::Elements(N as u64));
     g.sample_size(20);
     for threads in [1, 2] {
-        let v = SignatureVerifier::new(Some(threads), 256).expect("pool");
-        assert!(v.verify_batch(&txs).iter().all(|ok| *ok));
+        let single = SignatureVerifier::new(Some(threads), 256).expect("pool");
         g.bench_function(format!("single/{threads}t"), |b| {
-            b.iter(|| black_box(v.verify_each(black_box(&txs))))
+            b.iter(|| black_box(single.verify_each(black_box(&txs))))
         });
-        g.bench_function(format!("batch256/{threads}t"), |b| {
-            b.iter(|| black_box(v.verify_batch(black_box(&txs))))
-        });
-        g.bench_function(format!("batch256_one_bad/{threads}t"), |b| {
-            b.iter(|| black_box(v.verify_batch(black_box(&one_bad))))
-        });
+        // The old default chunk (256, one bad signature re-checked singly) against the new
+        // (1,024, a failed batch halved).
+        for chunk in [256, 1_024] {
+            let v = SignatureVerifier::new(Some(threads), chunk).expect("pool");
+            assert!(v.verify_batch(&txs).iter().all(|ok| *ok));
+            assert_eq!(
+                v.verify_batch(&one_bad).iter().filter(|ok| !**ok).count(),
+                1
+            );
+            g.bench_function(format!("batch{chunk}/{threads}t"), |b| {
+                b.iter(|| black_box(v.verify_batch(black_box(&txs))))
+            });
+            g.bench_function(format!("batch{chunk}_one_bad/{threads}t"), |b| {
+                b.iter(|| black_box(v.verify_batch(black_box(&one_bad))))
+            });
+        }
     }
-    let whole = SignatureVerifier::new(Some(1), N).expect("pool");
-    g.bench_function("batch1024/1t", |b| {
-        b.iter(|| black_box(whole.verify_batch(black_box(&txs))))
-    });
     g.finish();
 }
 
@@ -103,11 +109,12 @@ fn admission(c: &mut Criterion) {
     let mut g = c.benchmark_group("admission_4096");
     g.throughput(Throughput::Elements(N as u64));
     g.sample_size(10);
-    for threads in [1, 2] {
+    for (threads, chunk) in [(1, 1_024), (2, 256), (2, 1_024)] {
         let fresh = || {
             Admission::new(
                 AdmissionConfig {
                     verify_threads: Some(threads),
+                    verify_chunk: chunk,
                     ..AdmissionConfig::default()
                 },
                 host.clone(),
@@ -116,7 +123,7 @@ fn admission(c: &mut Criterion) {
         };
         let check = fresh().admit(&state, &inputs);
         assert_eq!(check.admitted_count(), N, "every transfer is admissible");
-        g.bench_function(format!("transfers/{threads}t"), |b| {
+        g.bench_function(format!("transfers/{threads}t/chunk{chunk}"), |b| {
             b.iter_batched_ref(
                 fresh,
                 |adm| black_box(adm.admit(&state, black_box(&inputs))),

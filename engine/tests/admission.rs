@@ -571,3 +571,39 @@ proptest! {
         }
     }
 }
+
+/// Large chunks: a failed batch is halved to find the bad signatures (a passing half is
+/// accepted whole). Whatever the bad ones' positions (first, last, middle, adjacent, far
+/// apart, many), the answer is exactly the single verifications'.
+#[test]
+fn halving_a_failed_batch_finds_exactly_the_bad_signatures() {
+    const N: usize = 600;
+    let k = keys(N);
+    let good: Vec<SignedTransaction> = (0..N).map(|i| transfer(&k, i, 0, 1, 1)).collect();
+    let forged = |i: usize| good[i].tx().clone().sign(&k.keys[(i + 1) % N]);
+    let mut rng = SmallRng::seed_from_u64(21);
+    let many: Vec<usize> = (0..N).filter(|_| rng.random_bool(0.05)).collect();
+    let cases: Vec<Vec<usize>> = vec![
+        vec![],
+        vec![0],
+        vec![N - 1],
+        vec![N / 2],
+        vec![10, 11],
+        vec![5, 400],
+        (40..72).collect(),
+        many,
+    ];
+    for threads in [1, 2] {
+        let verifier = SignatureVerifier::new(Some(threads), 1_024).unwrap();
+        for bad in &cases {
+            let mut txs = good.clone();
+            for &i in bad {
+                txs[i] = forged(i);
+            }
+            let got = verifier.verify_batch(&txs);
+            let want: Vec<bool> = (0..N).map(|i| !bad.contains(&i)).collect();
+            assert_eq!(got, want, "{threads} threads, bad at {bad:?}");
+            assert_eq!(got, verifier.verify_each(&txs));
+        }
+    }
+}

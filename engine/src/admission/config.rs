@@ -28,7 +28,7 @@ pub struct AdmissionConfig {
     /// Default `None`.
     pub verify_threads: Option<usize>,
     /// Largest chunk of signatures handed to one batch verification. Default
-    /// [`DEFAULT_MAX_CHUNK`] (256); at least 1.
+    /// [`DEFAULT_MAX_CHUNK`] (1,024); at least 1.
     pub verify_chunk: usize,
     /// Window of the per-sender rate (time constant of its exponential decay). Default
     /// 10 s; above zero.
