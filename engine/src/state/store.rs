@@ -238,7 +238,7 @@ impl StateView for ShardedState {
             .unwrap_or_default()
     }
 
-    /// Reads in batches of [`READ_BATCH`], in three passes per batch so that each pass's
+    /// Reads in batches of 16, in three passes per batch so that each pass's
     /// cache misses are independent of each other and overlap (a lone lookup waits for two
     /// misses in a row: the bucket's header, then its entries, and the binary search's
     /// branches stop the processor from running ahead to the next lookup): the bucket
