@@ -13,15 +13,16 @@
 //!    ticket list and reads its accounts' values from the state in batches whose lookups
 //!    overlap ([`StateView::accounts`]): the state reads, most of a cheap transfer's cost,
 //!    thus run partitioned, in parallel, and several in flight at once.
-//! 2. **Run**: workers claim runs of [`CLAIM`] transactions in block order from a shared
-//!    counter. A worker waits until each of its transaction's slots has served all earlier
-//!    tickets (slot `turn == ticket`), executes the transaction against the slots' current
-//!    values, stores the new values and advances each turn (release/acquire ordering
-//!    publishes the values to the next ticket holder).
+//! 2. **Run**: each worker executes, in block order, the transactions whose sender is in
+//!    its partition (their sender's slot is in its cache since it planned it). It waits
+//!    until each of a transaction's slots has served all earlier tickets (slot
+//!    `turn == ticket`), executes the transaction against the slots' current values, stores
+//!    the new values and advances each turn (release/acquire ordering publishes the values to
+//!    the next ticket holder).
 //! 3. Every account thus sees its transactions in block order, and a transaction only ever
-//!    reads accounts it waited for, so the result is the sequential one. Runs are claimed in
-//!    block order and executed in order, and the lowest unfinished transaction has no
-//!    unfinished predecessor, so the run always progresses.
+//!    reads accounts it waited for, so the result is the sequential one. Each worker goes in
+//!    block order, and the lowest unfinished transaction has no unfinished predecessor, so
+//!    the run always progresses.
 //! 4. **Write set** (on the workers): each collects and sorts the changed accounts of its
 //!    planning partition (a contiguous range of address prefixes), so the write set is the
 //!    partitions' concatenation, with the fee sink's credit put in its place: no serial
@@ -35,7 +36,7 @@
 //! [`Transaction::accounts`]: crate::tx::Transaction::accounts
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_utils::Backoff;
 
@@ -66,11 +67,13 @@ impl ScheduledExecutor {
     }
 }
 
-/// One account of the block: its value before the block (read from the state while the
-/// block is planned) and its current value, and whose turn it is.
+/// One account of the block in the run: whose turn it is and its current value. One cache
+/// line each (the address, the turn, the balance and the nonce fit in 64 bytes; the value
+/// before the block is kept apart in [`Part::befores`]): the two workers write slots of
+/// both partitions, and slots sharing a line made every write a transfer between the cores.
+#[repr(align(64))]
 struct Slot {
     address: Address,
-    before: Account,
     turn: AtomicU32,
     balance: AtomicU64,
     nonce: AtomicU64,
@@ -80,7 +83,6 @@ impl Slot {
     fn loaded(address: Address, before: Account) -> Self {
         Self {
             address,
-            before,
             turn: AtomicU32::new(0),
             balance: AtomicU64::new(before.balance),
             nonce: AtomicU64::new(before.nonce),
@@ -105,10 +107,15 @@ fn unpack(v: u64) -> (usize, u32) {
 struct Part {
     /// The partition's accounts, in order of first appearance in the block.
     slots: Vec<Slot>,
+    /// Their values before the block, in the same order.
+    befores: Vec<Account>,
     /// A packed ticket per declared account of the block, transaction after transaction
     /// ([`NO_TICKET`] where the account is another partition's): every partition's list
     /// has the same layout, and each is written by its own worker only.
     tickets: Vec<u64>,
+    /// The transactions whose sender is this partition's, in block order: the ones its
+    /// worker runs.
+    own: Vec<u32>,
     /// Longest per-account chain.
     longest: u32,
     /// Tickets that wait for an earlier transaction.
@@ -163,8 +170,10 @@ fn plan(
         let capacity = block.len() * 2 / partitions + 16;
         let mut index = super::hash::address_map::<usize>(capacity);
         let mut part = Part {
-            slots: Vec::with_capacity(capacity),
+            slots: Vec::new(),
+            befores: Vec::new(),
             tickets: Vec::with_capacity(block.len() * 2 + MAX_TOUCHED),
+            own: Vec::with_capacity(block.len() / partitions + 16),
             longest: 0,
             conflicts: 0,
         };
@@ -172,21 +181,23 @@ fn plan(
         let mut addresses: Vec<Address> = Vec::with_capacity(capacity);
         let mut offsets: Vec<u32> = Vec::with_capacity(if p == 0 { block.len() + 1 } else { 0 });
         let mut buf = [FEE_SINK; MAX_TOUCHED];
-        for stx in block {
+        for (i, stx) in block.iter().enumerate() {
             if p == 0 {
                 offsets.push(part.tickets.len() as u32);
             }
             let n = declared(stx.tx(), &mut buf);
-            for address in &buf[..n] {
+            for (j, address) in buf[..n].iter().enumerate() {
                 if partitions > 1 && partition_of(address, partitions) != p {
                     part.tickets.push(NO_TICKET);
                     continue;
                 }
+                if j == 0 {
+                    part.own.push(i as u32);
+                }
                 let slot = *index.entry(*address).or_insert_with(|| {
-                    part.slots.push(Slot::loaded(*address, Account::default()));
                     addresses.push(*address);
                     counts.push(0);
-                    part.slots.len() - 1
+                    addresses.len() - 1
                 });
                 let ticket = counts[slot];
                 counts[slot] += 1;
@@ -200,9 +211,12 @@ fn plan(
             offsets.push(part.tickets.len() as u32);
         }
         // The accounts' values before the block, read together (see `StateView::accounts`).
-        for (slot, before) in part.slots.iter_mut().zip(state.accounts(&addresses)) {
-            *slot = Slot::loaded(slot.address, before);
-        }
+        part.befores = state.accounts(&addresses);
+        part.slots = addresses
+            .iter()
+            .zip(&part.befores)
+            .map(|(a, before)| Slot::loaded(*a, *before))
+            .collect();
         part.longest = counts.iter().copied().max().unwrap_or(0);
         (part, offsets)
     };
@@ -228,48 +242,41 @@ fn plan(
     plan
 }
 
-/// Transactions a worker claims at a time: consecutive transactions' first-seen accounts
-/// sit side by side in the slots, so claiming runs of them keeps each worker's writes on its
-/// own cache lines (and the shared counter quiet).
-pub const CLAIM: usize = 16;
-
 struct Run<'a> {
     plan: &'a Plan,
     /// A placeholder for unused entries of a transaction's held slots.
     any_slot: &'a Slot,
     block: &'a [Arc<SignedTransaction>],
     chain_id: u32,
-    next: AtomicUsize,
     failed: AtomicBool,
 }
 
 impl Run<'_> {
-    /// Claims and executes runs of transactions until none is left. Returns the receipts
-    /// it made.
+    /// Executes the transactions `txs` (block indices, in block order). Returns the
+    /// receipts it made.
     ///
-    /// Progress: a worker executes its run in block order, and a transaction waits only for
-    /// earlier ones, so the lowest unfinished transaction (its worker has finished the
-    /// earlier ones of its run, and every earlier run is finished or being run by a worker
-    /// that does not wait on it) can always go on.
-    fn work(&self) -> Result<Vec<(usize, Receipt)>, ExecutorError> {
-        let mut out = Vec::with_capacity(self.block.len() / 2 + CLAIM);
-        loop {
-            let start = self.next.fetch_add(CLAIM, Ordering::Relaxed);
-            if start >= self.block.len() {
-                return Ok(out);
-            }
-            let end = (start + CLAIM).min(self.block.len());
-            for (i, stx) in self.block[start..end].iter().enumerate() {
-                let i = start + i;
-                match self.execute(i, stx) {
-                    Ok(r) => out.push((i, r)),
-                    Err(e) => {
-                        self.failed.store(true, Ordering::Release);
-                        return Err(e);
-                    }
+    /// Progress: every worker executes its transactions in block order, and a transaction
+    /// waits only for earlier ones, so the lowest unfinished transaction (its worker has
+    /// finished its earlier ones, and all of its predecessors are finished) can always go
+    /// on.
+    fn work(
+        &self,
+        txs: impl Iterator<Item = usize>,
+    ) -> Result<Vec<(usize, Receipt)>, ExecutorError> {
+        let mut out = Vec::with_capacity(self.block.len() / self.plan.parts.len().max(1) + 16);
+        for i in txs {
+            let stx = self.block.get(i).ok_or(ExecutorError::Invariant(
+                "a planned transaction is not in the block",
+            ))?;
+            match self.execute(i, stx) {
+                Ok(r) => out.push((i, r)),
+                Err(e) => {
+                    self.failed.store(true, Ordering::Release);
+                    return Err(e);
                 }
             }
         }
+        Ok(out)
     }
 
     fn execute(&self, i: usize, stx: &SignedTransaction) -> Result<Receipt, ExecutorError> {
@@ -360,13 +367,12 @@ impl ScheduledExecutor {
     ) -> (Vec<(Address, Account)>, u128, u128) {
         let partitions = plan.parts.len();
         let changed = |p: usize| -> (Vec<(Address, Account)>, Option<Touched>) {
-            let Some(slots) = plan.parts.get(p).map(|part| &part.slots) else {
+            let Some(part) = plan.parts.get(p) else {
                 return (Vec::new(), None);
             };
-            let mut out = Vec::with_capacity(slots.len());
+            let mut out = Vec::with_capacity(part.slots.len());
             let mut sink = None;
-            for s in slots {
-                let before = s.before;
+            for (s, &before) in part.slots.iter().zip(&part.befores) {
                 let after = Account {
                     balance: s.balance.load(Ordering::Relaxed),
                     nonce: s.nonce.load(Ordering::Relaxed),
@@ -449,13 +455,17 @@ impl BlockExecutor for ScheduledExecutor {
             any_slot: &placeholder,
             block,
             chain_id,
-            next: AtomicUsize::new(0),
             failed: AtomicBool::new(false),
         };
         let parts = if parallel {
-            self.workers.broadcast(|_| run.work())
+            // Each worker runs the transactions whose sender it planned: their sender's slot
+            // is already in its cache.
+            self.workers.broadcast(|w| {
+                let own = plan.parts.get(w).map_or(&[][..], |p| &p.own[..]);
+                run.work(own.iter().map(|&i| i as usize))
+            })
         } else {
-            vec![run.work()]
+            vec![run.work(0..block.len())]
         };
         let mut receipts: Vec<Option<Receipt>> = vec![None; block.len()];
         for part in parts {
