@@ -52,26 +52,30 @@
 //!
 //! ## Measurements and the default
 //!
-//! `cargo bench -p aurigraph-benches --bench executor -- --warm-up-time 1
-//! --measurement-time 3`, blocks of 10,000 transfers between 110,000 accounts, median time
-//! per block on the shared 2-core machine while other engineers were compiling (load
-//! average 1.6-2.5 during the runs below; runs under other loads, with their commands and
-//! dates, are recorded in the *Executor* section of `docs/PERFORMANCE.md`):
+//! `EXECUTOR_QUICK_ROUNDS=40 cargo bench -p aurigraph-benches --bench executor` (the
+//! executors round-robin on the same blocks), blocks of 10,000 transfers between 110,000
+//! accounts, median time per block on the shared 2-core machine (2026-12-01 23:09, load
+//! average 1.5), in brackets the median of the per-round ratios to the sequential one; other
+//! runs, with their commands and dates, are in the *Executor* section of
+//! `docs/PERFORMANCE.md`:
 //!
 //! | contention | sequential | scheduled x1 | scheduled x2 | Block-STM x1 | Block-STM x2 |
 //! |---|---|---|---|---|---|
-//! | low (1 % pay one of 4 hot accounts) | 8.96 ms | 7.43 ms | 5.89 ms (1.52x) | 21.3 ms | 23.4 ms |
-//! | full (every transfer pays one account) | 9.88 ms | 13.4 ms | 10.8 ms (0.91x, runs serially) | 27.4 ms | 59.2 ms |
+//! | low (1 % pay one of 4 hot accounts) | 10.6 ms | 5.89 ms (1.97x) | 4.39 ms (2.42x) | 29.8 ms | 25.6 ms |
+//! | full (every transfer pays one account) | 6.33 ms | 4.02 ms (1.59x) | 3.46 ms (1.88x, runs serially) | 21.7 ms | 24.5 ms |
 //!
-//! Reads of the state (cache misses) dominate a transfer; Block-STM's bookkeeping (version
-//! maps, read sets, locks) costs two to three times the work itself, so it loses at every
-//! contention level on cheap transfers. The scheduler wins because declared accounts make
+//! Reads of the state (cache misses) dominate a transfer: the scheduler reads a block's
+//! accounts in overlapped batches while planning ([`StateView::accounts`]), which is most of
+//! its lead even on one thread. Block-STM's bookkeeping (version maps, read sets, locks)
+//! costs two to three times the work itself, so it loses at every contention level on cheap
+//! transfers. The scheduler wins because declared accounts make
 //! speculation unnecessary: [`ExecutorKind::default`] is [`ExecutorKind::Scheduled`].
 //! Under oversubscription (more runnable threads than cores) a parallel executor's workers
 //! wait on descheduled peers and fall behind the sequential one: size `threads` to the
 //! cores the node really has.
 //!
 //! [`Transaction::validate`]: crate::tx::Transaction::validate
+//! [`StateView::accounts`]: crate::state::StateView::accounts
 //! [`Transaction::accounts`]: crate::tx::Transaction::accounts
 
 mod block_stm;
