@@ -494,3 +494,72 @@ fn state_root_known_answers() {
     assert_eq!(genesis_root.to_string(), GENESIS_ROOT);
     assert_eq!(after.to_string(), AFTER_TRANSFER_ROOT);
 }
+
+/// ZIP-215 lets anyone sign for a small-order key (above), so the ledger refuses every one
+/// of the 14 encodings as a sender and as a recipient: decoding answers
+/// `E_TX_SMALL_ORDER_ADDRESS`, and an executor handed such a transaction anyway (a faulty
+/// proposer) skips it as invalid, every executor alike. The engine's table is checked against
+/// this file's own list.
+#[test]
+fn small_order_addresses_are_refused_as_sender_and_recipient() {
+    use aurigraph_engine::executor::{
+        BlockExecutor, ScheduledExecutor, SequentialExecutor, TxStatus,
+    };
+    use aurigraph_engine::tx::{SMALL_ORDER_ENCODINGS, is_small_order};
+    use std::sync::Arc;
+
+    let mut ours = small_order_encodings();
+    let mut engine: Vec<[u8; 32]> = SMALL_ORDER_ENCODINGS.to_vec();
+    ours.sort();
+    engine.sort();
+    assert_eq!(ours, engine, "the engine's table is the 14 encodings");
+
+    let (key, sender) = keypair_from_seed([9; 32]);
+    let honest_to = keypair_from_seed([10; 32]).1;
+    assert!(!is_small_order(&sender) && !is_small_order(&honest_to));
+    let mut block = Vec::new();
+    for (i, a) in small_order_encodings().into_iter().enumerate() {
+        // As the recipient, of a transfer and of a multi-transfer, properly signed.
+        let to_small = Transaction {
+            chain_id: 1,
+            sender,
+            nonce: i as u64,
+            fee: 1,
+            op: Operation::Transfer {
+                to: Address(a),
+                amount: 5,
+            },
+        };
+        let multi = Transaction {
+            op: Operation::MultiTransfer {
+                outputs: vec![(honest_to, 1), (Address(a), 1)],
+            },
+            ..to_small.clone()
+        };
+        // As the sender, with the signature (identity R, s = 0) that verifies for any message.
+        let from_small = with_signature(a, 0, sig(unhex::<32>(TORSION_CANONICAL[0]), [0; 32]));
+        for stx in [to_small.sign(&key), multi.sign(&key), from_small] {
+            let err = SignedTransaction::decode(stx.encoded()).unwrap_err();
+            assert_eq!(err.code(), "E_TX_SMALL_ORDER_ADDRESS", "{}: {err}", hex(&a));
+            assert!(stx.tx().validate().is_err());
+            block.push(Arc::new(stx));
+        }
+    }
+    let state = ShardedState::from_genesis(
+        &Genesis {
+            chain_id: 1,
+            allocations: vec![(sender, 1_000_000)],
+        },
+        16,
+    )
+    .unwrap();
+    let executors: [Box<dyn BlockExecutor>; 2] = [
+        Box::new(SequentialExecutor::new()),
+        Box::new(ScheduledExecutor::new(2).unwrap()),
+    ];
+    for exec in &executors {
+        let out = exec.execute(&state, 1, &block).unwrap();
+        assert!(out.receipts.iter().all(|r| r.status == TxStatus::Invalid));
+        assert!(out.write_set.is_empty(), "nothing moves");
+    }
+}

@@ -16,7 +16,9 @@
 //! - Signatures are checked under ZIP-215 rules (`ed25519-consensus`), for which single and
 //!   batch verification accept exactly the same signatures, so replicas never disagree.
 //! - Decoding is strict: no trailing bytes, no unknown version or operation, amounts above
-//!   zero, no transfer to oneself, at most [`MAX_TX_BYTES`] bytes. It never panics.
+//!   zero, no transfer to oneself, no small-order point as sender or recipient
+//!   ([`SMALL_ORDER_ENCODINGS`]: ZIP-215 lets anyone sign for those), at most
+//!   [`MAX_TX_BYTES`] bytes. It never panics.
 //!
 //! ## Stability
 //!
@@ -47,6 +49,68 @@ pub const SIGNING_DOMAIN: &[u8; 16] = b"AURIGRAPH-TX-V1\0";
 pub const MAX_TX_BYTES: usize = 1024;
 /// Most outputs of a [`Operation::MultiTransfer`].
 pub const MAX_OUTPUTS: usize = 16;
+
+/// The 14 encodings of small-order points that ZIP-215 accepts as verification keys: the
+/// eight points of order 1, 2, 4 and 8 (canonical), then the identity and (0, -1) with the
+/// sign bit set, and y = p + 1 and y = p, each with the sign bit clear and set. For such a
+/// key a signature exists that verifies for every message (`engine/tests/vectors.rs`), so
+/// whoever sends from, or is paid at, one of these addresses gives the funds to anyone:
+/// [`Transaction::validate`] refuses them as sender and as recipient.
+pub const SMALL_ORDER_ENCODINGS: [[u8; 32]; 14] = [
+    from_hex("0100000000000000000000000000000000000000000000000000000000000000"),
+    from_hex("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    from_hex("0000000000000000000000000000000000000000000000000000000000000000"),
+    from_hex("0000000000000000000000000000000000000000000000000000000000000080"),
+    from_hex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    from_hex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"),
+    from_hex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    from_hex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa"),
+    from_hex("0100000000000000000000000000000000000000000000000000000000000080"),
+    from_hex("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"),
+    from_hex("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    from_hex("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"),
+    from_hex("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    from_hex("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"),
+];
+
+/// Their first eight bytes (little-endian), a cheap filter in front of the full comparison.
+const SMALL_ORDER_HEADS: [u64; 14] = {
+    let mut out = [0u64; 14];
+    let mut i = 0;
+    while i < 14 {
+        let e = &SMALL_ORDER_ENCODINGS[i];
+        out[i] = u64::from_le_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]);
+        i += 1;
+    }
+    out
+};
+
+const fn from_hex(s: &str) -> [u8; 32] {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => panic!("not a lowercase hex digit"),
+        }
+    }
+    let b = s.as_bytes();
+    assert!(b.len() == 64, "32 bytes of hex");
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = nibble(b[2 * i]) << 4 | nibble(b[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
+/// Whether `address` is one of [`SMALL_ORDER_ENCODINGS`].
+pub fn is_small_order(address: &Address) -> bool {
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&address.0[..8]);
+    SMALL_ORDER_HEADS.contains(&u64::from_le_bytes(head))
+        && SMALL_ORDER_ENCODINGS.contains(&address.0)
+}
 
 const HEADER_LEN: usize = 1 + 4 + 32 + 8 + 8;
 const SIG_LEN: usize = 64;
@@ -174,6 +238,9 @@ pub enum TxError {
     /// A field outside its valid range.
     #[error("invalid field: {0}")]
     Field(&'static str),
+    /// The sender or a recipient is a small-order point (see [`SMALL_ORDER_ENCODINGS`]).
+    #[error("{0} is a small-order point: anyone can sign for it")]
+    SmallOrderAddress(&'static str),
     /// The signature does not verify.
     #[error("bad signature")]
     BadSignature,
@@ -189,6 +256,7 @@ impl TxError {
             TxError::UnknownOp(_) => "E_TX_UNKNOWN_OP",
             TxError::Trailing(_) => "E_TX_TRAILING_BYTES",
             TxError::Field(_) => "E_TX_FIELD",
+            TxError::SmallOrderAddress(_) => "E_TX_SMALL_ORDER_ADDRESS",
             TxError::BadSignature => "E_BAD_SIGNATURE",
         }
     }
@@ -197,6 +265,9 @@ impl TxError {
 impl Transaction {
     /// Checks the field rules that decoding enforces.
     pub fn validate(&self) -> Result<(), TxError> {
+        if is_small_order(&self.sender) {
+            return Err(TxError::SmallOrderAddress("the sender"));
+        }
         match &self.op {
             Operation::Transfer { to, amount } => {
                 if *amount == 0 {
@@ -204,6 +275,9 @@ impl Transaction {
                 }
                 if *to == self.sender {
                     return Err(TxError::Field("transfer to the sender itself"));
+                }
+                if is_small_order(to) {
+                    return Err(TxError::SmallOrderAddress("the recipient"));
                 }
             }
             Operation::MultiTransfer { outputs } => {
@@ -216,6 +290,9 @@ impl Transaction {
                     }
                     if *to == self.sender {
                         return Err(TxError::Field("transfer to the sender itself"));
+                    }
+                    if is_small_order(to) {
+                        return Err(TxError::SmallOrderAddress("a recipient"));
                     }
                 }
                 let total = outputs
