@@ -7,6 +7,9 @@
 //! at least 100 rows, when it runs the misbehaviour under test. The host's warm-up uses
 //! smaller batches, so such a plugin loads, then misbehaves on big batches only.
 
+mod wasm_support;
+use wasm_support::BUMP_ALLOCATOR;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,19 +35,7 @@ const SLACK: Duration = Duration::from_millis(250);
 fn module(misbehave: &str, extra: &str, meta: &str, slot_exports: &str) -> Vec<u8> {
     let text = format!(
         r#"(module
-  (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 1024))
-  (func $alloc (param $size i32) (result i32) (local $p i32) (local $end i32)
-    (local.set $p (i32.and (i32.add (global.get $heap) (i32.const 7)) (i32.const -8)))
-    (local.set $end (i32.add (local.get $p) (local.get $size)))
-    (global.set $heap (local.get $end))
-    (block $ok
-      (br_if $ok (i32.le_u (local.get $end) (i32.mul (memory.size) (i32.const 65536))))
-      (br_if $ok (i32.ne (i32.const -1) (memory.grow (i32.add (i32.const 1) (i32.shr_u
-        (i32.sub (local.get $end) (i32.mul (memory.size) (i32.const 65536))) (i32.const 16))))))
-      unreachable)
-    (local.get $p))
-  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (call $alloc (local.get 3)))
+{BUMP_ALLOCATOR}
   (data (i32.const 64) "wat-test")
   (data (i32.const 80) "1.0.0")
   (data (i32.const 96) "\00\00\00\00\01\00\00\00")

@@ -6,6 +6,9 @@
 //! The example plugins come from `plugins/dist` (built by `./scripts/build-plugins`); small WAT
 //! plugins with a chosen name and version stand in where a test needs several versions.
 
+mod wasm_support;
+use wasm_support::BUMP_ALLOCATOR;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -71,19 +74,7 @@ fn wat_plugin(name: &str, version: &str, slots: &[SlotKind]) -> Vec<u8> {
         .collect();
     let text = format!(
         r#"(module
-  (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 1024))
-  (func $alloc (param $size i32) (result i32) (local $p i32) (local $end i32)
-    (local.set $p (i32.and (i32.add (global.get $heap) (i32.const 7)) (i32.const -8)))
-    (local.set $end (i32.add (local.get $p) (local.get $size)))
-    (global.set $heap (local.get $end))
-    (block $ok
-      (br_if $ok (i32.le_u (local.get $end) (i32.mul (memory.size) (i32.const 65536))))
-      (br_if $ok (i32.ne (i32.const -1) (memory.grow (i32.add (i32.const 1) (i32.shr_u
-        (i32.sub (local.get $end) (i32.mul (memory.size) (i32.const 65536))) (i32.const 16))))))
-      unreachable)
-    (local.get $p))
-  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (call $alloc (local.get 3)))
+{BUMP_ALLOCATOR}
   (data (i32.const 64) "{name}")
   (data (i32.const 80) "{version}")
   (data (i32.const 96) "{decls}")

@@ -74,6 +74,7 @@ pub use policy::{
     BUCKET_MAX_MODEL_BYTES, DEFAULT_BUCKETS, LoadOptions, LoadReport, OnnxPolicy, own_ops,
     supports_op,
 };
+pub(crate) use registry::{FileStamp, stamp_of};
 pub use registry::{LoadFailure, ModelKey, ModelRegistry, ModelSummary, PollReport, Watcher};
 
 /// The largest model file accepted: 60 MB (60 * 1024 * 1024 bytes).

@@ -93,8 +93,8 @@ pub struct ModelSummary {
 
 #[derive(Clone, PartialEq, Eq)]
 struct Stamp {
-    manifest: (u64, Option<SystemTime>),
-    model: (u64, Option<SystemTime>),
+    manifest: FileStamp,
+    model: FileStamp,
 }
 
 struct FolderState {
@@ -128,7 +128,12 @@ impl fmt::Debug for ModelRegistry {
     }
 }
 
-fn stamp_of(path: &Path) -> (u64, Option<SystemTime>) {
+/// What a registry compares to tell a file changed: its length and modification time
+/// (`u64::MAX` and none when it cannot be read). Shared with the plugins registry.
+pub(crate) type FileStamp = (u64, Option<SystemTime>);
+
+/// The [`FileStamp`] of `path` now.
+pub(crate) fn stamp_of(path: &Path) -> FileStamp {
     match std::fs::metadata(path) {
         Ok(m) => (m.len(), m.modified().ok()),
         Err(_) => (u64::MAX, None),

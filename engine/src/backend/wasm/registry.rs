@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -45,6 +45,7 @@ use super::error::{PluginError, Result};
 use super::plugin::WasmPlugin;
 use super::policy::WasmPolicy;
 use super::runtime::WasmRuntime;
+use crate::onnx::stamp_of;
 use crate::onnx::{LoadFailure, ModelKey, PollReport, Watcher};
 use crate::policy::{BackendKind, Policy};
 use crate::rollout::{PolicyRef, PolicyResolver};
@@ -65,7 +66,7 @@ pub struct PluginSummary {
     pub blake3: String,
 }
 
-type Stamp = (u64, Option<SystemTime>);
+type Stamp = crate::onnx::FileStamp;
 
 struct EntryState {
     stamp: Option<Stamp>,
@@ -102,13 +103,6 @@ impl fmt::Debug for PluginRegistry {
         f.debug_struct("PluginRegistry")
             .field("root", &self.root)
             .finish_non_exhaustive()
-    }
-}
-
-fn stamp_of(path: &Path) -> Stamp {
-    match std::fs::metadata(path) {
-        Ok(m) => (m.len(), m.modified().ok()),
-        Err(_) => (u64::MAX, None),
     }
 }
 
