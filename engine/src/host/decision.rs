@@ -176,6 +176,25 @@ pub struct DecisionRecord<'a> {
 /// buffer); a panic in it is caught and never changes the decision.
 pub type DecisionObserver = Arc<dyn Fn(&DecisionRecord<'_>) + Send + Sync>;
 
+/// The leading columns of a per-slot telemetry export (`aurigraph telemetry export --slot`),
+/// before the slot's feature names: what a decision record becomes as one training row. The
+/// node's exporter writes them and the training crate's reader checks them, from this one
+/// list.
+pub const SLOT_EXPORT_COLUMNS: [&str; 12] = [
+    "height",
+    "seq",
+    "key",
+    "at_ms",
+    "arm",
+    "backend",
+    "name",
+    "version",
+    "fallback",
+    "latency_us",
+    "features_digest",
+    "row",
+];
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;

@@ -58,6 +58,7 @@ pub use breaker::BreakerConfig;
 pub use builder::SlotHostBuilder;
 pub use decision::{
     Answerer, Arm, Decision, DecisionObserver, DecisionRecord, DecisionTag, FallbackReason,
+    SLOT_EXPORT_COLUMNS,
 };
 pub use status::{ArmTotals, ScheduleStatus, ShadowSummary, SlotStatus};
 

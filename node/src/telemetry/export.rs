@@ -163,20 +163,7 @@ pub const CSV_COLUMNS: [&str; 36] = [
 ];
 
 /// The leading CSV columns with `--slot`.
-pub const SLOT_COLUMNS: [&str; 12] = [
-    "height",
-    "seq",
-    "key",
-    "at_ms",
-    "arm",
-    "backend",
-    "name",
-    "version",
-    "fallback",
-    "latency_us",
-    "features_digest",
-    "row",
-];
+pub const SLOT_COLUMNS: [&str; 12] = aurigraph_engine::host::SLOT_EXPORT_COLUMNS;
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {

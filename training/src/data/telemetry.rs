@@ -21,20 +21,7 @@ use std::io::BufRead;
 use aurigraph_engine::SlotKind;
 
 /// The leading columns of the per-slot export, before the features.
-pub const LEADING_COLUMNS: [&str; 12] = [
-    "height",
-    "seq",
-    "key",
-    "at_ms",
-    "arm",
-    "backend",
-    "name",
-    "version",
-    "fallback",
-    "latency_us",
-    "features_digest",
-    "row",
-];
+pub const LEADING_COLUMNS: [&str; 12] = aurigraph_engine::host::SLOT_EXPORT_COLUMNS;
 
 /// A telemetry export that cannot be read.
 #[derive(Debug, thiserror::Error)]
