@@ -34,40 +34,22 @@ pub fn throughput(report: &AbReport, path: &Path) -> Result<()> {
         .fold(0.0f64, f64::max)
         .max(1.0)
         * 1.1;
-    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(e(path))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Throughput, workload {} (committed tx/s)", report.workload),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-        .map_err(e(path))?;
-    chart
-        .configure_mesh()
-        .x_desc("arm's active time (s, rounds end to end)")
-        .y_desc("tx/s")
-        .draw()
-        .map_err(e(path))?;
-    for (s, spec, color, arm) in series {
-        chart
-            .draw_series(LineSeries::new(s.iter().copied(), color.stroke_width(2)))
-            .map_err(e(path))?
-            .label(format!("{arm}: {spec}"))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(e(path))?;
-    root.present().map_err(e(path))?;
-    Ok(())
+    let lines = series
+        .iter()
+        .map(|(s, spec, color, arm)| (s.to_vec(), format!("{arm}: {spec}"), *color))
+        .collect();
+    line_chart(
+        path,
+        Chart {
+            caption: format!("Throughput, workload {} (committed tx/s)", report.workload),
+            x_desc: "arm's active time (s, rounds end to end)",
+            y_desc: "tx/s",
+            y_label_area: 70,
+            x_max,
+            y_max,
+        },
+        lines,
+    )
 }
 
 /// The CDF of submit-to-commit latency of both arms (from the 0..100% quantiles).
@@ -82,37 +64,67 @@ pub fn latency_cdf(report: &AbReport, path: &Path) -> Result<()> {
         .fold(0.0f64, f64::max)
         .max(1.0)
         * 1.05;
+    let lines = series
+        .iter()
+        .map(|(q, spec, color, arm)| {
+            let pts = q
+                .iter()
+                .enumerate()
+                .map(|(i, ms)| (*ms, i as f64 / (q.len().max(2) - 1) as f64))
+                .collect();
+            (pts, format!("{arm}: {spec}"), *color)
+        })
+        .collect();
+    line_chart(
+        path,
+        Chart {
+            caption: format!("Submit-to-commit latency CDF, workload {}", report.workload),
+            x_desc: "latency (ms)",
+            y_desc: "share of transactions",
+            y_label_area: 60,
+            x_max,
+            y_max: 1.0,
+        },
+        lines,
+    )
+}
+
+/// One line of a chart: its points, its legend label and its colour.
+type Line = (Vec<(f64, f64)>, String, RGBColor);
+
+/// The frame of a line chart: axes from 0 to the maxima.
+struct Chart {
+    caption: String,
+    x_desc: &'static str,
+    y_desc: &'static str,
+    y_label_area: u32,
+    x_max: f64,
+    y_max: f64,
+}
+
+/// Draws `lines` (points, legend label, colour) on `chart`'s frame into an SVG at `path`.
+fn line_chart(path: &Path, chart: Chart, lines: Vec<Line>) -> Result<()> {
     let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(e(path))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Submit-to-commit latency CDF, workload {}", report.workload),
-            ("sans-serif", 20),
-        )
+    let mut c = ChartBuilder::on(&root)
+        .caption(chart.caption, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max, 0.0..1.0)
+        .y_label_area_size(chart.y_label_area)
+        .build_cartesian_2d(0.0..chart.x_max, 0.0..chart.y_max)
         .map_err(e(path))?;
-    chart
-        .configure_mesh()
-        .x_desc("latency (ms)")
-        .y_desc("share of transactions")
+    c.configure_mesh()
+        .x_desc(chart.x_desc)
+        .y_desc(chart.y_desc)
         .draw()
         .map_err(e(path))?;
-    for (q, spec, color, arm) in series {
-        let pts = q
-            .iter()
-            .enumerate()
-            .map(|(i, ms)| (*ms, i as f64 / (q.len().max(2) - 1) as f64));
-        chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+    for (pts, label, color) in lines {
+        c.draw_series(LineSeries::new(pts, color.stroke_width(2)))
             .map_err(e(path))?
-            .label(format!("{arm}: {spec}"))
+            .label(label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
+    c.configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .position(SeriesLabelPosition::LowerRight)
