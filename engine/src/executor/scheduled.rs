@@ -281,6 +281,10 @@ impl Run<'_> {
 
     fn execute(&self, i: usize, stx: &SignedTransaction) -> Result<Receipt, ExecutorError> {
         let partitions = self.plan.parts.len();
+        // The declared accounts again (the plan saw them too): each account's partition,
+        // hence which list holds its ticket, comes from its address. Recording it in the plan
+        // would take one array written by every planning worker, the false sharing the
+        // per-partition lists avoid; re-deriving costs a few copies of the addresses.
         let mut buf = [FEE_SINK; MAX_TOUCHED];
         let n = declared(stx.tx(), &mut buf);
         let from = self.plan.offsets[i] as usize;
