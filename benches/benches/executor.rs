@@ -19,11 +19,11 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use aurigraph_engine::executor::{
+use aurigraph_ledger::executor::{
     BlockExecutor, BlockStmExecutor, ScheduledExecutor, SequentialExecutor,
 };
-use aurigraph_engine::state::{Genesis, ShardedState};
-use aurigraph_engine::tx::{Address, Operation, SignedTransaction, Transaction, keypair_from_seed};
+use aurigraph_ledger::state::{Genesis, ShardedState};
+use aurigraph_ledger::tx::{Address, Operation, SignedTransaction, Transaction, keypair_from_seed};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

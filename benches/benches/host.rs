@@ -12,9 +12,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aurigraph_engine::fault::{Fault, FaultyPolicy};
-use aurigraph_engine::rollout::Mode;
-use aurigraph_engine::{HostConfig, SlotHost, SlotKind};
+use aurigraph_decision::fault::{Fault, FaultyPolicy};
+use aurigraph_decision::rollout::Mode;
+use aurigraph_decision::{HostConfig, SlotHost, SlotKind};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;

@@ -2,7 +2,7 @@
 //! plans specialised by batch-size bucket, load time, and 1,000 load-and-swap cycles
 //! through a `SlotHost` with resident-memory growth.
 //!
-//! Models: the committed compatibility fixtures (`engine/tests/fixtures/onnx/`) and every
+//! Models: the committed compatibility fixtures (`engine/onnx/tests/fixtures/onnx/`) and every
 //! shipped model folder in `models/` (made by `training/`). A folder that does not load
 //! stops the bench with its code (a shipped model the node refuses is a bug, not a row to
 //! skip), and so does a `models/` without the four shipped models. Each evaluation runs on
@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aurigraph_engine::onnx::{LoadOptions, Manifest, OnnxPolicy};
-use aurigraph_engine::{BackendKind, FallbackReason, HostConfig, Policy, SlotHost, SlotKind};
+use aurigraph_decision::{BackendKind, FallbackReason, HostConfig, Policy, SlotHost, SlotKind};
+use aurigraph_onnx::{LoadOptions, Manifest, OnnxPolicy};
 use criterion::{BenchmarkId, Criterion};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -38,7 +38,7 @@ const SHIPPED_MODELS: usize = 4;
 fn model_folders() -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     for (kind, dir) in [
-        ("fixture", root().join("engine/tests/fixtures/onnx")),
+        ("fixture", root().join("engine/onnx/tests/fixtures/onnx")),
         ("shipped", root().join("models")),
     ] {
         let entries = std::fs::read_dir(&dir)
@@ -70,8 +70,8 @@ fn model_folders() -> Vec<(String, PathBuf)> {
 /// 1 and 10,000 rows for batched slots, 1 row for the others.
 fn rows_of(slot: SlotKind) -> Vec<usize> {
     match slot.contract().rows {
-        aurigraph_engine::slot::Rows::Batch => vec![1, 10_000],
-        aurigraph_engine::slot::Rows::Single => vec![1],
+        aurigraph_decision::slot::Rows::Batch => vec![1, 10_000],
+        aurigraph_decision::slot::Rows::Single => vec![1],
     }
 }
 
@@ -97,7 +97,7 @@ fn inference(c: &mut Criterion) {
 fn buckets(c: &mut Criterion) {
     let mut g = c.benchmark_group("onnx_buckets");
     let far = Instant::now() + Duration::from_secs(3600);
-    let dir = root().join("engine/tests/fixtures/onnx/torch_mlp");
+    let dir = root().join("engine/onnx/tests/fixtures/onnx/torch_mlp");
     let symbolic = OnnxPolicy::load_folder(
         &dir,
         &LoadOptions {
@@ -123,7 +123,7 @@ fn buckets(c: &mut Criterion) {
 fn load(c: &mut Criterion) {
     let mut g = c.benchmark_group("onnx_load");
     g.sample_size(10);
-    let dir = root().join("engine/tests/fixtures/onnx/torch_mlp");
+    let dir = root().join("engine/onnx/tests/fixtures/onnx/torch_mlp");
     let manifest = Manifest::read(&dir).expect("manifest");
     let bytes = std::fs::read(dir.join("model.onnx")).expect("model");
     for (label, options) in [
@@ -157,7 +157,7 @@ fn vm_rss_kb() -> Option<u64> {
 /// 1,000 load-and-swap cycles (full load path: all plans, warm-up and the 10,000-row
 /// timing), after 100 cycles of settling. Returns whether growth stayed within 5%.
 fn load_and_swap() -> bool {
-    let dir = root().join("engine/tests/fixtures/onnx/torch_mlp");
+    let dir = root().join("engine/onnx/tests/fixtures/onnx/torch_mlp");
     let base = Manifest::read(&dir).expect("manifest");
     let bytes = std::fs::read(dir.join("model.onnx")).expect("model");
     let host = SlotHost::new(SlotKind::Ordering, HostConfig::default()).expect("host");

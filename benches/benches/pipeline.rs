@@ -13,10 +13,10 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use aurigraph_engine::host::HostConfig;
-use aurigraph_engine::metrics::EngineMetrics;
-use aurigraph_engine::pipeline::{Pipeline, PipelineConfig, PipelineSlots};
-use aurigraph_engine::workload::Workload;
+use aurigraph_decision::host::HostConfig;
+use aurigraph_decision::metrics::EngineMetrics;
+use aurigraph_ledger::pipeline::{Pipeline, PipelineConfig, PipelineSlots};
+use aurigraph_ledger::workload::Workload;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const TXS: usize = 100_000;

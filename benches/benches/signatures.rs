@@ -16,11 +16,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aurigraph_engine::admission::{Admission, AdmissionConfig, SignatureVerifier};
-use aurigraph_engine::state::{Account, StateView};
-use aurigraph_engine::tx::{Address, SignedTransaction};
-use aurigraph_engine::workload::{Workload, WorkloadConfig};
-use aurigraph_engine::{HostConfig, SlotHost, SlotKind};
+use aurigraph_decision::{HostConfig, SlotHost, SlotKind};
+use aurigraph_ledger::admission::{Admission, AdmissionConfig, SignatureVerifier};
+use aurigraph_ledger::state::{Account, StateView};
+use aurigraph_ledger::tx::{Address, SignedTransaction};
+use aurigraph_ledger::workload::{Workload, WorkloadConfig};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 struct GenesisState(HashMap<Address, Account>);

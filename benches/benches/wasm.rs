@@ -13,9 +13,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aurigraph_engine::backend::wasm::{RuntimeConfig, WasmPlugin, WasmRuntime};
-use aurigraph_engine::rollout::Mode;
-use aurigraph_engine::{HostConfig, Policy, SlotHost, SlotKind};
+use aurigraph_decision::rollout::Mode;
+use aurigraph_decision::{HostConfig, Policy, SlotHost, SlotKind};
+use aurigraph_wasm::{RuntimeConfig, WasmPlugin, WasmRuntime};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;

@@ -19,9 +19,9 @@
 //! (format through transactions root). Receipts are outputs of execution, so they are stored
 //! but not hashed: a replica that re-executes the block recomputes them and the state root.
 
-use aurigraph_engine::executor::{Receipt, TxStatus};
-use aurigraph_engine::state::root::StateRoot;
-use aurigraph_engine::tx::{SignedTransaction, TxHash};
+use aurigraph_ledger::executor::{Receipt, TxStatus};
+use aurigraph_ledger::state::root::StateRoot;
+use aurigraph_ledger::tx::{SignedTransaction, TxHash};
 
 /// Format byte of version 1.
 pub const BLOCK_FORMAT: u8 = 1;
@@ -214,7 +214,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aurigraph_engine::tx::{Address, Operation, Transaction, keypair_from_seed};
+    use aurigraph_ledger::tx::{Address, Operation, Transaction, keypair_from_seed};
 
     fn tx(nonce: u64) -> SignedTransaction {
         let (key, sender) = keypair_from_seed([3; 32]);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use aurigraph_engine::tx::{Address, Operation, Transaction};
+use aurigraph_ledger::tx::{Address, Operation, Transaction};
 use aurigraph_node::config::dev_key;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};

@@ -14,8 +14,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use aurigraph_engine::state::Genesis;
-use aurigraph_engine::tx::{Address, keypair_from_seed};
+use aurigraph_ledger::state::Genesis;
+use aurigraph_ledger::tx::{Address, keypair_from_seed};
 use ed25519_consensus::SigningKey;
 use serde::{Deserialize, Serialize};
 
@@ -119,7 +119,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             sync: true,
-            state_shards: aurigraph_engine::state::DEFAULT_SHARDS,
+            state_shards: aurigraph_ledger::state::DEFAULT_SHARDS,
         }
     }
 }

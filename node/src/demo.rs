@@ -29,12 +29,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use aurigraph_engine::fault::{Fault, FaultyPolicy};
-use aurigraph_engine::host::WARMUP_INPUTS;
-use aurigraph_engine::rollout::{Mode, PolicyRef, PolicyResolver, StepSchedule};
-use aurigraph_engine::tx::TxHash;
-use aurigraph_engine::workload::Workload;
-use aurigraph_engine::{BackendKind, Policy, SlotKind};
+use aurigraph_decision::fault::{Fault, FaultyPolicy};
+use aurigraph_decision::host::WARMUP_INPUTS;
+use aurigraph_decision::rollout::{Mode, PolicyRef, PolicyResolver, StepSchedule};
+use aurigraph_decision::{BackendKind, Policy, SlotKind};
+use aurigraph_ledger::tx::TxHash;
+use aurigraph_ledger::workload::Workload;
 use aurigraph_node::config::Allocation;
 use aurigraph_node::{Node, NodeConfig, NodeCore};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};

@@ -103,8 +103,8 @@ impl ApiError {
     }
 
     /// Maps an engine error (admin calls) to a refusal.
-    pub fn from_engine(e: &aurigraph_engine::EngineError) -> Self {
-        use aurigraph_engine::EngineError as E;
+    pub fn from_engine(e: &aurigraph_decision::EngineError) -> Self {
+        use aurigraph_decision::EngineError as E;
         let kind = match e {
             E::UnknownSlot(_) | E::InvalidInput { .. } | E::InvalidConfig(_) => {
                 ErrorKind::BadRequest

@@ -1,7 +1,9 @@
 //! # The aurigraph node
 //!
-//! The engine (`aurigraph-engine`) owns decisions and execution; this crate owns I/O: RocksDB
-//! storage ([`storage`]), block production and the consensus seam ([`node`]), the APIs
+//! The decision core (`aurigraph-decision`) and its backends (`aurigraph-onnx`,
+//! `aurigraph-wasm`) own decisions, the ledger (`aurigraph-ledger`) owns execution; this
+//! crate owns I/O: RocksDB storage ([`storage`]), the models and plugins registries as one
+//! resolver ([`registries`]), block production and the consensus seam ([`node`]), the APIs
 //! ([`api`]: gRPC `aurigraph.v1` and its REST/WebSocket mirror on one address), the admin
 //! API, Prometheus metrics ([`metrics`]) and the configuration ([`config`]). The `aurigraph`
 //! binary (CLI) is built on it; integration tests start a real node through [`Node`].
@@ -13,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod node;
+pub mod registries;
 pub mod service;
 pub mod storage;
 pub mod telemetry;

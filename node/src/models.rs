@@ -4,8 +4,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use aurigraph_engine::SlotKind;
-use aurigraph_engine::onnx::{LoadOptions, OnnxError, OnnxPolicy};
+use aurigraph_decision::SlotKind;
+use aurigraph_onnx::{LoadOptions, OnnxError, OnnxPolicy};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::cli::{ModelsCommand, SchemaArgs, ValidateArgs};
@@ -109,7 +109,7 @@ fn validate(args: &ValidateArgs) -> Result<()> {
 fn schema(args: &SchemaArgs) -> Result<()> {
     let slot: SlotKind = match args.slot.parse() {
         Ok(s) => s,
-        Err(e) => bail!("[{}] {e}", aurigraph_engine::EngineError::code(&e)),
+        Err(e) => bail!("[{}] {e}", aurigraph_decision::EngineError::code(&e)),
     };
     let c = slot.contract();
     if args.json {

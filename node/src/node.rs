@@ -23,18 +23,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::registries::Registries;
 use anyhow::{Context, Result};
-use aurigraph_engine::backend::Registries;
-use aurigraph_engine::backend::wasm::{PluginRegistry, WasmRuntime};
-use aurigraph_engine::batcher::BatcherConfig;
-use aurigraph_engine::executor::ExecutorConfig;
-use aurigraph_engine::mempool::{MempoolConfig, Removal};
-use aurigraph_engine::onnx::{LoadOptions, ModelRegistry};
-use aurigraph_engine::pipeline::{Pipeline, PipelineConfig, PipelineSlots, ProducedBlock};
-use aurigraph_engine::slot::{demand, leader_health};
-use aurigraph_engine::state::ShardedState;
-use aurigraph_engine::tx::SignedTransaction;
-use aurigraph_engine::{SlotHost, SlotKind};
+use aurigraph_decision::slot::{demand, leader_health};
+use aurigraph_decision::{SlotHost, SlotKind};
+use aurigraph_ledger::batcher::BatcherConfig;
+use aurigraph_ledger::executor::ExecutorConfig;
+use aurigraph_ledger::mempool::{MempoolConfig, Removal};
+use aurigraph_ledger::pipeline::{Pipeline, PipelineConfig, PipelineSlots, ProducedBlock};
+use aurigraph_ledger::state::ShardedState;
+use aurigraph_ledger::tx::SignedTransaction;
+use aurigraph_onnx::{LoadOptions, ModelRegistry};
+use aurigraph_wasm::{PluginRegistry, WasmRuntime};
 use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::broadcast;
 
@@ -52,9 +52,9 @@ pub struct BlockEvent {
     /// Block hash.
     pub hash: [u8; 32],
     /// State root after it.
-    pub state_root: aurigraph_engine::state::StateRoot,
+    pub state_root: aurigraph_ledger::state::StateRoot,
     /// Its transactions' receipts, in block order.
-    pub receipts: Vec<aurigraph_engine::executor::Receipt>,
+    pub receipts: Vec<aurigraph_ledger::executor::Receipt>,
     /// The executor's conflicts in this block (see `ExecStats::conflicts`).
     pub conflicts: u64,
     /// Executions beyond one per transaction (Block-STM only).
@@ -386,7 +386,7 @@ impl NodeCore {
     /// submit-to-commit latency of the block's transactions (ms, higher is worse). A
     /// decision the static policy answered in a fallback credits no arm.
     fn observe_outcomes(&self, produced: &ProducedBlock) {
-        let arm_of = |answer: &aurigraph_engine::batcher::SlotAnswer| {
+        let arm_of = |answer: &aurigraph_ledger::batcher::SlotAnswer| {
             answer.tag().filter(|t| t.fallback.is_none()).map(|t| t.arm)
         };
         if let Some(arm) = arm_of(&produced.batch.ordering) {

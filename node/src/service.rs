@@ -4,13 +4,13 @@
 
 use std::sync::atomic::Ordering;
 
-use aurigraph_engine::executor::Receipt;
-use aurigraph_engine::host::SlotStatus;
-use aurigraph_engine::policy::BackendKind;
-use aurigraph_engine::rollout::{Mode, PolicyRef, PolicyResolver, StepSchedule};
-use aurigraph_engine::state::StateView;
-use aurigraph_engine::tx::{Address, Operation, SignedTransaction, TxHash};
-use aurigraph_engine::{SlotHost, SlotKind};
+use aurigraph_decision::host::SlotStatus;
+use aurigraph_decision::policy::BackendKind;
+use aurigraph_decision::rollout::{Mode, PolicyRef, PolicyResolver, StepSchedule};
+use aurigraph_decision::{SlotHost, SlotKind};
+use aurigraph_ledger::executor::Receipt;
+use aurigraph_ledger::state::StateView;
+use aurigraph_ledger::tx::{Address, Operation, SignedTransaction, TxHash};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorKind};
@@ -358,7 +358,7 @@ impl NodeCore {
     /// otherwise. What it drops is below the committed nonce: either committed by the block
     /// racing with this call (its receipt is there) or truly stale; the admission books of
     /// both are cleared by the block's own `committed` bookkeeping.
-    fn raise_sender_nonces(&self, results: &[aurigraph_engine::pipeline::Submitted]) {
+    fn raise_sender_nonces(&self, results: &[aurigraph_ledger::pipeline::Submitted]) {
         let mempool = self.pipeline.mempool();
         let mut senders: Vec<Address> = results
             .iter()

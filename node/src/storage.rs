@@ -36,12 +36,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aurigraph_engine::EngineError;
-use aurigraph_engine::SlotKind;
-use aurigraph_engine::executor::Receipt;
-use aurigraph_engine::rollout::{RolloutRecord, RolloutStore};
-use aurigraph_engine::state::{Account, ShardedState, StateRoot};
-use aurigraph_engine::tx::{Address, TxHash};
+use aurigraph_decision::EngineError;
+use aurigraph_decision::SlotKind;
+use aurigraph_decision::rollout::{RolloutRecord, RolloutStore};
+use aurigraph_ledger::executor::Receipt;
+use aurigraph_ledger::state::{Account, ShardedState, StateRoot};
+use aurigraph_ledger::tx::{Address, TxHash};
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
 
 use crate::block::{StoredBlock, status_from_u8};

@@ -4,7 +4,7 @@
 
 mod common;
 
-use aurigraph_engine::tx::{Operation, Transaction};
+use aurigraph_ledger::tx::{Operation, Transaction};
 use aurigraph_node::config::dev_key;
 use aurigraph_node::proto;
 use common::*;

@@ -5,7 +5,7 @@
 
 use std::process::{Command, Output};
 
-use aurigraph_engine::SlotKind;
+use aurigraph_decision::SlotKind;
 
 fn schema(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aurigraph"))

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../engine/tests/fixtures/onnx")
+        .join("../engine/onnx/tests/fixtures/onnx")
         .join(name)
 }
 
@@ -54,7 +54,7 @@ fn every_fixture_validates() {
         "torch_mlp",
         "torch_demand",
     ] {
-        // 1,000 timed rows: the test binary is a dev build (see engine/tests/onnx_support).
+        // 1,000 timed rows: the test binary is a dev build (see engine/onnx/tests/onnx_support).
         let out = validate(&[
             fixture(name).to_str().unwrap(),
             "--json",

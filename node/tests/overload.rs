@@ -28,14 +28,14 @@ const GRPC_BATCH: u64 = 16;
 const OVERLOAD_CODES: [&str; 3] = ["E_OVERLOADED", "E_MEMPOOL_FULL", "E_SENDER_LIMIT"];
 
 /// A transfer of 1 from `acct` at nonce `n` with a fee above the load's 10.
-fn bumped(acct: u32, n: u64, fee: u64) -> aurigraph_engine::tx::SignedTransaction {
+fn bumped(acct: u32, n: u64, fee: u64) -> aurigraph_ledger::tx::SignedTransaction {
     let (key, sender) = aurigraph_node::config::dev_key(acct);
-    aurigraph_engine::tx::Transaction {
+    aurigraph_ledger::tx::Transaction {
         chain_id: 1,
         sender,
         nonce: n,
         fee,
-        op: aurigraph_engine::tx::Operation::Transfer {
+        op: aurigraph_ledger::tx::Operation::Transfer {
             to: dev_addr(63 - acct),
             amount: 1,
         },

@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aurigraph_engine::SlotKind;
-use aurigraph_engine::tx::{Operation, Transaction};
+use aurigraph_decision::SlotKind;
+use aurigraph_ledger::tx::{Operation, Transaction};
 use aurigraph_node::config::{FeatureRecording, dev_key};
 use aurigraph_node::telemetry::export::{ExportOptions, ExportSummary, Format, export};
 use aurigraph_node::{Node, NodeConfig};

@@ -20,7 +20,7 @@ pub enum TrainingError {
     Onnx(String),
     /// The engine refused something (a workload config, admission).
     #[error("engine: {0}")]
-    Engine(#[from] aurigraph_engine::EngineError),
+    Engine(#[from] aurigraph_decision::EngineError),
     /// The manifest could not be serialised.
     #[error("manifest: {0}")]
     Manifest(#[from] toml::ser::Error),

@@ -25,10 +25,10 @@
 //! - [`manifest`], [`metrics`], [`model`]: the `model.toml`, the evaluation metrics and the
 //!   writing of a model folder.
 //!
-//! Every random choice is drawn from the engine's [`WorkloadRng`](aurigraph_engine::workload::WorkloadRng)
+//! Every random choice is drawn from the engine's [`WorkloadRng`](aurigraph_ledger::workload::WorkloadRng)
 //! (a fixed xoshiro256** seeded by BLAKE3 key derivation), so a seed names the same models
 //! in every build. The exported graph always fits the slot contract
-//! ([`aurigraph_engine::SlotContract`]): input `features` `f32[N, F]` (or `f32[1, F]` for
+//! ([`aurigraph_decision::SlotContract`]): input `features` `f32[N, F]` (or `f32[1, F]` for
 //! single-row slots), output named and shaped as the contract says, range enforced in the
 //! graph (`Sigmoid`, `Clip`).
 

@@ -31,11 +31,11 @@ pub struct ModelFiles {
 
 impl TrainedModel {
     /// The encoded `model.onnx` and `model.toml`. The manifest is parsed back with the
-    /// engine's [`Manifest::parse`](aurigraph_engine::onnx::Manifest::parse), the parser the
+    /// engine's [`Manifest::parse`](aurigraph_onnx::Manifest::parse), the parser the
     /// node loads model folders with, so a manifest the node would refuse is never written.
     pub fn encode(&self) -> Result<(Vec<u8>, String)> {
         let toml = self.manifest.to_toml()?;
-        aurigraph_engine::onnx::Manifest::parse(&toml, &self.manifest.name).map_err(|e| {
+        aurigraph_onnx::Manifest::parse(&toml, &self.manifest.name).map_err(|e| {
             TrainingError::Contract {
                 code: e.code(),
                 reason: e.one_line(),

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use aurigraph_engine::SlotKind;
+use aurigraph_decision::SlotKind;
 use aurigraph_training::onnx::eval::{Tensor, run};
 use aurigraph_training::{TrainConfig, TrainableSlot};
 use rand::SeedableRng;

@@ -2,7 +2,7 @@
 //! valid outputs for the contract's sample inputs, matches the native prediction, and the
 //! held-out metrics say the model learned something.
 
-use aurigraph_engine::SlotKind;
+use aurigraph_decision::SlotKind;
 use aurigraph_training::manifest::Metric;
 use aurigraph_training::onnx::eval::{Tensor, run};
 use aurigraph_training::{TrainConfig, TrainableSlot, TrainedModel};

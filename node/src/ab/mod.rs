@@ -46,10 +46,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use aurigraph_engine::rollout::{PolicyRef, PolicyResolver};
-use aurigraph_engine::tx::TxHash;
-use aurigraph_engine::workload::{Event, Workload};
-use aurigraph_engine::{BackendKind, SlotKind};
+use aurigraph_decision::rollout::{PolicyRef, PolicyResolver};
+use aurigraph_decision::{BackendKind, SlotKind};
+use aurigraph_ledger::tx::TxHash;
+use aurigraph_ledger::workload::{Event, Workload};
 use indicatif::{ProgressBar, ProgressStyle};
 use parking_lot::Mutex;
 use serde::Serialize;

@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use aurigraph_node::ab::spec::{ArmSpec, PolicyChoice};
-//! use aurigraph_engine::SlotKind;
+//! use aurigraph_decision::SlotKind;
 //!
 //! let s: ArmSpec = "ordering=wasm:conflict-aware@1.0.0,batch_size=static".parse().unwrap();
 //! assert_eq!(
@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use aurigraph_engine::SlotKind;
+use aurigraph_decision::SlotKind;
 
 /// A SPEC that does not parse, with its stable code.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

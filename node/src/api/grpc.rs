@@ -360,7 +360,7 @@ impl AdminSvc {
     }
 }
 
-fn slot_state(s: &aurigraph_engine::host::SlotStatus) -> proto::SlotState {
+fn slot_state(s: &aurigraph_decision::host::SlotStatus) -> proto::SlotState {
     proto::SlotState {
         slot: s.slot.to_string(),
         mode: s.mode.to_string(),

@@ -26,8 +26,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use aurigraph_engine::SlotKind;
-use aurigraph_engine::slot::Rows;
+use aurigraph_decision::SlotKind;
+use aurigraph_decision::slot::Rows;
 
 use super::{
     BlockRecord, DecisionRecord, KIND_BLOCK, KIND_DECISION, parse_block_key, parse_decision_key,
@@ -163,7 +163,7 @@ pub const CSV_COLUMNS: [&str; 36] = [
 ];
 
 /// The leading CSV columns with `--slot`.
-pub const SLOT_COLUMNS: [&str; 12] = aurigraph_engine::host::SLOT_EXPORT_COLUMNS;
+pub const SLOT_COLUMNS: [&str; 12] = aurigraph_decision::host::SLOT_EXPORT_COLUMNS;
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
@@ -333,8 +333,8 @@ pub fn slot_columns(slot: SlotKind) -> Vec<Column> {
 
 fn output_count(slot: SlotKind) -> usize {
     match slot.contract().output.len {
-        aurigraph_engine::slot::OutputLen::PerRow => 1,
-        aurigraph_engine::slot::OutputLen::Fixed(n) => n,
+        aurigraph_decision::slot::OutputLen::PerRow => 1,
+        aurigraph_decision::slot::OutputLen::Fixed(n) => n,
     }
 }
 

@@ -2,7 +2,7 @@
 //! and what each block then did, in the RocksDB `telemetry` column family.
 //!
 //! **Hook.** The node installs an observer on each of its five slot hosts
-//! ([`SlotHost::set_observer`](aurigraph_engine::SlotHost::set_observer)); the engine hands it every final decision (after any
+//! ([`SlotHost::set_observer`](aurigraph_decision::SlotHost::set_observer)); the engine hands it every final decision (after any
 //! fallback) with its key and input, and knows nothing of the node. The [`Recorder`] samples
 //! the decision by its key, copies what it keeps into a bounded buffer, and returns. The
 //! producer thread drains the buffer into the batch of the next block it commits (so a
@@ -35,10 +35,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use aurigraph_engine::SlotKind;
-use aurigraph_engine::host::{DecisionObserver, DecisionRecord as EngineRecord};
-use aurigraph_engine::pipeline::ProducedBlock;
-use aurigraph_engine::slot::Rows;
+use aurigraph_decision::SlotKind;
+use aurigraph_decision::host::{DecisionObserver, DecisionRecord as EngineRecord};
+use aurigraph_decision::slot::Rows;
+use aurigraph_ledger::pipeline::ProducedBlock;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -529,7 +529,7 @@ impl Recorder {
     /// Installs this recorder on every host.
     pub fn install<'a>(
         self: &Arc<Self>,
-        hosts: impl IntoIterator<Item = &'a Arc<aurigraph_engine::SlotHost>>,
+        hosts: impl IntoIterator<Item = &'a Arc<aurigraph_decision::SlotHost>>,
     ) {
         if !self.config.enabled {
             return;

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aurigraph_engine::tx::{Address, Operation, SignedTransaction, Transaction};
+use aurigraph_ledger::tx::{Address, Operation, SignedTransaction, Transaction};
 use aurigraph_node::config::dev_key;
 use aurigraph_node::proto;
 use aurigraph_node::{Node, NodeConfig};

@@ -1,6 +1,6 @@
 //! The feature schemas of the five slots (contract v1), as plain constants.
 //!
-//! This file mirrors the node's slot contracts (`engine/src/slot/`): names and order of the
+//! This file mirrors the node's slot contracts (`engine/decision/src/slot/`): names and order of the
 //! columns, schema versions and output ranges. The node's test suite includes this very file
 //! and checks it against the engine's contracts, so the two cannot drift apart.
 

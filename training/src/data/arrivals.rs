@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use aurigraph_engine::workload::Arrival;
+use aurigraph_ledger::workload::Arrival;
 use rand::Rng;
 
 use super::{log_uniform, poisson, rng};

@@ -34,7 +34,7 @@
 //! range; `arrival_rate` from a random workload arrival pattern at a random time;
 //! `queue_depth` the arrivals of 0.02..1 s of backlog.
 
-use aurigraph_engine::slot::batch_size::BatchSizeFeatures;
+use aurigraph_decision::slot::batch_size::BatchSizeFeatures;
 use rand::Rng;
 
 use super::arrivals::random_pattern;

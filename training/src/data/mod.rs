@@ -16,7 +16,7 @@ pub mod traffic;
 
 pub use traffic::{AdmittedRow, Traffic};
 
-use aurigraph_engine::workload::WorkloadRng;
+use aurigraph_ledger::workload::WorkloadRng;
 use rand::Rng;
 
 /// The generator for `purpose` under `seed` (domain-separated, fixed forever).

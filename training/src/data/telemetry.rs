@@ -18,10 +18,10 @@
 
 use std::io::BufRead;
 
-use aurigraph_engine::SlotKind;
+use aurigraph_decision::SlotKind;
 
 /// The leading columns of the per-slot export, before the features.
-pub const LEADING_COLUMNS: [&str; 12] = aurigraph_engine::host::SLOT_EXPORT_COLUMNS;
+pub const LEADING_COLUMNS: [&str; 12] = aurigraph_decision::host::SLOT_EXPORT_COLUMNS;
 
 /// A telemetry export that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -227,8 +227,8 @@ pub fn read_slot_jsonl<R: BufRead>(
     let contract = slot.contract();
     let cols = contract.feature_count();
     let outputs = match contract.output.len {
-        aurigraph_engine::slot::OutputLen::PerRow => 1,
-        aurigraph_engine::slot::OutputLen::Fixed(n) => n,
+        aurigraph_decision::slot::OutputLen::PerRow => 1,
+        aurigraph_decision::slot::OutputLen::Fixed(n) => n,
     };
     let mut out = Vec::new();
     for (i, line) in reader.lines().enumerate() {
@@ -259,10 +259,10 @@ pub fn read_slot_jsonl<R: BufRead>(
         for row in 0..d.rows.max(1) {
             let values: Vec<f32> = match (&d.values, contract.rows) {
                 (None, _) => Vec::new(),
-                (Some(v), aurigraph_engine::slot::Rows::Batch) => {
+                (Some(v), aurigraph_decision::slot::Rows::Batch) => {
                     v.get(row).copied().into_iter().collect()
                 }
-                (Some(v), aurigraph_engine::slot::Rows::Single) => {
+                (Some(v), aurigraph_decision::slot::Rows::Single) => {
                     v.iter().take(outputs).copied().collect()
                 }
             };

@@ -1,7 +1,7 @@
 //! [`Traffic`]: a seeded workload pushed through the engine's real admission, so that the
 //! training rows are exactly the rows the node computes.
 //!
-//! The workload generator ([`aurigraph_engine::workload`]) produces labelled events (Zipf hot
+//! The workload generator ([`aurigraph_ledger::workload`]) produces labelled events (Zipf hot
 //! accounts, arrival patterns, injected spam, oversized transactions, replays, bad signatures,
 //! malformed bytes). They are admitted in arrival order, in batches of
 //! [`ADMISSION_BATCH`] of workload time, by an [`Admission`] on a [`ManualClock`] that follows
@@ -15,13 +15,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aurigraph_engine::admission::{Admission, AdmissionConfig};
-use aurigraph_engine::clock::ManualClock;
-use aurigraph_engine::slot::anomaly::AnomalyFeatures;
-use aurigraph_engine::state::{Account, ShardedState, StateView};
-use aurigraph_engine::tx::{Address, AdmittedTx};
-use aurigraph_engine::workload::{Label, Workload, WorkloadConfig};
-use aurigraph_engine::{HostConfig, SlotHost, SlotKind};
+use aurigraph_decision::clock::ManualClock;
+use aurigraph_decision::slot::anomaly::AnomalyFeatures;
+use aurigraph_decision::{HostConfig, SlotHost, SlotKind};
+use aurigraph_ledger::admission::{Admission, AdmissionConfig};
+use aurigraph_ledger::state::{Account, ShardedState, StateView};
+use aurigraph_ledger::tx::{Address, AdmittedTx};
+use aurigraph_ledger::workload::{Label, Workload, WorkloadConfig};
 
 use crate::error::{Result, TrainingError};
 

@@ -13,8 +13,8 @@
 
 use std::collections::BTreeMap;
 
-use aurigraph_engine::slot::anomaly::{ANOMALOUS_THRESHOLD, SUSPICIOUS_THRESHOLD, ZScoreRule};
-use aurigraph_engine::workload::{Label, Preset};
+use aurigraph_decision::slot::anomaly::{ANOMALOUS_THRESHOLD, SUSPICIOUS_THRESHOLD, ZScoreRule};
+use aurigraph_ledger::workload::{Label, Preset};
 
 use super::{ManifestParts, TrainConfig, TrainableSlot, manifest, metadata, widen};
 use crate::data::Traffic;
@@ -58,8 +58,8 @@ pub fn train(config: &TrainConfig) -> Result<TrainedModel> {
         .iter()
         .map(|r| {
             f64::from(rule.score_z(
-                r[aurigraph_engine::slot::anomaly::COL_SENDER_RATE_Z],
-                r[aurigraph_engine::slot::anomaly::COL_SIZE_Z],
+                r[aurigraph_decision::slot::anomaly::COL_SENDER_RATE_Z],
+                r[aurigraph_decision::slot::anomaly::COL_SIZE_Z],
             ))
         })
         .collect();

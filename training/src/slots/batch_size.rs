@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use aurigraph_engine::slot::batch_size::{QueueDepthRule, TARGET_MAX};
+use aurigraph_decision::slot::batch_size::{QueueDepthRule, TARGET_MAX};
 
 use super::{ManifestParts, TrainConfig, TrainableSlot, manifest, metadata, widen};
 use crate::data::batch_sim::cases;

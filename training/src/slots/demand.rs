@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use aurigraph_engine::slot::demand::{FORECAST_MAX, HORIZON, Holt, WINDOW};
+use aurigraph_decision::slot::demand::{FORECAST_MAX, HORIZON, Holt, WINDOW};
 
 use super::{ManifestParts, TrainConfig, TrainableSlot, manifest, metadata};
 use crate::data::arrivals::series;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use aurigraph_engine::SlotKind;
+use aurigraph_decision::SlotKind;
 
 use crate::error::{Result, TrainingError};
 use crate::manifest::{Manifest, Metric, TrainingInfo};

@@ -33,10 +33,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::time::Duration;
 
-use aurigraph_engine::batcher::ordering_features;
-use aurigraph_engine::mempool::ReadyTx;
-use aurigraph_engine::slot::ordering::{FeePriority, OrderingFeatures};
-use aurigraph_engine::workload::Preset;
+use aurigraph_decision::slot::ordering::{FeePriority, OrderingFeatures};
+use aurigraph_ledger::batcher::ordering_features;
+use aurigraph_ledger::mempool::ReadyTx;
+use aurigraph_ledger::workload::Preset;
 use rand::Rng;
 
 use super::{ManifestParts, TrainConfig, TrainableSlot, manifest, metadata, widen};

@@ -250,7 +250,7 @@ mod tests {
         let names: Vec<&str> = records.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, super::super::CSV_COLUMNS);
         parse_message_type(&schema_text(&records)).unwrap();
-        for slot in aurigraph_engine::SlotKind::ALL {
+        for slot in aurigraph_decision::SlotKind::ALL {
             let cols = super::super::slot_columns(slot);
             let schema = parse_message_type(&schema_text(&cols)).unwrap();
             assert_eq!(schema.get_fields().len(), cols.len(), "{slot:?}");

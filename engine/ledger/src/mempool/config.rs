@@ -1,0 +1,73 @@
+//! [`MempoolConfig`]: the bounds and the replacement rule of a [`Mempool`](super::Mempool).
+
+use serde::{Deserialize, Serialize};
+
+use crate::tx::MAX_TX_BYTES;
+use aurigraph_decision::error::EngineError;
+
+/// Bounds and rules of a [`Mempool`](super::Mempool). Checked by [`MempoolConfig::validate`]
+/// when the pool is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MempoolConfig {
+    /// Most transactions held at once. Default 100,000. Must be at least 1.
+    pub max_txs: usize,
+    /// Most encoded bytes held at once. Default 64 MiB. Must be at least
+    /// [`MAX_TX_BYTES`], so any valid transaction fits an empty pool.
+    pub max_bytes: usize,
+    /// Most transactions one sender may have pending. Default 64. Must be at least 1.
+    pub max_per_sender: usize,
+    /// Largest accepted distance of a nonce ahead of its sender's next nonce
+    /// (`nonce <= next + max_nonce_ahead`). Default 256. Must be at least
+    /// `max_per_sender - 1`, so a sender can fill its quota in nonce order.
+    pub max_nonce_ahead: u64,
+    /// Replace-by-fee: a transaction with the same sender and nonce as a pending one
+    /// replaces it only when its fee is at least this many percent higher (and always at
+    /// least one base unit higher). Default 10. At most 1,000.
+    pub replace_bump_percent: u32,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        Self {
+            max_txs: 100_000,
+            max_bytes: 64 << 20,
+            max_per_sender: 64,
+            max_nonce_ahead: 256,
+            replace_bump_percent: 10,
+        }
+    }
+}
+
+impl MempoolConfig {
+    /// Checks the ranges documented on each field.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let bad = |what: String| Err(EngineError::InvalidConfig(format!("mempool: {what}")));
+        if self.max_txs == 0 {
+            return bad("max_txs must be at least 1".to_string());
+        }
+        if self.max_bytes < MAX_TX_BYTES {
+            return bad(format!(
+                "max_bytes must be at least {MAX_TX_BYTES} (the largest transaction)"
+            ));
+        }
+        if self.max_per_sender == 0 {
+            return bad("max_per_sender must be at least 1".to_string());
+        }
+        if self.max_nonce_ahead < self.max_per_sender as u64 - 1 {
+            return bad("max_nonce_ahead must be at least max_per_sender - 1".to_string());
+        }
+        if self.replace_bump_percent > 1_000 {
+            return bad("replace_bump_percent must be at most 1000".to_string());
+        }
+        Ok(())
+    }
+
+    /// The smallest fee that replaces a pending transaction offering `pending_fee`:
+    /// `pending_fee + max(1, ceil(pending_fee * replace_bump_percent / 100))`, saturating.
+    pub fn replacement_fee(&self, pending_fee: u64) -> u64 {
+        let bump = (u128::from(pending_fee) * u128::from(self.replace_bump_percent)).div_ceil(100);
+        let bump = u64::try_from(bump).unwrap_or(u64::MAX).max(1);
+        pending_fee.saturating_add(bump)
+    }
+}

@@ -1,0 +1,409 @@
+//! [`Pipeline`]: the path of a transaction on one node, wired from the engine's parts.
+//!
+//! submit: admission (decode, field checks, batched parallel signature verification,
+//! nonce, balance and duplicate checks, the `anomaly` slot) → mempool (priority classes,
+//! per-sender nonce queues, bounds, back-pressure).
+//!
+//! produce_block: batcher (`batch_size` slot for the size, `ordering` slot for the order,
+//! per-sender nonce order kept) → executor (parallel, equal to sequential) → commit (the
+//! write set and the state root) → the mempool drops what committed, what the executor
+//! skipped and what went stale, admission learns the new nonces.
+//!
+//! ## What leaves the mempool with a block
+//!
+//! - A transaction that *executed* (any status below 16: the fee was charged and the nonce
+//!   advanced, whether or not its operation applied) is removed as committed, and its
+//!   sender's next nonce in the mempool moves past it.
+//! - A transaction the executor *skipped* ([`TxStatus::is_skip`]: e.g. a fee the balance
+//!   cannot pay, or a nonce behind a skipped predecessor) changed nothing, not even its
+//!   nonce. It is removed as [`Removal::Skipped`] and released from admission, so the
+//!   sender may submit that nonce again (the same bytes too); the sender's next nonce in
+//!   the mempool is not moved past it.
+//! - Then every sender of the block gets its committed account nonce
+//!   ([`Mempool::advance_nonces`]), which drops what became stale.
+//!
+//! The mempool's next nonce thus always equals the committed account nonce of every sender
+//! it holds transactions of. Everything removed uncommitted (skipped, stale, evicted or
+//! replaced at insertion, refused by the mempool) is released from admission's duplicate
+//! set, so a resubmission is judged afresh rather than refused as `E_DUPLICATE`.
+//!
+//! [`TxStatus::is_skip`]: crate::executor::TxStatus::is_skip
+//! [`Removal::Skipped`]: crate::mempool::Removal::Skipped
+//!
+//! It is plain synchronous code, free of tokio and storage, so the node, the benchmarks,
+//! the A/B harness and the demo drive the same path. The node puts consensus between
+//! [`Pipeline::propose`] and [`Pipeline::apply`] (the log entry is the block) and persists
+//! what `apply` returns; a single node calls [`Pipeline::produce_block`], which does both.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+
+use crate::admission::{Admission, AdmissionConfig, PendingView};
+use crate::batcher::{Batch, BatchLoad, Batcher, BatcherConfig};
+use aurigraph_decision::error::EngineError;
+
+use crate::error::{LedgerError, Result};
+use crate::executor::{BlockExecutor, BlockOutcome, ExecStats, ExecutorConfig, commit};
+use crate::mempool::{Mempool, MempoolConfig, Removed};
+use crate::state::{Genesis, ShardedState, StateView};
+use crate::tx::{AdmittedTx, TxHash};
+use aurigraph_decision::host::{HostConfig, SlotHost};
+use aurigraph_decision::metrics::EngineMetrics;
+use aurigraph_decision::slot::SlotKind;
+
+/// Settings of a [`Pipeline`].
+#[derive(Clone, Debug, Default)]
+pub struct PipelineConfig {
+    /// Admission.
+    pub admission: AdmissionConfig,
+    /// Mempool bounds.
+    pub mempool: MempoolConfig,
+    /// Batch size bounds and latency goal.
+    pub batcher: BatcherConfig,
+    /// Which executor and how many threads.
+    pub executor: ExecutorConfig,
+    /// Storage shards of the state.
+    pub state_shards: Option<usize>,
+}
+
+/// The slot hosts the pipeline consults.
+#[derive(Clone, Debug)]
+pub struct PipelineSlots {
+    /// `anomaly`, at admission.
+    pub anomaly: Arc<SlotHost>,
+    /// `batch_size`, per proposal.
+    pub batch_size: Arc<SlotHost>,
+    /// `ordering`, per batch.
+    pub ordering: Arc<SlotHost>,
+}
+
+impl PipelineSlots {
+    /// Hosts with the static policies, sharing `metrics`.
+    pub fn new(config: &HostConfig, metrics: &EngineMetrics) -> Result<Self> {
+        let host = |slot| -> Result<Arc<SlotHost>> {
+            Ok(Arc::new(
+                SlotHost::builder(slot)
+                    .config(config.clone())
+                    .metrics(metrics.clone())
+                    .build()?,
+            ))
+        };
+        Ok(Self {
+            anomaly: host(SlotKind::Anomaly)?,
+            batch_size: host(SlotKind::BatchSize)?,
+            ordering: host(SlotKind::Ordering)?,
+        })
+    }
+}
+
+/// Why a submitted transaction was not accepted: a stable code and a reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// Stable code (`E_TX_*`, `E_BAD_SIGNATURE`, `E_STALE_NONCE`, `E_MEMPOOL_FULL`, ...).
+    pub code: &'static str,
+    /// Human-readable reason.
+    pub reason: String,
+}
+
+/// The result of one submitted transaction.
+pub type Submitted = std::result::Result<TxHash, Refused>;
+
+/// A block proposed from the mempool, not yet executed.
+#[derive(Debug)]
+pub struct Proposal {
+    /// Height it is proposed at.
+    pub height: u64,
+    /// The batch: transactions in order and the slot decisions that shaped it.
+    pub batch: Batch,
+    /// When the proposal was made.
+    pub proposed_at: Instant,
+}
+
+/// A block executed and committed.
+#[derive(Debug)]
+pub struct ProducedBlock {
+    /// Height.
+    pub height: u64,
+    /// The transactions, in block order, with their admission data.
+    pub txs: Vec<AdmittedTx>,
+    /// Receipts, write set, stats and the new state root.
+    pub outcome: BlockOutcome,
+    /// The batch decisions (for telemetry).
+    pub batch: Batch,
+    /// Proposal to commit.
+    pub latency: Duration,
+    /// What left the mempool with this block: the transactions removed as committed, those
+    /// the executor skipped and those that went stale (see the [module docs](self)).
+    pub removed: Vec<Removed>,
+}
+
+/// One node's transaction path. Safe to share: `submit` may run from many threads while
+/// one thread produces blocks.
+pub struct Pipeline {
+    slots: PipelineSlots,
+    admission: Admission,
+    mempool: Arc<Mempool>,
+    batcher: Batcher,
+    executor: Box<dyn BlockExecutor>,
+    state: RwLock<ShardedState>,
+    height: AtomicU64,
+    load: Mutex<BatchLoad>,
+    arrivals: Mutex<(Instant, u64)>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("height", &self.height())
+            .field("mempool", &self.mempool.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline from genesis.
+    pub fn new(config: PipelineConfig, slots: PipelineSlots, genesis: &Genesis) -> Result<Self> {
+        let shards = config.state_shards.unwrap_or(crate::state::DEFAULT_SHARDS);
+        let state = ShardedState::from_genesis(genesis, shards)
+            .map_err(|e| EngineError::InvalidConfig(format!("genesis: [{}] {e}", e.code())))?;
+        Self::from_state(config, slots, state, 0)
+    }
+
+    /// A pipeline resuming from committed `state` at `height` (a node restarting from its
+    /// storage). The chain id is the state's; `config.state_shards` is ignored (the state
+    /// keeps its own shard count).
+    pub fn from_state(
+        config: PipelineConfig,
+        slots: PipelineSlots,
+        state: ShardedState,
+        height: u64,
+    ) -> Result<Self> {
+        let mut admission_config = config.admission;
+        admission_config.chain_id = state.chain_id();
+        let mempool = Arc::new(Mempool::new(config.mempool)?);
+        let admission = Admission::new(admission_config, slots.anomaly.clone())?
+            .with_pending(mempool.clone() as Arc<dyn PendingView>);
+        let batcher = Batcher::new(
+            config.batcher,
+            slots.batch_size.clone(),
+            slots.ordering.clone(),
+        )?;
+        let executor = config
+            .executor
+            .build()
+            .map_err(|e| EngineError::InvalidConfig(format!("executor: [{}] {e}", e.code())))?;
+        Ok(Self {
+            slots,
+            admission,
+            mempool,
+            batcher,
+            executor,
+            state: RwLock::new(state),
+            height: AtomicU64::new(height),
+            load: Mutex::new(BatchLoad::default()),
+            arrivals: Mutex::new((Instant::now(), 0)),
+        })
+    }
+
+    /// The slot hosts.
+    pub fn slots(&self) -> &PipelineSlots {
+        &self.slots
+    }
+
+    /// The mempool.
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    /// Admission (counters, configuration).
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// The committed state (read lock: do not hold it across a block).
+    pub fn state(&self) -> RwLockReadGuard<'_, ShardedState> {
+        self.state.read()
+    }
+
+    /// Height of the last committed block (0 before the first).
+    pub fn height(&self) -> u64 {
+        self.height.load(Ordering::Acquire)
+    }
+
+    /// Submits encoded transactions; one result per input, in input order.
+    pub fn submit<B: AsRef<[u8]> + Sync>(&self, txs: &[B]) -> Vec<Submitted> {
+        let outcome = {
+            let state = self.state.read();
+            self.admission.admit(&*state as &dyn StateView, txs)
+        };
+        let mut out = Vec::with_capacity(outcome.results.len());
+        let mut accepted = 0u64;
+        // Read each sender's committed nonce and insert under one read lock: a block that
+        // commits in between would otherwise advance the sender's nonce after we read it and
+        // before we insert, and the sender's queue would start at a nonce already used.
+        let state = self.state.read();
+        for r in outcome.results {
+            match r {
+                Err(refusal) => out.push(Err(Refused {
+                    code: refusal.code(),
+                    reason: refusal.to_string(),
+                })),
+                Ok(admitted) => {
+                    let sender = admitted.tx.tx().sender;
+                    let account_nonce = state.account(&sender).nonce;
+                    let tx = admitted.tx.clone();
+                    match self.mempool.insert(admitted, account_nonce) {
+                        Ok(ins) => {
+                            accepted += 1;
+                            for removed in &ins.removed {
+                                tracing::debug!(
+                                    hash = %removed.hash,
+                                    reason = removed.reason.as_str(),
+                                    "left the mempool"
+                                );
+                            }
+                            // Evicted and replaced transactions may be submitted again.
+                            self.admission.release_removed(&ins.removed);
+                            out.push(Ok(ins.hash));
+                        }
+                        Err(e) => {
+                            self.admission.release(&tx);
+                            out.push(Err(Refused {
+                                code: e.code(),
+                                reason: e.to_string(),
+                            }));
+                        }
+                    }
+                }
+            }
+        }
+        drop(state);
+        self.arrivals.lock().1 += accepted;
+        out
+    }
+
+    /// Proposes the next block from the mempool, or `None` when nothing is ready.
+    pub fn propose(&self) -> Option<Proposal> {
+        let height = self.height() + 1;
+        let load = self.current_load();
+        let batch = self.batcher.build(&self.mempool, &load, height);
+        if batch.txs.is_empty() {
+            return None;
+        }
+        self.load.lock().current_batch_size = batch.target_size;
+        Some(Proposal {
+            height,
+            batch,
+            proposed_at: Instant::now(),
+        })
+    }
+
+    /// Executes and commits a proposed block, then cleans the mempool (see the
+    /// [module docs](self) for what leaves it).
+    ///
+    /// Fails with [`LedgerError::Execution`] (`E_EXECUTION`) when the executor cannot
+    /// execute the block; nothing is committed then and the mempool is untouched.
+    pub fn apply(&self, proposal: Proposal) -> Result<ProducedBlock> {
+        let block: Vec<_> = proposal.batch.txs.iter().map(|t| t.tx.clone()).collect();
+        let execution = {
+            let state = self.state.read();
+            let chain_id = state.chain_id();
+            self.executor
+                .execute(&*state as &dyn StateView, chain_id, &block)
+                .map_err(|source| LedgerError::Execution {
+                    height: proposal.height,
+                    source,
+                })?
+        };
+        let outcome = {
+            let mut state = self.state.write();
+            commit(&mut state, execution)
+        };
+        self.height.store(proposal.height, Ordering::Release);
+
+        // Only what used its nonce is committed; skipped transactions changed nothing.
+        let receipts = &outcome.execution.receipts;
+        let mut executed: Vec<TxHash> = Vec::with_capacity(receipts.len());
+        let mut skipped: Vec<TxHash> = Vec::new();
+        for r in receipts {
+            if r.status.is_skip() {
+                skipped.push(r.tx_hash);
+            } else {
+                executed.push(r.tx_hash);
+            }
+        }
+        let mut removed = self.mempool.remove_committed(&executed);
+        removed.extend(self.mempool.remove_skipped(&skipped));
+        let nonces: Vec<_> = {
+            let state = self.state.read();
+            let mut senders: Vec<_> = block.iter().map(|t| t.tx().sender).collect();
+            senders.sort_unstable();
+            senders.dedup();
+            senders
+                .into_iter()
+                .map(|s| (s, state.account(&s).nonce))
+                .collect()
+        };
+        removed.extend(self.mempool.advance_nonces(&nonces));
+        self.admission.release_removed(&removed);
+        for (sender, next) in &nonces {
+            self.admission.committed(sender, *next);
+        }
+        let latency = proposal.proposed_at.elapsed();
+        {
+            let mut load = self.load.lock();
+            load.last_block_latency_ms = latency.as_secs_f32() * 1e3;
+            load.conflict_rate = conflict_rate(&outcome.execution.stats, block.len());
+        }
+        Ok(ProducedBlock {
+            height: proposal.height,
+            txs: proposal.batch.txs.clone(),
+            outcome,
+            batch: proposal.batch,
+            latency,
+            removed,
+        })
+    }
+
+    /// Proposes, executes and commits one block (a single node); `None` when idle.
+    pub fn produce_block(&self) -> Result<Option<ProducedBlock>> {
+        match self.propose() {
+            Some(p) => self.apply(p).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The load the next proposal's `batch_size` decision will see (the last block's
+    /// latency and conflict rate, the recent arrival rate).
+    pub fn load(&self) -> BatchLoad {
+        *self.load.lock()
+    }
+
+    fn current_load(&self) -> BatchLoad {
+        let mut load = *self.load.lock();
+        let mut arrivals = self.arrivals.lock();
+        let elapsed = arrivals.0.elapsed().as_secs_f32();
+        if elapsed > 0.0 {
+            load.arrival_rate = arrivals.1 as f32 / elapsed;
+        }
+        if elapsed > 1.0 {
+            *arrivals = (Instant::now(), 0);
+        }
+        load
+    }
+}
+
+/// The `batch_size` slot's `conflict_rate` of a block of `txs` transactions: the
+/// executor's conflict count per transaction, capped at 1. For the scheduled executor (the
+/// default) a conflict is a declared account a transaction had to wait for an earlier
+/// transaction of the block to release; for Block-STM a failed validation or a read of an
+/// estimate (each leads to a re-execution); the sequential executor reports none.
+pub fn conflict_rate(stats: &ExecStats, txs: usize) -> f32 {
+    if txs == 0 {
+        return 0.0;
+    }
+    (stats.conflicts as f64 / txs as f64).min(1.0) as f32
+}

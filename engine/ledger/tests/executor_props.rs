@@ -1,0 +1,429 @@
+//! Differential tests: every parallel executor, with 1, 2 and 8 threads, against the
+//! sequential oracle on random blocks with hot accounts and failing transactions; plus the
+//! execution rules on hand-made blocks.
+
+use std::sync::{Arc, LazyLock};
+
+use aurigraph_ledger::executor::{
+    BlockExecutor, BlockStmExecutor, ExecutorConfig, ExecutorKind, FEE_SINK, ScheduledExecutor,
+    SequentialExecutor, TxStatus, commit,
+};
+use aurigraph_ledger::state::{Account, Genesis, ShardedState, StateView};
+use aurigraph_ledger::tx::{Address, Operation, SignedTransaction, Transaction, keypair_from_seed};
+use ed25519_consensus::SigningKey;
+use proptest::prelude::*;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+const CHAIN: u32 = 7;
+const ACCOUNTS: usize = 24;
+
+static KEYS: LazyLock<Vec<(SigningKey, Address)>> = LazyLock::new(|| {
+    (0..ACCOUNTS)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+            keypair_from_seed(seed)
+        })
+        .collect()
+});
+
+static EXECUTORS: LazyLock<Vec<Box<dyn BlockExecutor>>> = LazyLock::new(|| {
+    let mut v: Vec<Box<dyn BlockExecutor>> = Vec::new();
+    for threads in [1, 2, 8] {
+        v.push(Box::new(ScheduledExecutor::new(threads).unwrap()));
+        v.push(Box::new(BlockStmExecutor::new(threads).unwrap()));
+    }
+    v
+});
+
+fn addr(i: usize) -> Address {
+    KEYS[i].1
+}
+
+/// Genesis: ordinary balances, a few poor accounts, a few near `u64::MAX` (overflow
+/// targets), and sometimes a fee sink about to overflow.
+fn genesis(rng: &mut SmallRng) -> ShardedState {
+    let mut allocations: Vec<(Address, u64)> = (0..ACCOUNTS)
+        .map(|i| {
+            let balance = match i % 6 {
+                0 => u64::MAX - rng.random_range(0..1_000),
+                1 => rng.random_range(0..20),
+                _ => rng.random_range(1_000..100_000),
+            };
+            (addr(i), balance)
+        })
+        .collect();
+    if rng.random_bool(0.3) {
+        allocations.push((FEE_SINK, u64::MAX - rng.random_range(0..50)));
+    }
+    let shards = [1, 3, 256][rng.random_range(0..3)];
+    ShardedState::from_genesis(
+        &Genesis {
+            chain_id: CHAIN,
+            allocations,
+        },
+        shards,
+    )
+    .unwrap()
+}
+
+/// A random block. `hot_share` percent of transactions touch one of `hot` hot accounts.
+fn block(
+    rng: &mut SmallRng,
+    state: &ShardedState,
+    len: usize,
+    hot_share: u32,
+    hot: usize,
+) -> Vec<Arc<SignedTransaction>> {
+    let mut nonces: Vec<u64> = (0..ACCOUNTS)
+        .map(|i| state.account(&addr(i)).nonce)
+        .collect();
+    let pick = |rng: &mut SmallRng, hot_ok: bool| {
+        if hot_ok && rng.random_range(0..100) < hot_share {
+            rng.random_range(0..hot)
+        } else {
+            rng.random_range(0..ACCOUNTS)
+        }
+    };
+    let mut out = Vec::with_capacity(len);
+    for _ in 0..len {
+        let hot_sender = rng.random_bool(0.3);
+        let s = pick(rng, hot_sender);
+        let recipient = |rng: &mut SmallRng| loop {
+            if rng.random_range(0..50) == 0 {
+                return FEE_SINK;
+            }
+            let r = pick(rng, !hot_sender);
+            if r != s {
+                return addr(r);
+            }
+        };
+        let amount = |rng: &mut SmallRng| match rng.random_range(0..20) {
+            0 => u64::MAX / 2 + rng.random_range(0..1_000), // overflow or insufficient
+            1 => rng.random_range(50_000..200_000),         // often insufficient
+            _ => rng.random_range(1..2_000),
+        };
+        let op = if rng.random_bool(0.2) {
+            let n = rng.random_range(1..=4);
+            let mut outputs: Vec<(Address, u64)> = Vec::with_capacity(n);
+            for _ in 0..n {
+                // Repeated recipients on purpose, sometimes.
+                let to = if !outputs.is_empty() && rng.random_bool(0.2) {
+                    outputs[0].0
+                } else {
+                    recipient(rng)
+                };
+                outputs.push((to, amount(rng) / 4 + 1));
+            }
+            Operation::MultiTransfer { outputs }
+        } else {
+            Operation::Transfer {
+                to: recipient(rng),
+                amount: amount(rng),
+            }
+        };
+        let nonce = match rng.random_range(0..20) {
+            0 => nonces[s] + 1,               // future: skipped
+            1 => nonces[s].saturating_sub(1), // stale: skipped (unless 0)
+            _ => {
+                nonces[s] += 1;
+                nonces[s] - 1
+            }
+        };
+        let fee = match rng.random_range(0..30) {
+            0 => 1_000_000, // cannot pay
+            1 => 0,
+            _ => rng.random_range(1..10),
+        };
+        let chain_id = if rng.random_range(0..40) == 0 {
+            CHAIN + 1
+        } else {
+            CHAIN
+        };
+        let tx = Transaction {
+            chain_id,
+            sender: addr(s),
+            nonce,
+            fee,
+            op,
+        };
+        if rng.random_range(0..100) == 0 {
+            // The fee sink as a sender: nobody can sign for it; the executor skips it.
+            let mut t = tx;
+            t.sender = FEE_SINK;
+            out.push(Arc::new(SignedTransaction::from_parts(t, [0; 64])));
+        } else {
+            out.push(Arc::new(tx.sign(&KEYS[s].0)));
+        }
+    }
+    out
+}
+
+fn check_case(seed: u64, len: usize, hot_share: u32, hot: usize, blocks: usize) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut oracle_state = genesis(&mut rng);
+    let mut states: Vec<ShardedState> = EXECUTORS.iter().map(|_| oracle_state.clone()).collect();
+    for _ in 0..blocks {
+        let b = block(&mut rng, &oracle_state, len, hot_share, hot);
+        let expected = SequentialExecutor::new()
+            .execute_and_commit(&mut oracle_state, &b)
+            .unwrap();
+        for (exec, state) in EXECUTORS.iter().zip(states.iter_mut()) {
+            let got = exec.execute_and_commit(state, &b).unwrap();
+            assert!(
+                got.execution.same_result(&expected.execution),
+                "{} x{} differs from sequential (seed {seed}, len {len}, hot {hot_share}% of {hot})\n\
+                 expected {:?}\n got {:?}",
+                exec.kind(),
+                exec.threads(),
+                expected.execution,
+                got.execution
+            );
+            assert_eq!(got.state_root, expected.state_root);
+        }
+    }
+    assert_eq!(oracle_state.root(), oracle_state.recompute_root());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parallel_executors_match_sequential(
+        seed in any::<u64>(),
+        len in 0usize..160,
+        hot_share in prop::sample::select(vec![0u32, 10, 50, 90, 100]),
+        hot in 1usize..=3,
+        blocks in 1usize..=2,
+    ) {
+        check_case(seed, len, hot_share, hot, blocks);
+    }
+}
+
+#[test]
+fn larger_blocks_take_the_parallel_path_and_match() {
+    let mut rng = SmallRng::seed_from_u64(99);
+    let state = genesis(&mut rng);
+    let b = block(&mut rng, &state, 1_500, 10, 3);
+    let expected = SequentialExecutor::new()
+        .execute(&state, CHAIN, &b)
+        .unwrap();
+    for exec in EXECUTORS.iter() {
+        let got = exec.execute(&state, CHAIN, &b).unwrap();
+        assert!(
+            got.same_result(&expected),
+            "{} x{}",
+            exec.kind(),
+            exec.threads()
+        );
+        assert_eq!(got.stats.parallel, exec.threads() > 1);
+        assert_eq!(got.stats.executed + got.stats.skipped, b.len());
+    }
+}
+
+#[test]
+fn a_block_on_one_account_runs_serially_in_the_scheduler() {
+    let mut rng = SmallRng::seed_from_u64(5);
+    let state = genesis(&mut rng);
+    let b = block(&mut rng, &state, 400, 100, 1);
+    let exec = ScheduledExecutor::new(2).unwrap();
+    let got = exec.execute(&state, CHAIN, &b).unwrap();
+    assert!(!got.stats.parallel);
+    let expected = SequentialExecutor::new()
+        .execute(&state, CHAIN, &b)
+        .unwrap();
+    assert!(got.same_result(&expected));
+}
+
+// ---- the rules, on hand-made blocks ----
+
+fn simple_state(balances: &[(usize, u64)]) -> ShardedState {
+    ShardedState::from_genesis(
+        &Genesis {
+            chain_id: CHAIN,
+            allocations: balances.iter().map(|(i, b)| (addr(*i), *b)).collect(),
+        },
+        16,
+    )
+    .unwrap()
+}
+
+fn transfer(from: usize, nonce: u64, fee: u64, to: Address, amount: u64) -> Arc<SignedTransaction> {
+    Arc::new(
+        Transaction {
+            chain_id: CHAIN,
+            sender: addr(from),
+            nonce,
+            fee,
+            op: Operation::Transfer { to, amount },
+        }
+        .sign(&KEYS[from].0),
+    )
+}
+
+fn run_all(
+    state: &ShardedState,
+    b: &[Arc<SignedTransaction>],
+) -> aurigraph_ledger::executor::Execution {
+    let expected = SequentialExecutor::new().execute(state, CHAIN, b).unwrap();
+    for exec in EXECUTORS.iter() {
+        assert!(
+            exec.execute(state, CHAIN, b)
+                .unwrap()
+                .same_result(&expected)
+        );
+    }
+    expected
+}
+
+#[test]
+fn insufficient_funds_keeps_fee_and_nonce() {
+    let state = simple_state(&[(0, 100)]);
+    let e = run_all(&state, &[transfer(0, 0, 10, addr(1), 95)]);
+    assert_eq!(e.receipts[0].status, TxStatus::InsufficientFunds);
+    assert_eq!(e.receipts[0].fee_charged, 10);
+    assert_eq!(e.write_set, {
+        let mut v = vec![
+            (
+                addr(0),
+                Account {
+                    balance: 90,
+                    nonce: 1,
+                },
+            ),
+            (
+                FEE_SINK,
+                Account {
+                    balance: 10,
+                    nonce: 0,
+                },
+            ),
+        ];
+        v.sort_by_key(|x| x.0);
+        v
+    });
+    assert_eq!(e.fees, 10);
+}
+
+#[test]
+fn skips_change_nothing() {
+    let state = simple_state(&[(0, 100)]);
+    let mut wrong_chain = Transaction {
+        chain_id: CHAIN + 1,
+        sender: addr(0),
+        nonce: 0,
+        fee: 1,
+        op: Operation::Transfer {
+            to: addr(1),
+            amount: 1,
+        },
+    };
+    let b = vec![
+        transfer(0, 1, 1, addr(1), 1),   // future nonce
+        transfer(0, 0, 101, addr(1), 1), // cannot pay the fee
+        Arc::new(wrong_chain.clone().sign(&KEYS[0].0)),
+    ];
+    wrong_chain.sender = FEE_SINK;
+    let e = run_all(&state, &b);
+    let statuses: Vec<_> = e.receipts.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            TxStatus::BadNonce,
+            TxStatus::CannotPayFee,
+            TxStatus::WrongChain
+        ]
+    );
+    assert!(
+        e.receipts
+            .iter()
+            .all(|r| r.fee_charged == 0 && r.status.is_skip())
+    );
+    assert!(e.write_set.is_empty());
+}
+
+#[test]
+fn multi_transfer_is_all_or_nothing_on_overflow() {
+    let state = simple_state(&[(0, 1_000), (2, u64::MAX - 5)]);
+    let b = vec![Arc::new(
+        Transaction {
+            chain_id: CHAIN,
+            sender: addr(0),
+            nonce: 0,
+            fee: 1,
+            op: Operation::MultiTransfer {
+                outputs: vec![(addr(1), 10), (addr(2), 10)],
+            },
+        }
+        .sign(&KEYS[0].0),
+    )];
+    let e = run_all(&state, &b);
+    assert_eq!(e.receipts[0].status, TxStatus::BalanceOverflow);
+    assert!(
+        e.write_set
+            .iter()
+            .all(|(a, _)| *a != addr(1) && *a != addr(2))
+    );
+    assert!(e.write_set.contains(&(
+        addr(0),
+        Account {
+            balance: 999,
+            nonce: 1
+        }
+    )));
+}
+
+#[test]
+fn fees_reach_the_sink_once_at_the_end_and_overflow_burns() {
+    let mut state = simple_state(&[(0, 1_000), (1, 1_000)]);
+    state.apply(&[(
+        FEE_SINK,
+        Account {
+            balance: u64::MAX - 3,
+            nonce: 0,
+        },
+    )]);
+    let b = vec![
+        transfer(0, 0, 2, addr(1), 5),
+        transfer(1, 0, 4, FEE_SINK, 1),
+    ];
+    let e = run_all(&state, &b);
+    assert_eq!(e.fees, 6);
+    // The transfer of 1 lands first (MAX - 2); 2 of the 6 fees fit, the other 4 burn.
+    assert_eq!(e.fees_burned, 4);
+    assert!(e.write_set.contains(&(
+        FEE_SINK,
+        Account {
+            balance: u64::MAX,
+            nonce: 0
+        }
+    )));
+}
+
+#[test]
+fn nonces_chain_within_a_block_and_commit_updates_the_root() {
+    let mut state = simple_state(&[(0, 1_000)]);
+    let before = state.root();
+    let b: Vec<_> = (0..5).map(|n| transfer(0, n, 1, addr(1), 10)).collect();
+    let out = ExecutorConfig::default()
+        .build()
+        .unwrap()
+        .execute_and_commit(&mut state, &b)
+        .unwrap();
+    assert!(out.execution.receipts.iter().all(|r| r.status.is_success()));
+    assert_eq!(
+        state.account(&addr(0)),
+        Account {
+            balance: 945,
+            nonce: 5
+        }
+    );
+    assert_eq!(state.account(&addr(1)).balance, 50);
+    assert_eq!(state.account(&FEE_SINK).balance, 5);
+    assert_ne!(out.state_root, before);
+    assert_eq!(out.state_root, state.recompute_root());
+    assert_eq!(out.execution.stats.executor, ExecutorKind::Scheduled);
+    let again = commit(&mut state.clone(), out.execution.clone());
+    assert_eq!(again.state_root, out.state_root);
+}
