@@ -128,8 +128,81 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-impl From<crate::storage::StorageError> for ApiError {
-    fn from(e: crate::storage::StorageError) -> Self {
+impl From<aurigraph_storage::StorageError> for ApiError {
+    fn from(e: aurigraph_storage::StorageError) -> Self {
         Self::new(ErrorKind::Internal, e.code(), e.to_string())
     }
 }
+
+/// Why the node could not start or had to stop producing blocks. Every variant has a stable
+/// code ([`NodeError::code`]) and prints as `[CODE] message`.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A bad configuration (`E_CONFIG`).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// RocksDB failed, or holds something it should not.
+    #[error("[{}] {}", .0.code(), .0)]
+    Storage(#[from] aurigraph_storage::StorageError),
+    /// The ledger refused a setting or could not execute a block.
+    #[error("[{}] {}", .0.code(), .0)]
+    Ledger(#[from] aurigraph_ledger::LedgerError),
+    /// The decision core refused a setting (a slot host could not start).
+    #[error("[{}] {}", .0.code(), .0)]
+    Engine(#[from] aurigraph_decision::EngineError),
+    /// The block log refused a block.
+    #[error("[{}] {}", .0.code(), .0)]
+    Log(#[from] aurigraph_consensus::BlockLogError),
+    /// The database was made for another genesis (`E_GENESIS_MISMATCH`).
+    #[error(
+        "[E_GENESIS_MISMATCH] the database in {} was created for another genesis (chain {chain_id}); use another --data-dir or the genesis it was made with",
+        .data_dir.display()
+    )]
+    GenesisMismatch {
+        /// The data folder.
+        data_dir: std::path::PathBuf,
+        /// The chain id the database holds.
+        chain_id: u32,
+    },
+    /// A file or socket operation failed; `what` says which.
+    #[error("[{code}] {what}: {source}")]
+    Io {
+        /// The stable code (`E_IO`, `E_LISTEN`).
+        code: &'static str,
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A part of the node failed to start (`E_STARTUP`).
+    #[error("[E_STARTUP] {0}")]
+    Startup(String),
+}
+
+impl NodeError {
+    /// A stable, machine-readable code for this error. Codes never change meaning.
+    pub fn code(&self) -> &'static str {
+        match self {
+            NodeError::Config(_) => "E_CONFIG",
+            NodeError::Storage(e) => e.code(),
+            NodeError::Ledger(e) => e.code(),
+            NodeError::Engine(e) => e.code(),
+            NodeError::Log(e) => e.code(),
+            NodeError::GenesisMismatch { .. } => "E_GENESIS_MISMATCH",
+            NodeError::Io { code, .. } => code,
+            NodeError::Startup(_) => "E_STARTUP",
+        }
+    }
+
+    /// An I/O failure with code `E_IO` while doing `what`.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        NodeError::Io {
+            code: "E_IO",
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// Result of the node's start-up and block production.
+pub type NodeResult<T> = Result<T, NodeError>;

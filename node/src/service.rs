@@ -1,7 +1,10 @@
-//! The node's service code: what every API call does, once. The gRPC services and the REST
-//! mirror both call these methods (blocking: run them on a blocking thread) and only
-//! translate the types.
+//! The node's service code: the one `impl` of [`NodeCore`]. What every API call does, once
+//! (the gRPC services and the REST mirror both call these methods, blocking: run them on a
+//! blocking thread, and only translate the types), and the accessors the producer, the
+//! server and the A/B harness use (head, readiness, subscriptions, waking and stopping the
+//! producer).
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use aurigraph_decision::host::SlotStatus;
@@ -11,10 +14,12 @@ use aurigraph_decision::{SlotHost, SlotKind};
 use aurigraph_ledger::executor::Receipt;
 use aurigraph_ledger::state::StateView;
 use aurigraph_ledger::tx::{Address, Operation, SignedTransaction, TxHash};
+use aurigraph_storage::Head;
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use crate::error::{ApiError, ErrorKind};
-use crate::node::NodeCore;
+use crate::node::{BlockEvent, NodeCore};
 
 /// The result of one submitted transaction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,6 +258,47 @@ impl Drop for Inflight<'_> {
 }
 
 impl NodeCore {
+    /// The head.
+    pub fn head(&self) -> Head {
+        *self.head.read()
+    }
+
+    /// Whether the node serves (storage healthy, production running).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Asks the producer to run a round now (a full block is waiting).
+    pub fn wake_producer(&self) {
+        self.wake.1.notify_one();
+    }
+
+    /// Subscribes to committed blocks.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<BlockEvent>> {
+        self.events.subscribe()
+    }
+
+    /// Writes the decisions recorded since the last block (between blocks: under the
+    /// head's height). A failure is logged: telemetry never stops the node.
+    pub fn flush_telemetry(&self) {
+        if let Some(t) = &self.telemetry
+            && t.pending() > 0
+        {
+            let w = t.flush_write(self.head().height);
+            if let Err(e) = self.storage.write_telemetry(&w) {
+                tracing::warn!(error = %e, "telemetry not written");
+            }
+        }
+    }
+
+    /// Stops block production (the thread finishes its round).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.ready.store(false, Ordering::Release);
+        let _guard = self.wake.0.lock();
+        self.wake.1.notify_all();
+    }
+
     fn check_ready(&self) -> Result<(), ApiError> {
         if self.is_ready() {
             Ok(())

@@ -9,7 +9,7 @@
 //! block's `batch_size` and `ordering` decisions commit atomically with it), or writes it on
 //! its own between blocks.
 //!
-//! **Records** (JSON values, keys in the storage table of [`crate::storage`]):
+//! **Records** (JSON values, keys in the storage table of [`aurigraph_storage`]):
 //! - [`DecisionRecord`]: slot, key, arm, backend/name/version that answered, fallback
 //!   reason, routing generation, latency, the input (every row with `features = "full"`,
 //!   else its blake3 digest), the output values (always for single-row slots; for the
@@ -43,9 +43,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{FeatureRecording, TelemetryConfig};
-use crate::storage::{Storage, StorageError, TelemetryWrite};
-
-pub mod export;
+use aurigraph_storage::{Storage, StorageError, TelemetryWrite};
 
 /// Key kind byte of block records.
 pub const KIND_BLOCK: u8 = 0x01;

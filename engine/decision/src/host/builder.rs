@@ -8,13 +8,17 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use super::breaker::Breaker;
+use super::guard::GuardCell;
+use super::persist::restore;
+use super::routing::Routing;
+use super::shadow::ShadowStats;
 use super::watchdog::Watchdog;
-use super::{Answerer, Armed, GuardCell, HostConfig, Routing, ShadowStats, SlotHost};
+use super::{Answerer, HostConfig, SlotHost};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{EngineError, Result};
 use crate::metrics::EngineMetrics;
 use crate::policy::{BackendKind, Isolation, Policy};
-use crate::rollout::{Guard, Mode, PolicyRef, PolicyResolver, RolloutRecord, RolloutStore};
+use crate::rollout::{Guard, Mode, PolicyResolver, RolloutStore};
 use crate::slot::{SlotContract, SlotKind};
 
 /// Builder of a [`SlotHost`] with a store, a resolver, shared metrics or a test clock.
@@ -159,35 +163,6 @@ impl SlotHostBuilder {
             observer: arc_swap::ArcSwapOption::empty(),
         };
         Ok(host)
-    }
-}
-
-fn restore(
-    slot: SlotKind,
-    routing: &mut Routing,
-    rec: RolloutRecord,
-    resolver: &dyn PolicyResolver,
-) {
-    let resolve = |r: &PolicyRef, what: &str| match resolver.resolve(slot, r) {
-        Ok(p) if check_fits(slot.contract(), p.as_ref()).is_ok() => Some(Arc::new(Armed::new(p))),
-        Ok(p) => {
-            tracing::warn!(%slot, policy = %p.info().label(), "persisted {what} no longer fits the slot; dropped");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(%slot, name = %r.name, version = %r.version, error = %e, "persisted {what} cannot be resolved; dropped");
-            None
-        }
-    };
-    routing.salt = rec.salt;
-    routing.last_rollback = rec.last_rollback;
-    routing.baseline = rec.baseline.as_ref().and_then(|r| resolve(r, "baseline"));
-    routing.candidate = rec.candidate.as_ref().and_then(|r| resolve(r, "candidate"));
-    if routing.candidate.is_some() {
-        routing.candidate_id = 1;
-        routing.mode = rec.mode;
-        routing.schedule = rec.schedule;
-        routing.step = rec.step;
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::Answerer;
+use super::{Answerer, Arm};
 use crate::rollout::{GuardSnapshot, Mode};
 use crate::slot::SlotKind;
 
@@ -70,4 +70,52 @@ pub struct SlotStatus {
     pub candidate_totals: ArmTotals,
     /// Shadow figures.
     pub shadow: ShadowSummary,
+}
+
+impl super::SlotHost {
+    /// The slot's state for operators.
+    pub fn status(&self) -> SlotStatus {
+        self.apply_pending_rollback();
+        let r = self.routing.load();
+        let guard = r
+            .candidate
+            .as_ref()
+            .map(|_| self.guard.lock().guard.snapshot());
+        let totals = |arm| {
+            let (decisions, fallbacks) = self.metrics.arm_totals(arm);
+            ArmTotals {
+                decisions,
+                fallbacks,
+            }
+        };
+        let (ok, failed, skipped) = self.metrics.shadow_totals();
+        SlotStatus {
+            slot: self.slot,
+            mode: r.mode,
+            baseline: r
+                .baseline
+                .as_ref()
+                .map_or_else(|| self.static_answerer.clone(), |a| a.answerer.clone()),
+            candidate: r.candidate.as_ref().map(|a| a.answerer.clone()),
+            schedule: r.schedule.as_ref().map(|s| ScheduleStatus {
+                steps_percent: s.steps_bp().iter().map(|&b| f64::from(b) / 100.0).collect(),
+                step: r.step,
+                min_decisions: s.min_decisions(),
+            }),
+            generation: r.generation,
+            circuit_open: self.breaker.is_open(),
+            circuit_trips: self.breaker.trips(),
+            guard,
+            last_rollback: r.last_rollback.clone(),
+            deadline_us: self.deadline.as_micros().try_into().unwrap_or(u64::MAX),
+            baseline_totals: totals(Arm::Baseline),
+            candidate_totals: totals(Arm::Candidate),
+            shadow: ShadowSummary {
+                ok,
+                failed,
+                skipped,
+                mean_divergence: self.shadow.lock().divergence.mean(),
+            },
+        }
+    }
 }

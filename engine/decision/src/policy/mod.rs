@@ -27,7 +27,8 @@ pub enum BackendKind {
     Onnx,
     /// A WASM plugin run by wasmtime.
     Wasm,
-    /// A fault-injecting test double (see [`crate::fault`]); never used in production.
+    /// A fault-injecting test double (the `fault` module, behind the `testing` feature);
+    /// never used in production.
     Fault,
 }
 

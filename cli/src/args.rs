@@ -93,10 +93,10 @@ pub struct AbArgs {
     /// Arm A (the reference): `static`, or SLOT=POLICY[,SLOT=POLICY...] with POLICY one of
     /// `static`, `onnx:NAME[@VERSION]`, `wasm:NAME[@VERSION]`; unnamed slots stay static.
     #[arg(long, value_name = "SPEC")]
-    pub a: aurigraph_node::ab::spec::ArmSpec,
+    pub a: aurigraph_ab::spec::ArmSpec,
     /// Arm B (the challenger; ratios are B/A), same syntax.
     #[arg(long, value_name = "SPEC")]
-    pub b: aurigraph_node::ab::spec::ArmSpec,
+    pub b: aurigraph_ab::spec::ArmSpec,
     /// Workload preset: uniform, hot-accounts, bursty, diurnal or spam-attack.
     #[arg(long, default_value = "hot-accounts")]
     pub workload: String,
@@ -115,7 +115,7 @@ pub struct AbArgs {
     /// Submission speed: `max` (as fast as the node admits) or a factor of the workload's
     /// arrival times (1 = real time).
     #[arg(long, default_value = "max")]
-    pub speed: aurigraph_node::ab::Speed,
+    pub speed: aurigraph_ab::Speed,
     /// Block production interval of both nodes, milliseconds.
     #[arg(long, default_value_t = 50)]
     pub block_interval_ms: u64,
@@ -138,12 +138,11 @@ pub struct AbArgs {
 
 impl AbArgs {
     /// The harness configuration.
-    pub fn config(&self) -> aurigraph_node::ab::AbConfig {
-        let mut c =
-            aurigraph_node::ab::AbConfig::new(self.a.clone(), self.b.clone(), &self.workload);
+    pub fn config(&self) -> aurigraph_ab::AbConfig {
+        let mut c = aurigraph_ab::AbConfig::new(self.a.clone(), self.b.clone(), &self.workload);
         c.amount = match self.duration {
-            Some(d) => aurigraph_node::ab::Amount::Duration(d),
-            None => aurigraph_node::ab::Amount::Txs(self.txs),
+            Some(d) => aurigraph_ab::Amount::Duration(d),
+            None => aurigraph_ab::Amount::Txs(self.txs),
         };
         c.seed = self.seed;
         c.rounds = self.rounds;
@@ -193,6 +192,9 @@ pub struct TokenArgs {
 }
 
 /// `aurigraph policy ...`
+// The `node` and `token` fields are flattened: their flags are documented on `NodeArgs`
+// and `TokenArgs`, which clap shows in the help.
+#[allow(missing_docs)]
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Every slot's rollout state and per-arm figures (or one slot's).
@@ -281,6 +283,9 @@ pub enum PolicyCommand {
 }
 
 /// `aurigraph tx ...`
+// The `node` and `token` fields are flattened: their flags are documented on `NodeArgs`
+// and `TokenArgs`, which clap shows in the help.
+#[allow(missing_docs)]
 #[derive(Debug, Subcommand)]
 pub enum TxCommand {
     /// Sign a transfer with a development account's key and submit it.
@@ -356,6 +361,7 @@ pub struct LoadArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    #[allow(missing_docs)] // flattened: the flags are documented on `NodeArgs`
     #[command(flatten)]
     pub node: NodeArgs,
 }

@@ -8,7 +8,7 @@ use aurigraph_decision::SlotKind;
 use aurigraph_onnx::{LoadOptions, OnnxError, OnnxPolicy};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
-use crate::cli::{ModelsCommand, SchemaArgs, ValidateArgs};
+use crate::args::{ModelsCommand, SchemaArgs, ValidateArgs};
 
 /// Runs a `models` verb.
 pub fn run(cmd: &ModelsCommand) -> Result<()> {

@@ -29,10 +29,10 @@ use std::path::{Path, PathBuf};
 use aurigraph_decision::SlotKind;
 use aurigraph_decision::slot::Rows;
 
-use super::{
+use aurigraph_node::telemetry::{
     BlockRecord, DecisionRecord, KIND_BLOCK, KIND_DECISION, parse_block_key, parse_decision_key,
 };
-use crate::storage::{Storage, StorageError};
+use aurigraph_storage::{Storage, StorageError};
 
 mod pq;
 pub use pq::{ROW_GROUP_BYTES, ROW_GROUP_ROWS};
@@ -576,9 +576,9 @@ fn scan_decisions(
     to: u64,
     mut f: impl FnMut(u64, u32, DecisionRecord) -> Result<(), ExportError>,
 ) -> Result<(), ExportError> {
-    let lo = super::decision_key(from, 0);
+    let lo = aurigraph_node::telemetry::decision_key(from, 0);
     let hi = match to.checked_add(1) {
-        Some(t) => super::decision_key(t, 0),
+        Some(t) => aurigraph_node::telemetry::decision_key(t, 0),
         None => vec![KIND_DECISION + 1],
     };
     storage.scan_telemetry::<ExportError>(&lo, &hi, |k, v| {
@@ -598,9 +598,9 @@ fn scan_all(
     mut f: impl FnMut(Rec) -> Result<(), ExportError>,
 ) -> Result<(), ExportError> {
     let mut blocks: Vec<BlockRecord> = Vec::new();
-    let lo = super::block_key(from);
+    let lo = aurigraph_node::telemetry::block_key(from);
     let hi = match to.checked_add(1) {
-        Some(t) => super::block_key(t),
+        Some(t) => aurigraph_node::telemetry::block_key(t),
         None => vec![KIND_BLOCK + 1],
     };
     storage.scan_telemetry::<ExportError>(&lo, &hi, |k, v| {

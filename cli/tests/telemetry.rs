@@ -6,10 +6,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use aurigraph_cli::export::{ExportOptions, ExportSummary, Format, export};
 use aurigraph_decision::SlotKind;
 use aurigraph_ledger::tx::{Operation, Transaction};
 use aurigraph_node::config::{FeatureRecording, dev_key};
-use aurigraph_node::telemetry::export::{ExportOptions, ExportSummary, Format, export};
 use aurigraph_node::{Node, NodeConfig};
 use parquet::basic::Compression;
 use parquet::file::reader::{FileReader, SerializedFileReader};

@@ -1,5 +1,7 @@
-//! RocksDB storage: one database, one column family per kind of data, one `WriteBatch` per
-//! block.
+//! # aurigraph-storage: the node's RocksDB
+//!
+//! One database, one column family per kind of data, one `WriteBatch` per block; and the
+//! stored block format ([`block`]). The node and the consensus layer both build on it.
 //!
 //! | column family | key | value |
 //! |---|---|---|
@@ -10,11 +12,11 @@
 //! | `receipts` | height (u64 BE) ++ index (u32 BE) | status (u8), fee charged (u64 LE) |
 //! | `mempool` | transaction hash | the signed transaction: accepted, not yet committed |
 //! | `rollout` | slot name | the slot's rollout record (JSON) |
-//! | `telemetry` | `0x01` ++ height (u64 BE) | the block's outcome and its batch decisions (JSON, [`crate::telemetry::BlockRecord`]) |
-//! | `telemetry` | `0x02` ++ height (u64 BE) ++ sequence (u32 BE) | one sampled decision (JSON, [`crate::telemetry::DecisionRecord`]), written with the block at `height` (decisions taken since the previous block) or, between blocks, under the head's height |
+//! | `telemetry` | `0x01` ++ height (u64 BE) | the block's outcome and its batch decisions (JSON, the node's `telemetry::BlockRecord`) |
+//! | `telemetry` | `0x02` ++ height (u64 BE) ++ sequence (u32 BE) | one sampled decision (JSON, the node's `telemetry::DecisionRecord`), written with the block at `height` (decisions taken since the previous block) or, between blocks, under the head's height |
 //!
 //! Telemetry keys start with a kind byte, so one family holds both kinds in height order and
-//! the retention bound is a range delete in the block's batch (see [`crate::telemetry`]).
+//! the retention bound is a range delete in the block's batch (see the node's `telemetry` module).
 //! Keys of the first layout (a bare height, first byte `0x00`) are ignored by the export.
 //!
 //! **Atomicity.** A block commits in one `WriteBatch`: the block, its index and receipts, the
@@ -43,6 +45,8 @@ use aurigraph_ledger::executor::Receipt;
 use aurigraph_ledger::state::{Account, ShardedState, StateRoot};
 use aurigraph_ledger::tx::{Address, TxHash};
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
+
+pub mod block;
 
 use crate::block::{StoredBlock, status_from_u8};
 

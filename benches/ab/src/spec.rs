@@ -6,7 +6,7 @@
 //! highest registered version of that name for the slot is used.
 //!
 //! ```
-//! use aurigraph_node::ab::spec::{ArmSpec, PolicyChoice};
+//! use aurigraph_ab::spec::{ArmSpec, PolicyChoice};
 //! use aurigraph_decision::SlotKind;
 //!
 //! let s: ArmSpec = "ordering=wasm:conflict-aware@1.0.0,batch_size=static".parse().unwrap();

@@ -5,6 +5,7 @@
 //! restart succeeds (the node recomputes the state root from the stored state and checks it
 //! against the head's on open), and the head is at least where it was before the kill.
 
+#[path = "../../node/tests/common/mod.rs"]
 mod common;
 
 use std::net::TcpListener;

@@ -23,6 +23,12 @@
 //!
 //! A candidate that cannot be had (no models folder, say) leaves its slot on static and the
 //! demo says so.
+//!
+//! It closes with three tables: each slot and arm (decisions, fallbacks, shadow, rollbacks);
+//! the node's figures (committed transactions, throughput, submit-to-commit latency,
+//! refusals); and what the `anomaly` slot did, per workload label (honest, spam, oversized):
+//! the class admission gave each accepted transaction, read from the mempool right after its
+//! submission returns, and the submit-to-commit p50 and p99 of those that committed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -32,15 +38,17 @@ use anyhow::{Context, Result};
 use aurigraph_decision::fault::{Fault, FaultyPolicy};
 use aurigraph_decision::host::WARMUP_INPUTS;
 use aurigraph_decision::rollout::{Mode, PolicyRef, PolicyResolver, StepSchedule};
+use aurigraph_decision::slot::anomaly::AnomalyClass;
 use aurigraph_decision::{BackendKind, Policy, SlotKind};
+use aurigraph_ledger::mempool::CLASSES;
 use aurigraph_ledger::tx::TxHash;
-use aurigraph_ledger::workload::Workload;
+use aurigraph_ledger::workload::{Label, Workload};
 use aurigraph_node::config::Allocation;
 use aurigraph_node::{Node, NodeConfig, NodeCore};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::DemoArgs;
+use crate::args::DemoArgs;
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
@@ -48,6 +56,74 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     }
     let i = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// An accepted submission: its workload label, when it was submitted, and the class
+/// admission gave it, read from the mempool right after the submission returned (`None`
+/// when it had already left the mempool, committed by then).
+struct Accepted {
+    label: Label,
+    at: Instant,
+    class: Option<AnomalyClass>,
+}
+
+/// The accepted transactions of one workload label: classes and submit-to-commit latencies.
+#[derive(Default)]
+struct LabelTally {
+    accepted: u64,
+    /// Count per class, in the order of [`CLASSES`].
+    classes: [u64; 3],
+    /// Accepted transactions whose class was not read (they had left the mempool).
+    unseen: u64,
+    /// Submit-to-commit latency of those that committed.
+    latencies: Vec<Duration>,
+}
+
+/// The table of what the `anomaly` slot did, one row per workload label with accepted
+/// transactions: admission's class counts and the submit-to-commit p50/p99.
+fn anomaly_table(tallies: &BTreeMap<Label, LabelTally>) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    let mut header = vec!["workload label".to_string(), "accepted".to_string()];
+    header.extend(CLASSES.iter().map(|c| format!("{} (class)", c.as_str())));
+    let unseen = tallies.values().any(|t| t.unseen > 0);
+    if unseen {
+        header.push("class not read".to_string());
+    }
+    header.extend([
+        "committed".to_string(),
+        "latency p50".to_string(),
+        "latency p99".to_string(),
+    ]);
+    t.set_header(header);
+    for (label, tally) in tallies {
+        let name = match label {
+            Label::Normal => "honest (normal)".to_string(),
+            other => other.as_str().to_string(),
+        };
+        let mut row = vec![name, tally.accepted.to_string()];
+        row.extend(tally.classes.iter().map(|n| {
+            if tally.accepted == 0 {
+                n.to_string()
+            } else {
+                format!("{n} ({:.1}%)", *n as f64 * 100.0 / tally.accepted as f64)
+            }
+        }));
+        if unseen {
+            row.push(tally.unseen.to_string());
+        }
+        let mut latencies = tally.latencies.clone();
+        latencies.sort_unstable();
+        row.push(latencies.len().to_string());
+        if latencies.is_empty() {
+            row.extend(["-".to_string(), "-".to_string()]);
+        } else {
+            row.push(format!("{:.1?}", percentile(&latencies, 0.5)));
+            row.push(format!("{:.1?}", percentile(&latencies, 0.99)));
+        }
+        t.add_row(row);
+    }
+    t
 }
 
 fn resolve(
@@ -250,7 +326,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let mut submitted_at: HashMap<TxHash, Instant> = HashMap::new();
+    let mut submitted: HashMap<TxHash, Accepted> = HashMap::new();
     let mut refused: BTreeMap<String, u64> = BTreeMap::new();
     let mut next = 0usize;
     let tick = Duration::from_millis(10);
@@ -271,11 +347,20 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         let at = Instant::now();
         match core.submit(&batch) {
             Ok(items) => {
-                for item in items {
+                // One item per input, in input order.
+                for (item, event) in items.into_iter().zip(&events[start..next]) {
                     match (item.accepted, item.hash) {
                         (true, Some(h)) => {
                             if let Some(h) = TxHash::from_hex(&h) {
-                                submitted_at.insert(h, at);
+                                let class = core.pipeline.mempool().get(&h).map(|t| t.class);
+                                submitted.insert(
+                                    h,
+                                    Accepted {
+                                        label: event.label,
+                                        at,
+                                        class,
+                                    },
+                                );
                             }
                         }
                         _ => *refused.entry(item.code.unwrap_or_default()).or_default() += 1,
@@ -310,12 +395,31 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("the commit collector panicked"))?;
 
+    let mut tallies: BTreeMap<Label, LabelTally> = BTreeMap::new();
+    for a in submitted.values() {
+        let tally = tallies.entry(a.label).or_default();
+        tally.accepted += 1;
+        match a.class {
+            Some(c) => {
+                if let Some(i) = CLASSES.iter().position(|k| *k == c) {
+                    tally.classes[i] += 1;
+                }
+            }
+            None => tally.unseen += 1,
+        }
+    }
     let mut latencies: Vec<Duration> = Vec::with_capacity(committed.len());
     let mut succeeded = 0u64;
     let mut last_commit = started;
     for (h, at, ok) in &committed {
-        if let Some(sub) = submitted_at.get(h) {
-            latencies.push(at.saturating_duration_since(*sub));
+        if let Some(sub) = submitted.get(h) {
+            let latency = at.saturating_duration_since(sub.at);
+            latencies.push(latency);
+            tallies
+                .entry(sub.label)
+                .or_default()
+                .latencies
+                .push(latency);
         }
         succeeded += u64::from(*ok);
         last_commit = last_commit.max(*at);
@@ -429,5 +533,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     ]);
     s.add_row(["wall time".to_string(), format!("{elapsed:.2?}")]);
     println!("{s}");
+
+    println!(
+        "anomaly slot: the class admission gave each accepted transaction (mempool priority \
+         normal > suspicious > anomalous), by workload label; latency is submit-to-commit"
+    );
+    println!("{}", anomaly_table(&tallies));
     Ok(())
 }

@@ -1,6 +1,8 @@
-//! The A/B harness behind `aurigraph bench ab`: the same seeded workload through two
-//! policy arms, each on its own embedded node, interleaved in rounds; per-arm figures, the
-//! B/A ratios with confidence intervals, a verdict, and a report with plots.
+//! # aurigraph-ab: the A/B harness behind `aurigraph bench ab`
+//!
+//! The same seeded workload through two policy arms, each on its own embedded node,
+//! interleaved in rounds; per-arm figures, the B/A ratios with confidence intervals, a
+//! verdict, and a report with plots.
 //!
 //! ## How a run goes
 //!
@@ -54,9 +56,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::NodeConfig;
-use crate::config::Allocation;
-use crate::node::{BlockEvent, Node, NodeCore};
+use aurigraph_node::NodeConfig;
+use aurigraph_node::config::Allocation;
+use aurigraph_node::node::{BlockEvent, Node, NodeCore};
 pub use report::AbReport;
 use spec::{ArmSpec, PolicyChoice};
 

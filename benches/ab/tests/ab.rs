@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use aurigraph_node::ab::spec::ArmSpec;
-use aurigraph_node::ab::stats::Verdict;
-use aurigraph_node::ab::{AbConfig, Amount, Speed, run};
+use aurigraph_ab::spec::ArmSpec;
+use aurigraph_ab::stats::Verdict;
+use aurigraph_ab::{AbConfig, Amount, Speed, run};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use aurigraph_node::{Node, NodeConfig};
 
-use crate::cli::StartArgs;
+use crate::args::StartArgs;
 
 /// Runs `aurigraph start`.
 pub fn run(args: &StartArgs) -> Result<()> {

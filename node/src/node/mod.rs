@@ -1,0 +1,103 @@
+//! The running node, in three parts:
+//!
+//! - [`NodeCore`] (here): one node's parts wired together: storage, the ledger's pipeline
+//!   and the slot hosts, the model and plugin registries, metrics, telemetry and the block
+//!   log. Its operations (what the APIs and the CLI ask of a node, and the accessors the
+//!   producer and the server use) are its one `impl`, in [`crate::service`].
+//! - [`startup`]: opening a node. Open RocksDB; on a new database write the genesis,
+//!   otherwise read the state back and check its root against the head; poll the models and
+//!   plugins folders; build the five slot hosts on the RocksDB rollout store (a rollout
+//!   survives a restart); resume the pipeline at the head; admit again the accepted
+//!   submissions that had not committed.
+//! - [`producer`]: block production (one thread): every `block.interval_ms`, or at once when
+//!   a full block is waiting, propose a block (`batch_size` and `ordering` slots), hand it to
+//!   the block log, execute it, commit it to RocksDB in one batch, then publish it to
+//!   subscribers. The block log ([`BlockLog`]) is the seam where consensus goes; a single
+//!   node uses [`SingleNodeLog`](aurigraph_consensus::SingleNodeLog), which passes every
+//!   block straight through. Side loops run in the same thread: `demand` forecasts the
+//!   arrival rate each second and `leader_health` scores the heartbeat window each round
+//!   (both answers are computed and not acted on yet).
+//! - [`Node`] ([`server`]): a started node: the producer thread, the folder watchers and the
+//!   API server.
+
+pub mod producer;
+pub mod server;
+pub mod startup;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::time::Duration;
+
+use aurigraph_consensus::BlockLog;
+use aurigraph_decision::SlotHost;
+use aurigraph_decision::SlotKind;
+use aurigraph_ledger::pipeline::Pipeline;
+use aurigraph_storage::{Head, Storage};
+use parking_lot::{Condvar, Mutex, RwLock};
+use tokio::sync::broadcast;
+
+use crate::config::NodeConfig;
+use crate::metrics::NodeMetrics;
+use crate::registries::Registries;
+use crate::telemetry::Recorder;
+
+pub use server::Node;
+
+/// A committed block as subscribers see it.
+#[derive(Clone, Debug)]
+pub struct BlockEvent {
+    /// The block's header fields and hash.
+    pub height: u64,
+    /// Block hash.
+    pub hash: [u8; 32],
+    /// State root after it.
+    pub state_root: aurigraph_ledger::state::StateRoot,
+    /// Its transactions' receipts, in block order.
+    pub receipts: Vec<aurigraph_ledger::executor::Receipt>,
+    /// The executor's conflicts in this block (see `ExecStats::conflicts`).
+    pub conflicts: u64,
+    /// Executions beyond one per transaction (Block-STM only).
+    pub re_executions: u64,
+    /// Transactions executed (fee charged), successful or not; the rest were skipped.
+    pub executed: usize,
+    /// Proposal to commit, as the pipeline measured it.
+    pub latency: Duration,
+}
+
+/// The node's parts, shared by the block producer and the APIs.
+pub struct NodeCore {
+    /// The configuration it started with.
+    pub config: NodeConfig,
+    /// RocksDB.
+    pub storage: Arc<Storage>,
+    /// The transaction path (admission, mempool, batcher, executor, state).
+    pub pipeline: Arc<Pipeline>,
+    /// The five slot hosts.
+    pub hosts: BTreeMap<SlotKind, Arc<SlotHost>>,
+    /// The watched models and plugins folders.
+    pub registries: Registries,
+    /// Prometheus metrics (engine and node).
+    pub metrics: NodeMetrics,
+    /// The admin bearer token.
+    pub admin_token: String,
+    /// Decision telemetry (`None` when `telemetry.enabled = false`).
+    pub telemetry: Option<Arc<Recorder>>,
+    pub(crate) events: broadcast::Sender<Arc<BlockEvent>>,
+    pub(crate) head: RwLock<Head>,
+    pub(crate) ready: AtomicBool,
+    pub(crate) inflight_txs: AtomicUsize,
+    pub(crate) accepted_total: AtomicU64,
+    pub(crate) stop: AtomicBool,
+    pub(crate) wake: (Mutex<()>, Condvar),
+    pub(crate) log: Box<dyn BlockLog>,
+}
+
+impl std::fmt::Debug for NodeCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCore")
+            .field("data_dir", &self.config.data_dir)
+            .field("head", &*self.head.read())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,185 @@
+//! Block production: propose, append to the block log, execute, commit, publish. See the
+//! [`super`] module for the loop; [`produce_ready_blocks`] is one pass of it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aurigraph_decision::SlotKind;
+use aurigraph_decision::slot::{demand, leader_health};
+use aurigraph_ledger::mempool::Removal;
+use aurigraph_ledger::pipeline::ProducedBlock;
+use aurigraph_ledger::tx::SignedTransaction;
+use aurigraph_storage::BlockWrite;
+use aurigraph_storage::block::{BlockHeader, StoredBlock, tx_root};
+
+use super::{BlockEvent, NodeCore};
+use crate::error::{NodeError, NodeResult};
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Produces, commits and publishes every block that is ready now. Returns how many.
+pub fn produce_ready_blocks(core: &NodeCore, max_blocks: usize) -> NodeResult<usize> {
+    let mut n = 0;
+    // An empty mempool proposes nothing: the slots are not asked for an idle round.
+    while n < max_blocks && core.pipeline.mempool().ready_len() > 0 {
+        let Some(proposal) = core.pipeline.propose() else {
+            break;
+        };
+        let txs: Vec<SignedTransaction> =
+            proposal.batch.txs.iter().map(|t| (*t.tx).clone()).collect();
+        core.log.append(proposal.height, &txs)?;
+        let produced = core.pipeline.apply(proposal)?;
+        commit(core, produced, txs)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn commit(core: &NodeCore, produced: ProducedBlock, txs: Vec<SignedTransaction>) -> NodeResult<()> {
+    let parent = core.head().hash;
+    let header = BlockHeader {
+        height: produced.height,
+        parent,
+        state_root: produced.outcome.state_root,
+        timestamp_ms: now_ms(),
+        tx_root: tx_root(txs.iter().map(|t| t.hash())),
+    };
+    let receipts = produced.outcome.execution.receipts.clone();
+    let block = StoredBlock {
+        header,
+        txs,
+        receipts,
+    };
+    let telemetry = core.telemetry.as_ref().map(|t| {
+        let c = core.pipeline.admission().counters();
+        t.block_write(&produced, (c.admitted, c.refused))
+    });
+    let forget: Vec<_> = produced
+        .removed
+        .iter()
+        .filter(|r| r.reason == Removal::Stale)
+        .map(|r| r.hash)
+        .collect();
+    let head = core
+        .storage
+        .commit_block(&BlockWrite {
+            block: &block,
+            writes: &produced.outcome.execution.write_set,
+            telemetry,
+            forget: &forget,
+        })
+        .map_err(|e| {
+            // The engine's state is ahead of the disk now: stop serving rather than
+            // acknowledge what may not be durable.
+            core.ready.store(false, Ordering::Release);
+            tracing::error!(code = e.code(), height = produced.height, error = %e, "block not committed");
+            NodeError::Storage(e)
+        })?;
+    *core.head.write() = head;
+    core.metrics.block_committed(&block, produced.latency);
+    observe_outcomes(core, &produced);
+    let event = Arc::new(BlockEvent {
+        height: head.height,
+        hash: head.hash,
+        state_root: head.state_root,
+        receipts: block.receipts,
+        conflicts: produced.outcome.execution.stats.conflicts,
+        re_executions: produced.outcome.execution.stats.re_executions,
+        executed: produced.outcome.execution.stats.executed,
+        latency: produced.latency,
+    });
+    // No subscriber is not an error.
+    let _ = core.events.send(event);
+    Ok(())
+}
+
+/// Feeds each slot's key metric to its guard, per arm, so a canary is judged on what
+/// it led to (the same anytime-valid confidence sequences `policy status` shows):
+/// `ordering` on the block's proposal-to-commit time, `batch_size` on the mean
+/// submit-to-commit latency of the block's transactions (ms, higher is worse). A
+/// decision the static policy answered in a fallback credits no arm.
+fn observe_outcomes(core: &NodeCore, produced: &ProducedBlock) {
+    let arm_of = |answer: &aurigraph_ledger::batcher::SlotAnswer| {
+        answer.tag().filter(|t| t.fallback.is_none()).map(|t| t.arm)
+    };
+    if let Some(arm) = arm_of(&produced.batch.ordering) {
+        core.hosts[&SlotKind::Ordering].observe_outcome(arm, produced.latency.as_secs_f64() * 1e3);
+    }
+    if let Some(arm) = arm_of(&produced.batch.batch_size)
+        && !produced.txs.is_empty()
+    {
+        let now = Instant::now();
+        let total: f64 = produced
+            .txs
+            .iter()
+            .map(|t| now.saturating_duration_since(t.admitted_at).as_secs_f64() * 1e3)
+            .sum();
+        core.hosts[&SlotKind::BatchSize].observe_outcome(arm, total / produced.txs.len() as f64);
+    }
+}
+
+/// The producer's loop; returns when [`NodeCore::stop`] is called or a block fails.
+pub(crate) fn run(core: Arc<NodeCore>) {
+    let interval = Duration::from_millis(core.config.block.interval_ms);
+    let mut last_demand = Instant::now();
+    let mut rates: Vec<f32> = Vec::new();
+    let mut arrivals_seen = core.accepted_total.load(Ordering::Relaxed);
+    let mut round: u64 = 0;
+    while !core.stop.load(Ordering::Acquire) {
+        let started = Instant::now();
+        match produce_ready_blocks(&core, 64) {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "block production stopped");
+                core.ready.store(false, Ordering::Release);
+                return;
+            }
+        }
+        round += 1;
+        // leader_health: this node's heartbeat window (a single node has no peers yet).
+        let round_ms = started.elapsed().as_secs_f32() * 1e3;
+        let hb = leader_health::LeaderHealthFeatures {
+            heartbeat_interval_ms: interval.as_secs_f32() * 1e3,
+            election_timeout_ms: interval.as_secs_f32() * 1e4,
+            ms_since_last_heartbeat: round_ms,
+            missed_heartbeats: 0.0,
+            rtt_mean_ms: round_ms,
+            rtt_p99_ms: round_ms,
+            rtt_trend: 0.0,
+            replication_lag_entries: 0.0,
+            window_ticks: 10.0,
+        };
+        if let Err(e) = core.hosts[&SlotKind::LeaderHealth].decide(round, &hb.matrix()) {
+            tracing::warn!(error = %e, "leader_health decision failed");
+        }
+        // demand: the arrival rate per second, forecast each second.
+        if last_demand.elapsed() >= Duration::from_secs(1) {
+            let accepted = core.accepted_total.load(Ordering::Relaxed);
+            let secs = last_demand.elapsed().as_secs_f32();
+            rates.push(accepted.saturating_sub(arrivals_seen) as f32 / secs);
+            arrivals_seen = accepted;
+            last_demand = Instant::now();
+            if rates.len() > demand::WINDOW {
+                rates.remove(0);
+            }
+            let w = demand::DemandWindow::from_recent(&rates).matrix();
+            if let Err(e) = core.hosts[&SlotKind::Demand].decide(round, &w) {
+                tracing::warn!(error = %e, "demand decision failed");
+            }
+        }
+        core.metrics.set_mempool(core.pipeline.mempool().len());
+        core.flush_telemetry();
+        let mut guard = core.wake.0.lock();
+        if core.stop.load(Ordering::Acquire) {
+            break;
+        }
+        if core.pipeline.mempool().ready_len() < core.config.block.max_txs {
+            let _ = core.wake.1.wait_for(&mut guard, interval);
+        }
+    }
+}

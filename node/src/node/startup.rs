@@ -1,0 +1,235 @@
+//! Opening a node: storage, the state, the registries, the slot hosts, the pipeline, and
+//! the re-admission of accepted submissions that had not committed. See the [`super`]
+//! module for the order. Nothing runs yet when [`open`] returns: [`Node::start`] starts the
+//! producer and the server.
+//!
+//! [`Node::start`]: super::Node::start
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use aurigraph_consensus::SingleNodeLog;
+use aurigraph_decision::{SlotHost, SlotKind};
+use aurigraph_ledger::batcher::BatcherConfig;
+use aurigraph_ledger::executor::ExecutorConfig;
+use aurigraph_ledger::mempool::MempoolConfig;
+use aurigraph_ledger::pipeline::{Pipeline, PipelineConfig, PipelineSlots};
+use aurigraph_ledger::state::ShardedState;
+use aurigraph_ledger::tx::SignedTransaction;
+use aurigraph_onnx::{LoadOptions, ModelRegistry};
+use aurigraph_storage::{RocksRolloutStore, Storage, StorageError};
+use aurigraph_wasm::{PluginRegistry, WasmRuntime};
+use parking_lot::{Condvar, Mutex, RwLock};
+use tokio::sync::broadcast;
+
+use super::NodeCore;
+use crate::config::{NodeConfig, genesis_hash};
+use crate::error::{NodeError, NodeResult};
+use crate::metrics::NodeMetrics;
+use crate::registries::Registries;
+use crate::telemetry::Recorder;
+
+/// Opens storage, restores the state and the rollouts, and re-admits pending submissions.
+pub fn open(config: NodeConfig) -> NodeResult<Arc<NodeCore>> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| NodeError::io(format!("cannot create {}", config.data_dir.display()), e))?;
+    let storage = Arc::new(Storage::open(
+        &config.data_dir.join("db"),
+        config.storage.sync,
+    )?);
+    let genesis = config.genesis()?;
+    let ghash = genesis_hash(&genesis);
+    let shards = config.storage.state_shards;
+    let (state, head) = match storage.genesis()? {
+        None => {
+            let state = ShardedState::from_genesis(&genesis, shards)
+                .map_err(|e| NodeError::Startup(format!("genesis: [{}] {e}", e.code())))?;
+            let head = storage.init_genesis(ghash, &state)?;
+            tracing::info!(
+                chain_id = genesis.chain_id,
+                accounts = state.len(),
+                "new database: genesis written"
+            );
+            (state, head)
+        }
+        Some((stored, chain_id)) => {
+            if stored != ghash || chain_id != genesis.chain_id {
+                return Err(NodeError::GenesisMismatch {
+                    data_dir: config.data_dir.clone(),
+                    chain_id,
+                });
+            }
+            let head = storage.head()?.ok_or_else(|| {
+                StorageError::Corrupt("the database has a genesis but no head".into())
+            })?;
+            let state = storage.load_state(chain_id, shards)?;
+            tracing::info!(height = head.height, root = %head.state_root, "state restored");
+            (state, head)
+        }
+    };
+
+    let metrics = NodeMetrics::new();
+    let registries = open_registries(&config)?;
+    let store = RocksRolloutStore::new(storage.clone());
+    let mut hosts = BTreeMap::new();
+    for slot in SlotKind::ALL {
+        let host = SlotHost::builder(slot)
+            .metrics(metrics.engine().clone())
+            .store(store.clone(), Arc::new(registries.clone()))
+            .build()?;
+        hosts.insert(slot, Arc::new(host));
+    }
+    let telemetry = if config.telemetry.enabled {
+        let r = Recorder::open(config.telemetry.clone(), &storage)?;
+        r.install(hosts.values());
+        Some(r)
+    } else {
+        None
+    };
+    let slots = PipelineSlots {
+        anomaly: hosts[&SlotKind::Anomaly].clone(),
+        batch_size: hosts[&SlotKind::BatchSize].clone(),
+        ordering: hosts[&SlotKind::Ordering].clone(),
+    };
+    let b = &config.block;
+    let mut executor = ExecutorConfig::default();
+    if b.executor_threads > 0 {
+        executor.threads = b.executor_threads;
+    }
+    let pipeline_config = PipelineConfig {
+        mempool: MempoolConfig {
+            max_txs: b.mempool_txs,
+            ..MempoolConfig::default()
+        },
+        batcher: BatcherConfig {
+            min_batch_size: b.min_txs,
+            max_batch_size: b.max_txs,
+            ..BatcherConfig::default()
+        },
+        executor,
+        ..PipelineConfig::default()
+    };
+    let pipeline = Arc::new(Pipeline::from_state(
+        pipeline_config,
+        slots,
+        state,
+        head.height,
+    )?);
+    let admin_token = admin_token(&config)?;
+    let (events, _) = broadcast::channel(1024);
+    let core = Arc::new(NodeCore {
+        config,
+        storage,
+        pipeline,
+        hosts,
+        registries,
+        metrics,
+        admin_token,
+        telemetry,
+        events,
+        head: RwLock::new(head),
+        ready: AtomicBool::new(false),
+        inflight_txs: AtomicUsize::new(0),
+        accepted_total: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        wake: (Mutex::new(()), Condvar::new()),
+        log: Box::new(SingleNodeLog),
+    });
+    core.metrics.set_head(head.height);
+    readmit_pending(&core)?;
+    core.ready.store(true, Ordering::Release);
+    Ok(core)
+}
+
+/// Accepted submissions that had not committed when the node stopped go through
+/// admission again; what is refused now (committed meanwhile, stale) is forgotten.
+fn readmit_pending(core: &NodeCore) -> NodeResult<()> {
+    let pending = core.storage.pending()?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let results = core.pipeline.submit(&pending);
+    let mut dropped = Vec::new();
+    let mut readmitted = 0usize;
+    for (bytes, r) in pending.iter().zip(&results) {
+        match r {
+            Ok(_) => readmitted += 1,
+            Err(refused) => {
+                tracing::debug!(code = refused.code, "pending submission not re-admitted");
+                if let Ok(tx) = SignedTransaction::decode(bytes) {
+                    dropped.push(tx.hash());
+                }
+            }
+        }
+    }
+    core.storage.delete_pending(&dropped)?;
+    tracing::info!(
+        readmitted,
+        dropped = dropped.len(),
+        "pending submissions re-admitted"
+    );
+    Ok(())
+}
+
+fn open_registries(config: &NodeConfig) -> NodeResult<Registries> {
+    let p = &config.policies;
+    let models = Arc::new(ModelRegistry::new(&p.models_dir, LoadOptions::default()));
+    if p.models_dir.is_dir() {
+        let rep = models.poll();
+        for f in &rep.failed {
+            tracing::warn!(folder = %f.folder.display(), code = f.code, reason = %f.reason, "model not loaded");
+        }
+        tracing::info!(loaded = rep.loaded.len(), folder = %p.models_dir.display(), "models registered");
+    }
+    let runtime = WasmRuntime::shared()
+        .map_err(|e| NodeError::Startup(format!("wasm runtime: [{}] {e}", e.code())))?;
+    let plugins = Arc::new(PluginRegistry::new(&p.plugins_dir, runtime));
+    if p.plugins_dir.is_dir() {
+        let rep = plugins.poll();
+        for f in &rep.failed {
+            tracing::warn!(file = %f.folder.display(), code = f.code, reason = %f.reason, "plugin not loaded");
+        }
+        tracing::info!(loaded = rep.loaded.len(), folder = %p.plugins_dir.display(), "plugins registered");
+    }
+    Ok(Registries::new(models, plugins))
+}
+
+fn admin_token(config: &NodeConfig) -> NodeResult<String> {
+    if let Some(t) = &config.admin.token {
+        return Ok(t.clone());
+    }
+    let path = config.data_dir.join("admin.token");
+    if let Ok(t) = std::fs::read_to_string(&path)
+        && t.trim().len() >= 16
+    {
+        return Ok(t.trim().to_string());
+    }
+    let mut bytes = [0u8; 24];
+    rand::fill(&mut bytes);
+    let token = hex::encode(bytes);
+    write_private(&path, &token)
+        .map_err(|e| NodeError::io(format!("cannot write {}", path.display()), e))?;
+    tracing::warn!(path = %path.display(), "no admin token configured: a random one was written there");
+    Ok(token)
+}
+
+#[cfg(unix)]
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
