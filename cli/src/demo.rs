@@ -27,19 +27,23 @@
 //! It closes with three tables: each slot and arm (decisions, fallbacks, shadow, rollbacks);
 //! the node's figures (committed transactions, throughput, submit-to-commit latency,
 //! refusals); and what the `anomaly` slot did, per workload label (honest, spam, oversized):
-//! the class admission gave each accepted transaction, read from the mempool right after its
-//! submission returns, and the submit-to-commit p50 and p99 of those that committed.
+//! the class admission gave each accepted transaction, and the submit-to-commit p50 and p99
+//! of those that committed. The class is read from the mempool right after the submission
+//! returns; for a transaction already committed by then, it is the class of its score in the
+//! `anomaly` decision admission took for that submission (an observer on the slot's host,
+//! next to the node's telemetry), under admission's thresholds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use aurigraph_decision::fault::{Fault, FaultyPolicy};
-use aurigraph_decision::host::WARMUP_INPUTS;
+use aurigraph_decision::host::{DecisionObserver, DecisionRecord, WARMUP_INPUTS};
 use aurigraph_decision::rollout::{Mode, PolicyRef, PolicyResolver, StepSchedule};
 use aurigraph_decision::slot::anomaly::AnomalyClass;
-use aurigraph_decision::{BackendKind, Policy, SlotKind};
+use aurigraph_decision::{BackendKind, Policy, SlotHost, SlotKind};
 use aurigraph_ledger::mempool::CLASSES;
 use aurigraph_ledger::tx::TxHash;
 use aurigraph_ledger::workload::{Label, Workload};
@@ -47,6 +51,7 @@ use aurigraph_node::config::Allocation;
 use aurigraph_node::{Node, NodeConfig, NodeCore};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
+use parking_lot::Mutex;
 
 use crate::args::DemoArgs;
 
@@ -58,9 +63,62 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// One `anomaly` decision: the thread that took it, its input rows and its scores.
+type Seen = (ThreadId, usize, Vec<f32>);
+
+/// Keeps the scores of each `anomaly` decision with the thread that took it: an observer on
+/// the slot's host that first hands the decision to the node's telemetry observer, if any.
+struct AnomalyTap {
+    host: Arc<SlotHost>,
+    telemetry: Option<DecisionObserver>,
+    /// The decisions not taken yet.
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl AnomalyTap {
+    fn install(core: &NodeCore) -> Self {
+        let host = core.hosts[&SlotKind::Anomaly].clone();
+        let telemetry = core.telemetry.as_ref().map(|t| t.observer());
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let (inner, sink) = (telemetry.clone(), seen.clone());
+        host.set_observer(Some(Arc::new(move |r: &DecisionRecord<'_>| {
+            if let Some(t) = &inner {
+                t(r);
+            }
+            sink.lock().push((
+                std::thread::current().id(),
+                r.input.rows(),
+                r.decision.values.clone(),
+            ));
+        })));
+        Self {
+            host,
+            telemetry,
+            seen,
+        }
+    }
+
+    /// The (input rows, scores) of the decisions this thread took since the last call; those
+    /// of other threads (API submissions) are dropped.
+    fn take_mine(&self) -> Vec<(usize, Vec<f32>)> {
+        let me = std::thread::current().id();
+        std::mem::take(&mut *self.seen.lock())
+            .into_iter()
+            .filter(|(t, ..)| *t == me)
+            .map(|(_, rows, values)| (rows, values))
+            .collect()
+    }
+
+    /// Puts the node's own observer back.
+    fn remove(self) {
+        self.host.set_observer(self.telemetry);
+    }
+}
+
 /// An accepted submission: its workload label, when it was submitted, and the class
-/// admission gave it, read from the mempool right after the submission returned (`None`
-/// when it had already left the mempool, committed by then).
+/// admission gave it: read from the mempool right after the submission returned or, when it
+/// had left the mempool by then, from its `anomaly` score under admission's thresholds
+/// (`None` when neither was available).
 struct Accepted {
     label: Label,
     at: Instant,
@@ -73,7 +131,7 @@ struct LabelTally {
     accepted: u64,
     /// Count per class, in the order of [`CLASSES`].
     classes: [u64; 3],
-    /// Accepted transactions whose class was not read (they had left the mempool).
+    /// Accepted transactions whose class was not read.
     unseen: u64,
     /// Submit-to-commit latency of those that committed.
     latencies: Vec<Duration>,
@@ -325,6 +383,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let tap = AnomalyTap::install(&core);
     let started = Instant::now();
     let mut submitted: HashMap<TxHash, Accepted> = HashMap::new();
     let mut refused: BTreeMap<String, u64> = BTreeMap::new();
@@ -345,26 +404,36 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             .map(|e| e.bytes.clone())
             .collect();
         let at = Instant::now();
-        match core.submit(&batch) {
+        let result = core.submit(&batch);
+        let decisions = tap.take_mine();
+        match result {
             Ok(items) => {
                 // One item per input, in input order.
+                let mut accepted: Vec<(Option<TxHash>, Label)> = Vec::new();
                 for (item, event) in items.into_iter().zip(&events[start..next]) {
                     match (item.accepted, item.hash) {
-                        (true, Some(h)) => {
-                            if let Some(h) = TxHash::from_hex(&h) {
-                                let class = core.pipeline.mempool().get(&h).map(|t| t.class);
-                                submitted.insert(
-                                    h,
-                                    Accepted {
-                                        label: event.label,
-                                        at,
-                                        class,
-                                    },
-                                );
-                            }
-                        }
+                        (true, Some(h)) => accepted.push((TxHash::from_hex(&h), event.label)),
                         _ => *refused.entry(item.code.unwrap_or_default()).or_default() += 1,
                     }
+                }
+                // Admission takes one `anomaly` decision per call, one score per transaction
+                // it admitted, in input order. When the mempool took every one of them, the
+                // scores line up with the accepted transactions.
+                let scores = match decisions.as_slice() {
+                    [(rows, values)] if *rows == values.len() && values.len() == accepted.len() => {
+                        Some(values)
+                    }
+                    _ => None,
+                };
+                for (i, (h, label)) in accepted.into_iter().enumerate() {
+                    let Some(h) = h else { continue };
+                    let class = core
+                        .pipeline
+                        .mempool()
+                        .get(&h)
+                        .map(|t| t.class)
+                        .or_else(|| scores.map(|s| core.pipeline.admission().classify(s[i])));
+                    submitted.insert(h, Accepted { label, at, class });
                 }
             }
             Err(e) => *refused.entry(e.code.to_string()).or_default() += batch.len() as u64,
@@ -378,6 +447,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             st(SlotKind::BatchSize)
         ));
     }
+    tap.remove();
     // Let what is ready commit (what has a nonce gap from a refused predecessor never will).
     let drain_until = Instant::now() + Duration::from_secs(10);
     while core.pipeline.mempool().ready_len() > 0 && Instant::now() < drain_until {

@@ -5,9 +5,6 @@
 //! restart succeeds (the node recomputes the state root from the stored state and checks it
 //! against the head's on open), and the head is at least where it was before the kill.
 
-#[path = "../../node/tests/common/mod.rs"]
-mod common;
-
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -15,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use parking_lot::Mutex;
 use serde_json::json;
 

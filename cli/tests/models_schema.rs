@@ -1,5 +1,5 @@
 //! `aurigraph models schema SLOT [--json]`, run as the real binary: the contract an ML
-//! engineer builds against (DESIGN.md section 8): the feature names in column order,
+//! engineer builds against (`docs/CONTRACTS.md`, "Models and plugins"): the feature names in column order,
 //! `input_shape` and `output_shape` (-1 for the batch axis) and `schema_version`, the same
 //! as the engine enforces at load.
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use aurigraph_decision::ResolveError;
 use aurigraph_decision::policy::{BackendKind, Policy};
 use aurigraph_decision::rollout::{PolicyRef, PolicyResolver};
 use aurigraph_decision::slot::SlotKind;
@@ -32,17 +33,17 @@ impl Registries {
 }
 
 impl PolicyResolver for Registries {
-    fn resolve(&self, slot: SlotKind, r: &PolicyRef) -> Result<Arc<dyn Policy>, String> {
+    fn resolve(&self, slot: SlotKind, r: &PolicyRef) -> Result<Arc<dyn Policy>, ResolveError> {
         match r.backend {
             BackendKind::Onnx => match &self.models {
                 Some(m) => m.resolve(slot, r),
-                None => Err("no models registry is configured".into()),
+                None => Err(ResolveError::NoRegistry("models")),
             },
             BackendKind::Wasm => match &self.plugins {
                 Some(p) => p.resolve(slot, r),
-                None => Err("no plugins registry is configured".into()),
+                None => Err(ResolveError::NoRegistry("plugins")),
             },
-            other => Err(format!("{other} policies are not kept in a registry")),
+            other => Err(ResolveError::NotKept(other)),
         }
     }
 }

@@ -3,12 +3,10 @@
 //! candidate, promote, load again, roll back; and a rollout survives a restart of the node
 //! on the same data folder.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use aurigraph_node::proto;
-use common::*;
 use serde_json::json;
 
 fn load_req() -> proto::LoadRequest {

@@ -4,13 +4,11 @@
 //! with a receipt), blocks, accounts and the head, receive block and transaction events on
 //! both streams, and read `/healthz`, `/readyz` and `/metrics`.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::common::*;
 use aurigraph_node::proto;
-use common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;

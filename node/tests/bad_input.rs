@@ -1,13 +1,11 @@
-//! Bad input through the real servers (DESIGN.md section 9): each refusal carries its stable
+//! Bad input through the real servers (`docs/CONTRACTS.md`, "Bad input"): each refusal carries its stable
 //! code (in the JSON body for REST, in the `x-aurigraph-code` metadata and the message for
 //! gRPC) and the right status, and after each the node still serves.
 
-mod common;
-
+use crate::common::*;
 use aurigraph_ledger::tx::{Operation, Transaction};
 use aurigraph_node::config::dev_key;
 use aurigraph_node::proto;
-use common::*;
 use prost::bytes::{Buf, BufMut};
 use serde_json::json;
 use tonic::Code;

@@ -5,15 +5,13 @@
 //! than its cap; once the load stops the node accepts again and commits everything it
 //! acknowledged.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use aurigraph_node::proto;
-use common::*;
 use parking_lot::Mutex;
 use serde_json::json;
 

@@ -176,12 +176,14 @@ fn resolvers_answer_by_backend() {
         .resolve(SlotKind::Anomaly, &r(BackendKind::Onnx))
         .err()
         .expect("refused");
-    assert!(e.contains("not a WASM plugin"), "{e}");
+    assert!(e.to_string().contains("not a WASM plugin"), "{e}");
+    assert_eq!(e.code(), "E_RESOLVE_BACKEND");
     let e = plugins
         .resolve(SlotKind::Ordering, &r(BackendKind::Wasm))
         .err()
         .expect("refused");
-    assert!(e.contains("E_WASM_NOT_REGISTERED"), "{e}");
+    assert!(e.to_string().contains("E_WASM_NOT_REGISTERED"), "{e}");
+    assert_eq!(e.code(), "E_WASM_NOT_REGISTERED");
 
     let only_plugins = Registries {
         models: None,
@@ -196,14 +198,15 @@ fn resolvers_answer_by_backend() {
         .resolve(SlotKind::Anomaly, &r(BackendKind::Onnx))
         .err()
         .expect("refused");
-    assert!(e.contains("no models registry"), "{e}");
+    assert!(e.to_string().contains("no models registry"), "{e}");
+    assert_eq!(e.code(), "E_RESOLVE_NO_REGISTRY");
     let models = Arc::new(ModelRegistry::new(root.path(), LoadOptions::default()));
     let both = Registries::new(models, plugins);
     let e = both
         .resolve(SlotKind::Anomaly, &r(BackendKind::Onnx))
         .err()
         .expect("refused");
-    assert!(e.contains("E_MODEL_NOT_FOUND"), "{e}");
+    assert!(e.to_string().contains("E_MODEL_NOT_FOUND"), "{e}");
     assert!(
         both.resolve(SlotKind::Anomaly, &r(BackendKind::Static))
             .is_err()

@@ -38,9 +38,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aurigraph_decision::EngineError;
 use aurigraph_decision::SlotKind;
 use aurigraph_decision::rollout::{RolloutRecord, RolloutStore};
+use aurigraph_decision::{EngineError, StoreError};
 use aurigraph_ledger::executor::Receipt;
 use aurigraph_ledger::state::{Account, ShardedState, StateRoot};
 use aurigraph_ledger::tx::{Address, TxHash};
@@ -565,36 +565,33 @@ impl RocksRolloutStore {
     }
 }
 
+/// A RocksDB failure as the rollout store's backend error.
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
 impl RolloutStore for RocksRolloutStore {
     fn load(&self, slot: SlotKind) -> Result<Option<RolloutRecord>, EngineError> {
-        let cf = self
-            .storage
-            .cf(CF_ROLLOUT)
-            .map_err(|e| EngineError::Store(e.to_string()))?;
-        let Some(v) = self
-            .storage
-            .db
-            .get_cf(cf, slot.as_str())
-            .map_err(|e| EngineError::Store(e.to_string()))?
-        else {
+        let cf = self.storage.cf(CF_ROLLOUT).map_err(backend)?;
+        let Some(v) = self.storage.db.get_cf(cf, slot.as_str()).map_err(backend)? else {
             return Ok(None);
         };
         serde_json::from_slice(&v)
             .map(Some)
-            .map_err(|e| EngineError::Store(format!("rollout record of {slot}: {e}")))
+            .map_err(|source| StoreError::Format { slot, source }.into())
     }
 
     fn save(&self, record: &RolloutRecord) -> Result<(), EngineError> {
-        let cf = self
-            .storage
-            .cf(CF_ROLLOUT)
-            .map_err(|e| EngineError::Store(e.to_string()))?;
-        let v = serde_json::to_vec(record).map_err(|e| EngineError::Store(e.to_string()))?;
+        let cf = self.storage.cf(CF_ROLLOUT).map_err(backend)?;
+        let v = serde_json::to_vec(record).map_err(|source| StoreError::Format {
+            slot: record.slot,
+            source,
+        })?;
         let mut w = WriteOptions::default();
         w.set_sync(true);
         self.storage
             .db
             .put_cf_opt(cf, record.slot.as_str(), v, &w)
-            .map_err(|e| EngineError::Store(e.to_string()))
+            .map_err(|e| backend(e).into())
     }
 }

@@ -1,6 +1,6 @@
 //! [`Manifest`]: the `model.toml` written next to each `model.onnx`.
 //!
-//! The fields are the models folder's contract (DESIGN.md section 8, `models/README.md`):
+//! The fields are the models folder's contract (`docs/CONTRACTS.md`, "Models and plugins"; `models/README.md`):
 //! `name`, `slot`, `version`, `schema` (the slot's feature-schema version), `file`, `input`,
 //! `output`, optional `output_column`, `description`, then `[metrics]` (held-out evaluation,
 //! the seed and row counts) and `[training]` (the command that made it, the seed, the

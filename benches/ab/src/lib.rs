@@ -462,7 +462,7 @@ impl ArmNode {
 
     /// Per-slot decision totals (count, seconds) from the engine's latency histograms.
     fn decision_totals(&self) -> BTreeMap<String, DecisionTime> {
-        parse_decision_totals(&self.core.metrics.engine().encode_text())
+        decision_totals(&self.core)
     }
 
     fn run_chunk(
@@ -652,39 +652,23 @@ fn seen_of(b: &BlockEvent) -> BlockSeen {
     }
 }
 
-/// Sums `aurigraph_policy_decision_latency_seconds_{sum,count}` over arms, per slot, from
-/// the Prometheus text exposition.
-fn parse_decision_totals(text: &str) -> BTreeMap<String, DecisionTime> {
-    let mut out: BTreeMap<String, DecisionTime> = BTreeMap::new();
-    for line in text.lines() {
-        let (is_sum, rest) =
-            if let Some(r) = line.strip_prefix("aurigraph_policy_decision_latency_seconds_sum{") {
-                (true, r)
-            } else if let Some(r) =
-                line.strip_prefix("aurigraph_policy_decision_latency_seconds_count{")
-            {
-                (false, r)
-            } else {
-                continue;
-            };
-        let Some(slot) = rest
-            .split("slot=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-        else {
-            continue;
-        };
-        let Some(value) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
-            continue;
-        };
-        let e = out.entry(slot.to_string()).or_default();
-        if is_sum {
-            e.seconds += value;
-        } else {
-            e.decisions += value as u64;
-        }
-    }
-    out
+/// Decisions and their time inside the host, per slot, both arms together, from each slot
+/// host's status (its per-arm totals).
+fn decision_totals(core: &NodeCore) -> BTreeMap<String, DecisionTime> {
+    core.hosts
+        .iter()
+        .map(|(slot, host)| {
+            let st = host.status();
+            let (b, c) = (&st.baseline_totals, &st.candidate_totals);
+            (
+                slot.to_string(),
+                DecisionTime {
+                    decisions: b.decisions + c.decisions,
+                    seconds: b.decision_seconds + c.decision_seconds,
+                },
+            )
+        })
+        .collect()
 }
 
 /// Runs the A/B comparison and returns its report (write it with [`AbReport::write`]).
@@ -801,15 +785,31 @@ mod tests {
     }
 
     #[test]
-    fn decision_totals_parse() {
-        let text = "# HELP x\n\
-            aurigraph_policy_decision_latency_seconds_sum{slot=\"ordering\",arm=\"baseline\"} 0.5\n\
-            aurigraph_policy_decision_latency_seconds_count{slot=\"ordering\",arm=\"baseline\"} 10\n\
-            aurigraph_policy_decision_latency_seconds_sum{slot=\"ordering\",arm=\"candidate\"} 0.25\n\
-            aurigraph_policy_decision_latency_seconds_count{slot=\"ordering\",arm=\"candidate\"} 5\n\
-            aurigraph_policy_decision_latency_seconds_bucket{slot=\"ordering\",arm=\"baseline\",le=\"1\"} 10\n";
-        let t = parse_decision_totals(text);
-        assert_eq!(t["ordering"].decisions, 15);
-        assert!((t["ordering"].seconds - 0.75).abs() < 1e-12);
+    fn decision_totals_read_the_hosts() {
+        use rand::{SeedableRng, rngs::SmallRng};
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = NodeConfig {
+            data_dir: dir.path().join("data"),
+            ..NodeConfig::default()
+        };
+        config.admin.token = Some("ab-unit-test-admin-token-0123".into());
+        config.policies.models_dir = dir.path().join("models");
+        config.policies.plugins_dir = dir.path().join("plugins");
+        let core = aurigraph_node::node::startup::open(config).unwrap();
+        let before = decision_totals(&core);
+        let input = SlotKind::Ordering.sample_input(8, &mut SmallRng::seed_from_u64(1));
+        for k in 0..10 {
+            core.hosts[&SlotKind::Ordering].decide(k, &input).unwrap();
+        }
+        let after = decision_totals(&core);
+        assert_eq!(
+            after["ordering"].decisions - before["ordering"].decisions,
+            10
+        );
+        assert!(after["ordering"].seconds > before["ordering"].seconds);
+        assert_eq!(
+            after["batch_size"].decisions,
+            before["batch_size"].decisions
+        );
     }
 }

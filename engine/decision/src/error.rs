@@ -63,7 +63,7 @@ pub enum EngineError {
     InvalidConfig(String),
     /// The rollout store failed to read or write.
     #[error("rollout store: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
 }
 
 impl EngineError {
@@ -78,6 +78,73 @@ impl EngineError {
             EngineError::StaticPolicy { .. } => "E_STATIC_POLICY",
             EngineError::InvalidConfig(_) => "E_INVALID_CONFIG",
             EngineError::Store(_) => "E_STORE",
+        }
+    }
+}
+
+/// Why a rollout store could not read or write a record (`E_STORE`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file or folder operation failed.
+    #[error("cannot {action} {}: {source}", .path.display())]
+    Io {
+        /// What was being done (`create`, `read`, `write`, `sync`, `rename`).
+        action: &'static str,
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A record that is not valid JSON of the record's format, or one that cannot be
+    /// encoded.
+    #[error("rollout record of {slot}: {source}")]
+    Format {
+        /// The slot whose record it is.
+        slot: SlotKind,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// The store's own backend failed (e.g. the node's RocksDB).
+    #[error("{0}")]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why a persisted policy reference could not be turned back into a policy (see
+/// [`PolicyResolver`](crate::rollout::PolicyResolver)). Each variant has a stable code
+/// ([`ResolveError::code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The reference names a backend this resolver does not serve.
+    #[error("{backend} is not {served}")]
+    OtherBackend {
+        /// The reference's backend.
+        backend: crate::policy::BackendKind,
+        /// What this resolver serves ("an ONNX model", "a WASM plugin").
+        served: &'static str,
+    },
+    /// No registry of the reference's backend is configured.
+    #[error("no {0} registry is configured")]
+    NoRegistry(&'static str),
+    /// Policies of this backend are not kept in a registry (static, fault).
+    #[error("{0} policies are not kept in a registry")]
+    NotKept(crate::policy::BackendKind),
+    /// The registry refused: not registered, or it failed to load (its own code).
+    #[error("[{code}] {message}")]
+    Refused {
+        /// The registry's stable code (`E_MODEL_NOT_FOUND`, `E_WASM_NOT_REGISTERED`, ...).
+        code: &'static str,
+        /// Why, on one line.
+        message: String,
+    },
+}
+
+impl ResolveError {
+    /// A stable, machine-readable code for this error. Codes never change meaning.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ResolveError::OtherBackend { .. } | ResolveError::NotKept(_) => "E_RESOLVE_BACKEND",
+            ResolveError::NoRegistry(_) => "E_RESOLVE_NO_REGISTRY",
+            ResolveError::Refused { code, .. } => code,
         }
     }
 }

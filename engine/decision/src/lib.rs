@@ -59,7 +59,7 @@ pub mod registry;
 pub mod rollout;
 pub mod slot;
 
-pub use error::{EngineError, Result};
+pub use error::{EngineError, ResolveError, Result, StoreError};
 pub use features::FeatureMatrix;
 pub use host::{Arm, Decision, DecisionTag, FallbackReason, HostConfig, SlotHost};
 pub use policy::{BackendKind, Isolation, Policy, PolicyError, PolicyInfo};

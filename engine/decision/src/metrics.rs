@@ -17,6 +17,8 @@
 //! | `aurigraph_policy_circuit_open` | slot |
 
 use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -75,6 +77,12 @@ pub struct EngineMetrics {
     decisions: Family<DecisionLabels, Counter>,
     fallbacks: Family<FallbackLabels, Counter>,
     latency: HistogramFamily<ArmLabels>,
+    /// The latency histogram's sum, kept beside it for typed reads ([`SlotHost::status`]):
+    /// prometheus-client does not expose a histogram's sum outside its test builds. Not
+    /// registered (the histogram's `_sum` exports the same figure).
+    ///
+    /// [`SlotHost::status`]: crate::SlotHost::status
+    decision_seconds: Family<ArmLabels, Counter<f64, AtomicU64>>,
     shadow_runs: Family<ShadowLabels, Counter>,
     shadow_divergence: HistogramFamily<SlotLabels>,
     rollbacks: Family<SlotLabels, Counter>,
@@ -88,6 +96,7 @@ impl Default for EngineMetrics {
             decisions: Family::default(),
             fallbacks: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
+            decision_seconds: Family::default(),
             shadow_runs: Family::default(),
             shadow_divergence: Family::new_with_constructor(divergence_histogram),
             rollbacks: Family::default(),
@@ -186,6 +195,14 @@ impl EngineMetrics {
                 })
                 .clone()
         });
+        let decision_seconds = Arm::ALL.map(|arm| {
+            self.decision_seconds
+                .get_or_create(&ArmLabels {
+                    slot: s,
+                    arm: arm.as_str(),
+                })
+                .clone()
+        });
         let shadow = ["ok", "failed", "skipped"].map(|o| {
             self.shadow_runs
                 .get_or_create(&ShadowLabels {
@@ -199,6 +216,7 @@ impl EngineMetrics {
             decisions,
             fallbacks,
             latency,
+            decision_seconds,
             shadow,
             shadow_divergence: self.shadow_divergence.get_or_create(&sl).clone(),
             rollbacks: self.rollbacks.get_or_create(&sl).clone(),
@@ -230,6 +248,7 @@ pub(crate) struct SlotMetrics {
     decisions: [[Counter; 4]; 2],
     fallbacks: [[Counter; FallbackReason::ALL.len()]; 2],
     latency: [Histogram; 2],
+    decision_seconds: [Counter<f64, AtomicU64>; 2],
     shadow: [Counter; 3],
     pub(crate) shadow_divergence: Histogram,
     pub(crate) rollbacks: Counter,
@@ -250,6 +269,7 @@ impl SlotMetrics {
     pub(crate) fn decision(&self, arm: Arm, backend: BackendKind, seconds: f64) {
         self.decisions[arm as usize][backend_index(backend)].inc();
         self.latency[arm as usize].observe(seconds);
+        self.decision_seconds[arm as usize].inc_by(seconds);
     }
 
     #[inline]
@@ -261,12 +281,13 @@ impl SlotMetrics {
         self.shadow[outcome as usize].inc();
     }
 
-    /// `(decisions, fallbacks)` of an arm since the metrics were created.
-    pub(crate) fn arm_totals(&self, arm: Arm) -> (u64, u64) {
+    /// `(decisions, fallbacks, decision seconds)` of an arm since the metrics were created.
+    pub(crate) fn arm_totals(&self, arm: Arm) -> (u64, u64, f64) {
         let a = arm as usize;
         (
             self.decisions[a].iter().map(Counter::get).sum(),
             self.fallbacks[a].iter().map(Counter::get).sum(),
+            self.decision_seconds[a].get(),
         )
     }
 

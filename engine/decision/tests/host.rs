@@ -17,8 +17,8 @@ use aurigraph_decision::rollout::{
 };
 use aurigraph_decision::slot::demand;
 use aurigraph_decision::{
-    Arm, FallbackReason, FeatureMatrix, HostConfig, Policy, PolicyError, PolicyInfo, SlotHost,
-    SlotKind,
+    Arm, FallbackReason, FeatureMatrix, HostConfig, Policy, PolicyError, PolicyInfo, ResolveError,
+    SlotHost, SlotKind,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -470,14 +470,17 @@ fn an_in_flight_decision_finishes_on_the_version_it_started_with() {
 struct Registry;
 
 impl PolicyResolver for Registry {
-    fn resolve(&self, slot: SlotKind, r: &PolicyRef) -> Result<Arc<dyn Policy>, String> {
+    fn resolve(&self, slot: SlotKind, r: &PolicyRef) -> Result<Arc<dyn Policy>, ResolveError> {
         match r.name.as_str() {
             "known" => Ok(Arc::new(Variant::new(
                 slot.static_policy(),
                 "known",
                 &r.version,
             ))),
-            other => Err(format!("no policy named {other}")),
+            other => Err(ResolveError::Refused {
+                code: "E_TEST_UNKNOWN",
+                message: format!("no policy named {other}"),
+            }),
         }
     }
 }

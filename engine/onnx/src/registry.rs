@@ -31,6 +31,7 @@ use serde::Serialize;
 use super::error::{OnnxError, OnnxResult};
 use super::manifest::{MANIFEST_FILE, Manifest};
 use super::policy::{LoadOptions, LoadReport, OnnxPolicy};
+use aurigraph_decision::ResolveError;
 use aurigraph_decision::policy::{BackendKind, Policy};
 use aurigraph_decision::registry::{
     FileStamp, LoadFailure, ModelKey, PollReport, Watcher, stamp_of,
@@ -365,11 +366,17 @@ impl ModelRegistry {
 }
 
 impl PolicyResolver for ModelRegistry {
-    fn resolve(&self, slot: SlotKind, r: &PolicyRef) -> Result<Arc<dyn Policy>, String> {
+    fn resolve(&self, slot: SlotKind, r: &PolicyRef) -> Result<Arc<dyn Policy>, ResolveError> {
         if r.backend != BackendKind::Onnx {
-            return Err(format!("{} is not an ONNX model", r.backend));
+            return Err(ResolveError::OtherBackend {
+                backend: r.backend,
+                served: "an ONNX model",
+            });
         }
         self.policy(slot, &r.name, &r.version)
-            .map_err(|e| format!("[{}] {}", e.code(), e.one_line()))
+            .map_err(|e| ResolveError::Refused {
+                code: e.code(),
+                message: e.one_line(),
+            })
     }
 }

@@ -2,16 +2,14 @@
 //! slot, every kind of bad model refused with its code, run-time fallback, buckets, and
 //! the tree-ensemble regressor this backend adds to tract.
 
-mod onnx_support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::onnx_support::*;
 use aurigraph_decision::conformance::{Expect, SuiteConfig, check};
 use aurigraph_decision::rollout::Mode;
 use aurigraph_decision::{FallbackReason, FeatureMatrix, HostConfig, Policy, SlotHost, SlotKind};
 use aurigraph_onnx::{LoadOptions, Manifest, OnnxError, OnnxPolicy};
-use onnx_support::*;
 use tract_onnx::pb::tensor_proto::DataType;
 
 fn far() -> Instant {

@@ -8,13 +8,18 @@
 //! (`VmRSS`) after 100 cycles of settling (allocator arenas, thread stacks, lazy statics)
 //! and again after 1,000 more.
 
-mod onnx_support;
-
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aurigraph_decision::{BackendKind, FallbackReason, HostConfig, SlotHost, SlotKind};
 use aurigraph_onnx::{LoadOptions, Manifest, OnnxPolicy};
-use onnx_support::fixture;
+
+/// A committed fixture model folder (the other tests have `onnx_support::fixture`).
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/onnx")
+        .join(name)
+}
 
 fn vm_rss_kb() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

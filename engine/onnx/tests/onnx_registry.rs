@@ -1,15 +1,13 @@
 //! The watched models folder: new, changed, broken, removed and unloaded folders; the
 //! rollout of a registered version through a host; restore after a restart.
 
-mod onnx_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::onnx_support::*;
 use aurigraph_decision::rollout::{MemoryStore, Mode, PolicyRef, PolicyResolver};
 use aurigraph_decision::{BackendKind, SlotHost, SlotKind};
 use aurigraph_onnx::{LoadOptions, ModelRegistry};
-use onnx_support::*;
 
 fn options() -> LoadOptions {
     test_options()

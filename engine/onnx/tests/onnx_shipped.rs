@@ -4,17 +4,15 @@
 //! would refuse (a manifest field the engine does not know, a graph off the contract)
 //! fails here, not in front of an operator.
 
-mod onnx_support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::onnx_support::test_options;
 use aurigraph_decision::conformance::{Expect, SuiteConfig, check};
 use aurigraph_decision::rollout::Mode;
 use aurigraph_decision::{BackendKind, HostConfig, Policy, SlotHost, SlotKind};
 use aurigraph_onnx::{Manifest, ModelRegistry, OnnxPolicy};
-use onnx_support::test_options;
 
 fn models_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")

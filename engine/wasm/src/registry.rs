@@ -44,6 +44,7 @@ use super::error::{PluginError, Result};
 use super::plugin::{PLUGIN_FILE, WasmPlugin};
 use super::policy::WasmPolicy;
 use super::runtime::WasmRuntime;
+use aurigraph_decision::ResolveError;
 use aurigraph_decision::policy::{BackendKind, Policy};
 use aurigraph_decision::registry::{LoadFailure, ModelKey, PollReport, Watcher, stamp_of};
 use aurigraph_decision::rollout::{PolicyRef, PolicyResolver};
@@ -407,12 +408,18 @@ impl PolicyResolver for PluginRegistry {
         &self,
         slot: SlotKind,
         r: &PolicyRef,
-    ) -> std::result::Result<Arc<dyn Policy>, String> {
+    ) -> std::result::Result<Arc<dyn Policy>, ResolveError> {
         if r.backend != BackendKind::Wasm {
-            return Err(format!("{} is not a WASM plugin", r.backend));
+            return Err(ResolveError::OtherBackend {
+                backend: r.backend,
+                served: "a WASM plugin",
+            });
         }
         self.policy(slot, &r.name, &r.version)
-            .map_err(|e| format!("[{}] {e}", e.code()))
+            .map_err(|e| ResolveError::Refused {
+                code: e.code(),
+                message: e.to_string(),
+            })
     }
 }
 

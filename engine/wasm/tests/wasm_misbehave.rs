@@ -7,12 +7,10 @@
 //! at least 100 rows, when it runs the misbehaviour under test. The host's warm-up uses
 //! smaller batches, so such a plugin loads, then misbehaves on big batches only.
 
-mod wasm_support;
-use wasm_support::BUMP_ALLOCATOR;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::wasm_support::BUMP_ALLOCATOR;
 use aurigraph_decision::conformance::{Expect, SuiteConfig, check};
 use aurigraph_decision::host::WARMUP_INPUTS;
 use aurigraph_decision::rollout::Mode;

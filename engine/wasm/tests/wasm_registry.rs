@@ -6,13 +6,11 @@
 //! The example plugins come from `plugins/dist` (built by `./scripts/build-plugins`); small WAT
 //! plugins with a chosen name and version stand in where a test needs several versions.
 
-mod wasm_support;
-use wasm_support::BUMP_ALLOCATOR;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::wasm_support::BUMP_ALLOCATOR;
 use aurigraph_decision::SlotKind;
 use aurigraph_wasm::{PluginRegistry, WasmRuntime};
 

@@ -1,8 +1,6 @@
 //! Helpers shared by the node's integration tests: a real node on an ephemeral port, signed
 //! transfers from the development accounts, real clients (reqwest, tonic) and polling.
 
-#![allow(dead_code)]
-
 use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};

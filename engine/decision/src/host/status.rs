@@ -26,6 +26,9 @@ pub struct ArmTotals {
     pub decisions: u64,
     /// Of which answered by the static fallback.
     pub fallbacks: u64,
+    /// Total time of those decisions inside the host, seconds (the sum of the arm's
+    /// `aurigraph_policy_decision_latency_seconds` histogram).
+    pub decision_seconds: f64,
 }
 
 /// The step schedule's progress, for [`SlotStatus`].
@@ -82,10 +85,11 @@ impl super::SlotHost {
             .as_ref()
             .map(|_| self.guard.lock().guard.snapshot());
         let totals = |arm| {
-            let (decisions, fallbacks) = self.metrics.arm_totals(arm);
+            let (decisions, fallbacks, decision_seconds) = self.metrics.arm_totals(arm);
             ArmTotals {
                 decisions,
                 fallbacks,
+                decision_seconds,
             }
         };
         let (ok, failed, skipped) = self.metrics.shadow_totals();

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::{Mode, StepSchedule};
-use crate::error::EngineError;
+use crate::error::{EngineError, ResolveError, StoreError};
 use crate::policy::{BackendKind, Policy};
 use crate::slot::SlotKind;
 
@@ -68,7 +68,7 @@ pub trait RolloutStore: Send + Sync {
 /// Turns a persisted [`PolicyRef`] back into a loaded policy (the model and plugin registry).
 pub trait PolicyResolver: Send + Sync {
     /// The policy `r` for `slot`, or why it cannot be had.
-    fn resolve(&self, slot: SlotKind, r: &PolicyRef) -> Result<Arc<dyn Policy>, String>;
+    fn resolve(&self, slot: SlotKind, r: &PolicyRef) -> Result<Arc<dyn Policy>, ResolveError>;
 }
 
 /// An in-memory store (tests, the demo).
@@ -107,8 +107,11 @@ impl FileStore {
     /// A store in `dir`, created if missing.
     pub fn open(dir: impl AsRef<Path>) -> Result<Arc<Self>, EngineError> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir)
-            .map_err(|e| EngineError::Store(format!("cannot create {}: {e}", dir.display())))?;
+        fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            action: "create",
+            path: dir.clone(),
+            source,
+        })?;
         Ok(Arc::new(Self {
             dir,
             write_lock: Mutex::new(()),
@@ -126,31 +129,40 @@ impl RolloutStore for FileStore {
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(EngineError::Store(format!(
-                    "cannot read {}: {e}",
-                    path.display()
-                )));
+            Err(source) => {
+                return Err(StoreError::Io {
+                    action: "read",
+                    path,
+                    source,
+                }
+                .into());
             }
         };
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            EngineError::Store(format!("corrupt rollout record {}: {e}", path.display()))
-        })
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::Format { slot, source }.into())
     }
 
     fn save(&self, record: &RolloutRecord) -> Result<(), EngineError> {
         let _guard = self.write_lock.lock();
         let path = self.path(record.slot);
         let tmp = path.with_extension("json.tmp");
-        let err = |what: &str, e: std::io::Error| {
-            EngineError::Store(format!("{what} {}: {e}", tmp.display()))
+        let err = |action: &'static str| {
+            let path = tmp.clone();
+            move |source| StoreError::Io {
+                action,
+                path,
+                source,
+            }
         };
-        let json = serde_json::to_vec_pretty(record)
-            .map_err(|e| EngineError::Store(format!("cannot encode rollout record: {e}")))?;
-        let mut f = fs::File::create(&tmp).map_err(|e| err("cannot create", e))?;
-        f.write_all(&json).map_err(|e| err("cannot write", e))?;
-        f.sync_all().map_err(|e| err("cannot sync", e))?;
-        fs::rename(&tmp, &path).map_err(|e| err("cannot rename", e))?;
+        let json = serde_json::to_vec_pretty(record).map_err(|source| StoreError::Format {
+            slot: record.slot,
+            source,
+        })?;
+        let mut f = fs::File::create(&tmp).map_err(err("create"))?;
+        f.write_all(&json).map_err(err("write"))?;
+        f.sync_all().map_err(err("sync"))?;
+        fs::rename(&tmp, &path).map_err(err("rename"))?;
         Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! The five decision slots and their contracts (DESIGN.md section 4, contract v1).
+//! The five decision slots and their contracts (`docs/CONTRACTS.md`, "Slots", contract v1).
 //!
 //! A [`SlotContract`] is the whole agreement between the node and whatever answers a slot:
 //! the feature schema (names, order, units, version), the input and output shapes, and the

@@ -1,8 +1,6 @@
 //! Shared by the ONNX backend's tests: the committed fixtures, and tiny ONNX graphs built
 //! from tract's protobuf types (`tract_onnx::pb`), so bad models need no committed files.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 
 use aurigraph_decision::SlotKind;

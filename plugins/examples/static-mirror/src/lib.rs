@@ -1,7 +1,7 @@
 //! # `static-mirror`: every slot, as the node's static policies decide it
 //!
 //! One plugin implementing all five slots with the same rules and default parameters as the
-//! node's built-in static policies (`engine/decision/src/slot/*.rs`, DESIGN.md section 4):
+//! node's built-in static policies (`engine/decision/src/slot/*.rs`, `docs/CONTRACTS.md`):
 //!
 //! - `ordering`: fee priority (total `fee`, descending), then arrival (`arrival_seq`,
 //!   ascending), as rank scores;

@@ -1,0 +1,179 @@
+//! The dependency rules of `ARCHITECTURE.md`, read from the workspace's manifests and its
+//! lock file: which workspace crate may depend on which, the ledger free of tract and
+//! wasmtime, the node library free of the command line's crates, and nothing on the
+//! Criterion benches.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn toml_of(path: &Path) -> toml::Table {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.parse()
+        .unwrap_or_else(|e| panic!("{} is not TOML: {e}", path.display()))
+}
+
+/// Every workspace member: package name -> names in its `[dependencies]`.
+fn members() -> BTreeMap<String, BTreeSet<String>> {
+    let workspace = toml_of(&root().join("Cargo.toml"));
+    let list = workspace["workspace"]["members"]
+        .as_array()
+        .expect("workspace members");
+    let mut out = BTreeMap::new();
+    for m in list {
+        let dir = root().join(m.as_str().expect("a member path"));
+        let manifest = toml_of(&dir.join("Cargo.toml"));
+        let name = manifest["package"]["name"]
+            .as_str()
+            .expect("package name")
+            .to_string();
+        let deps = manifest
+            .get("dependencies")
+            .and_then(|d| d.as_table())
+            .map(|d| d.keys().cloned().collect())
+            .unwrap_or_default();
+        out.insert(name, deps);
+    }
+    out
+}
+
+fn workspace_deps(all: &BTreeMap<String, BTreeSet<String>>, name: &str) -> BTreeSet<String> {
+    all[name]
+        .iter()
+        .filter(|d| all.contains_key(*d))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn engine_crates_depend_only_inward() {
+    let all = members();
+    let allowed: [(&str, &[&str]); 4] = [
+        ("aurigraph-decision", &[]),
+        ("aurigraph-onnx", &["aurigraph-decision"]),
+        ("aurigraph-wasm", &["aurigraph-decision"]),
+        ("aurigraph-ledger", &["aurigraph-decision"]),
+    ];
+    for (krate, may) in allowed {
+        let deps = workspace_deps(&all, krate);
+        let may: BTreeSet<String> = may.iter().map(|s| s.to_string()).collect();
+        assert!(
+            deps.is_subset(&may),
+            "{krate} depends on {:?}; it may depend on {may:?} only",
+            deps.difference(&may).collect::<Vec<_>>()
+        );
+    }
+    for (krate, may) in [
+        (
+            "aurigraph-storage",
+            &["aurigraph-decision", "aurigraph-ledger"][..],
+        ),
+        ("aurigraph-consensus", &["aurigraph-ledger"][..]),
+    ] {
+        let deps = workspace_deps(&all, krate);
+        let may: BTreeSet<String> = may.iter().map(|s| s.to_string()).collect();
+        assert!(deps.is_subset(&may), "{krate} depends on {deps:?}");
+    }
+}
+
+/// The packages `name` depends on, transitively, from `Cargo.lock` (every version of a
+/// package name counts).
+fn lock_closure(name: &str) -> BTreeSet<String> {
+    let lock = toml_of(&root().join("Cargo.lock"));
+    let mut deps_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in lock["package"].as_array().expect("packages") {
+        let n = p["name"].as_str().expect("name").to_string();
+        let deps = p
+            .get("dependencies")
+            .and_then(|d| d.as_array())
+            .map(|d| {
+                d.iter()
+                    // "name" or "name version" when several versions are locked.
+                    .map(|s| {
+                        s.as_str()
+                            .expect("dep")
+                            .split(' ')
+                            .next()
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        deps_of.entry(n).or_default().extend(deps);
+    }
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![name.to_string()];
+    while let Some(n) = todo.pop() {
+        for d in deps_of.get(&n).into_iter().flatten() {
+            if seen.insert(d.clone()) {
+                todo.push(d.clone());
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn the_ledger_builds_without_tract_or_wasmtime() {
+    let closure = lock_closure("aurigraph-ledger");
+    assert!(
+        closure.contains("aurigraph-decision") && closure.contains("ed25519-consensus"),
+        "the closure was read: {closure:?}"
+    );
+    for heavy in ["tract-onnx", "tract-core", "wasmtime", "cranelift-codegen"] {
+        assert!(
+            !closure.contains(heavy),
+            "aurigraph-ledger pulls in {heavy}: replaying a block must not need a model backend"
+        );
+    }
+    // The decision core and the block log neither.
+    for krate in ["aurigraph-decision", "aurigraph-consensus"] {
+        let closure = lock_closure(krate);
+        assert!(
+            !closure.contains("tract-onnx") && !closure.contains("wasmtime"),
+            "{krate}"
+        );
+    }
+    // Training trains ONNX models; it never needs the WASM runtime.
+    assert!(!lock_closure("aurigraph-training").contains("wasmtime"));
+}
+
+#[test]
+fn the_node_library_has_no_cli_dependencies() {
+    let all = members();
+    let node = &all["aurigraph-node"];
+    for cli_only in [
+        "clap",
+        "indicatif",
+        "plotters",
+        "parquet",
+        "reqwest",
+        "comfy-table",
+    ] {
+        assert!(
+            !node.contains(cli_only),
+            "aurigraph-node depends on {cli_only}, which only the command line needs"
+        );
+    }
+    assert!(
+        all["aurigraph-cli"].contains("clap"),
+        "the manifests were read"
+    );
+}
+
+#[test]
+fn nothing_depends_on_the_criterion_benches() {
+    let all = members();
+    assert!(all.contains_key("aurigraph-benches"));
+    for (krate, deps) in &all {
+        assert!(
+            !deps.contains("aurigraph-benches"),
+            "{krate} depends on aurigraph-benches"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! The ledger's integration tests, one test binary (`cargo test -p aurigraph-ledger --test
+//! ledger`): each module is one area, in its own file.
+
+mod admission;
+mod batcher;
+mod executor_props;
+mod executor_state_root;
+mod mempool;
+mod pipeline;
+mod tx_decode_fuzz;
+mod vectors;
+mod workload;
