@@ -8,3 +8,9 @@ mod bad_input;
 mod common;
 mod overload;
 mod registries;
+
+/// Held for their whole run by the overload test, which saturates the machine, and by the
+/// canary tests of `registries`, which record the backend that answered each decision (one
+/// late under that load falls back to the static rule). In separate binaries they never
+/// overlapped; in this one the lock keeps them apart.
+static MACHINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

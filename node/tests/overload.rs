@@ -49,6 +49,7 @@ struct Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn beyond_capacity_the_node_refuses_with_429_stays_bounded_and_recovers() {
+    let _machine = crate::MACHINE.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(dir.path());
     cfg.api.max_concurrent_requests = 4;

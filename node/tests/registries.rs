@@ -40,6 +40,7 @@ fn ordering_input() -> FeatureMatrix {
 /// Rolls `conflict-aware` out as a canary from the registry, then restarts (new registries,
 /// new host, same store) and checks the candidate comes back through [`Registries`].
 fn canary_then_restart(store: Arc<dyn RolloutStore>, reopen: &dyn Fn() -> Arc<dyn RolloutStore>) {
+    let _machine = crate::MACHINE.blocking_lock();
     let plugins_root = tempfile::tempdir().unwrap();
     let models_root = tempfile::tempdir().unwrap();
     std::fs::copy(

@@ -578,12 +578,12 @@ impl RolloutStore for RocksRolloutStore {
         };
         serde_json::from_slice(&v)
             .map(Some)
-            .map_err(|source| StoreError::Format { slot, source }.into())
+            .map_err(|source| StoreError::Corrupt { slot, source }.into())
     }
 
     fn save(&self, record: &RolloutRecord) -> Result<(), EngineError> {
         let cf = self.storage.cf(CF_ROLLOUT).map_err(backend)?;
-        let v = serde_json::to_vec(record).map_err(|source| StoreError::Format {
+        let v = serde_json::to_vec(record).map_err(|source| StoreError::Encode {
             slot: record.slot,
             source,
         })?;

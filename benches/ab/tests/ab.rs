@@ -8,7 +8,7 @@ use aurigraph_ab::stats::Verdict;
 use aurigraph_ab::{AbConfig, Amount, Speed, run};
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn config(a: &str, b: &str) -> AbConfig {

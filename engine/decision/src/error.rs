@@ -95,10 +95,17 @@ pub enum StoreError {
         /// The error.
         source: std::io::Error,
     },
-    /// A record that is not valid JSON of the record's format, or one that cannot be
-    /// encoded.
-    #[error("rollout record of {slot}: {source}")]
-    Format {
+    /// A stored record that is not valid JSON of the record's format.
+    #[error("corrupt rollout record of {slot}: {source}")]
+    Corrupt {
+        /// The slot whose record it is.
+        slot: SlotKind,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// A record that cannot be encoded.
+    #[error("cannot encode the rollout record of {slot}: {source}")]
+    Encode {
         /// The slot whose record it is.
         slot: SlotKind,
         /// The JSON error.

@@ -140,7 +140,7 @@ impl RolloutStore for FileStore {
         };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|source| StoreError::Format { slot, source }.into())
+            .map_err(|source| StoreError::Corrupt { slot, source }.into())
     }
 
     fn save(&self, record: &RolloutRecord) -> Result<(), EngineError> {
@@ -155,7 +155,7 @@ impl RolloutStore for FileStore {
                 source,
             }
         };
-        let json = serde_json::to_vec_pretty(record).map_err(|source| StoreError::Format {
+        let json = serde_json::to_vec_pretty(record).map_err(|source| StoreError::Encode {
             slot: record.slot,
             source,
         })?;
