@@ -11,6 +11,11 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
+    /// On an error, also print where it was raised (a stack trace, when `RUST_BACKTRACE`
+    /// or `RUST_LIB_BACKTRACE` enables capturing one): for reporting bugs.
+    #[arg(long, global = true)]
+    pub backtrace: bool,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -2,14 +2,36 @@
 //! module named for it (in the `aurigraph_cli` library); every concern lives in its module
 //! (or crate), not here.
 
+use std::process::ExitCode;
+
 use aurigraph_cli::args::{self, BenchCommand, Command, TelemetryCommand};
 use aurigraph_cli::{bench, demo, load, models, policy, start, telemetry, tx};
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+/// Errors print as `error: [CODE] message` and their causes on one line each; the stack
+/// trace only with `--backtrace` (a config mistake is not a bug, whatever `RUST_BACKTRACE`
+/// says).
+fn main() -> ExitCode {
     let cli = args::Cli::parse();
     args::init_tracing(cli.verbose);
-    match cli.command {
+    let backtrace = cli.backtrace;
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            if backtrace {
+                eprintln!("{}", e.backtrace());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Demo(args) => demo::run(&args),
         Command::Start(args) => start::run(&args),
         Command::Policy(cmd) => policy::policy(&cmd),

@@ -12,6 +12,7 @@ mod common;
 
 mod architecture;
 mod crash;
+mod errors;
 mod models_schema;
 mod models_validate;
 mod telemetry;
