@@ -158,7 +158,7 @@ impl Default for BlockConfig {
 pub struct ApiConfig {
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
-    /// A request that takes longer is answered 408 / DEADLINE_EXCEEDED.
+    /// A request that takes longer is answered 503 `E_TIMEOUT` (HTTP) / DEADLINE_EXCEEDED (gRPC).
     pub request_timeout_ms: u64,
     /// Requests served at once; more are refused at once with 429 / RESOURCE_EXHAUSTED.
     pub max_concurrent_requests: usize,

@@ -59,8 +59,9 @@
 //! ## Operators beyond tract
 //!
 //! `ai.onnx.ml` `TreeEnsembleRegressor` (scikit-learn's gradient boosting and random forest
-//! regressors through skl2onnx) is not in tract 0.23. This backend registers it, evaluated by
-//! tract's own tree-ensemble kernel after a strict structural check (see `tree.rs`).
+//! regressors through skl2onnx) is not in tract 0.23. This backend registers it: the forest is
+//! parsed and checked at load, then evaluated by a tract operator of ours in safe Rust (one
+//! walk per row and tree; see `tree.rs`), not by tract's classifier kernel.
 
 mod error;
 mod graph;

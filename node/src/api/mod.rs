@@ -5,7 +5,7 @@
 //! - a request body above `api.max_body_bytes`: 413 `E_BODY_TOO_LARGE` / INVALID_ARGUMENT;
 //! - more than `api.max_concurrent_requests` requests at once: refused at once, 429
 //!   `E_OVERLOADED` / RESOURCE_EXHAUSTED (load shedding, no queue that grows);
-//! - a request slower than `api.request_timeout_ms`: 408 `E_TIMEOUT` / DEADLINE_EXCEEDED.
+//! - a request slower than `api.request_timeout_ms`: 503 `E_TIMEOUT` over HTTP / DEADLINE_EXCEEDED over gRPC.
 
 pub mod grpc;
 pub mod rest;

@@ -4,8 +4,8 @@
 //! in block order, and returns an [`Execution`]: a [`Receipt`] per transaction in block order,
 //! the block's write set and the fees. [`commit`] applies the write set to a
 //! [`ShardedState`], which updates the state root incrementally, and returns the
-//! [`BlockOutcome`]. Executors never check signatures (admission did, and replicas check
-//! the block before executing it).
+//! [`BlockOutcome`]. Executors never check signatures: admission checked them before a
+//! transaction entered the mempool.
 //!
 //! ## Execution rules (the sequential definition)
 //!
