@@ -177,3 +177,54 @@ fn nothing_depends_on_the_criterion_benches() {
         );
     }
 }
+
+/// With `autotests = false`, a file in `tests/` runs only if the crate's one test binary
+/// declares it: every `tests/*.rs` (and `tests/*/mod.rs`) of every member is a `mod` of its
+/// root (or is the root).
+#[test]
+fn every_test_file_belongs_to_its_crates_test_binary() {
+    let workspace = toml_of(&root().join("Cargo.toml"));
+    for m in workspace["workspace"]["members"]
+        .as_array()
+        .expect("members")
+    {
+        let dir = root().join(m.as_str().expect("a member path"));
+        let manifest = toml_of(&dir.join("Cargo.toml"));
+        let Some(tests) = manifest.get("test").and_then(|t| t.as_array()) else {
+            continue;
+        };
+        let roots: Vec<PathBuf> = tests
+            .iter()
+            .filter_map(|t| t.get("path").and_then(|p| p.as_str()))
+            .map(|p| dir.join(p))
+            .collect();
+        let declared: String = roots
+            .iter()
+            .map(|r| std::fs::read_to_string(r).expect("a test root"))
+            .collect();
+        for entry in std::fs::read_dir(dir.join("tests")).expect("a tests folder") {
+            let path = entry.expect("an entry").path();
+            let name = if path.extension().is_some_and(|e| e == "rs") {
+                path.file_stem()
+                    .and_then(|s| s.to_str())
+                    .map(str::to_string)
+            } else if path.join("mod.rs").is_file() {
+                path.file_name()
+                    .and_then(|s| s.to_str())
+                    .map(str::to_string)
+            } else {
+                None
+            };
+            let Some(name) = name else { continue };
+            if roots.contains(&path) {
+                continue;
+            }
+            assert!(
+                declared.contains(&format!("mod {name};")),
+                "{} is in no test binary of {}: add `mod {name};` to its tests root",
+                path.display(),
+                m.as_str().unwrap_or_default()
+            );
+        }
+    }
+}

@@ -13,7 +13,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use aurigraph_decision::HostConfig;
+use aurigraph_decision::host::BreakerConfig;
+use aurigraph_decision::rollout::GuardConfig;
 use aurigraph_ledger::state::Genesis;
 use aurigraph_ledger::tx::{Address, keypair_from_seed};
 use ed25519_consensus::SigningKey;
@@ -201,14 +205,56 @@ pub struct PoliciesConfig {
     pub plugins_dir: PathBuf,
     /// How often the folders are polled.
     pub watch_interval_ms: u64,
+    /// Consecutive failures of one arm that open a slot's circuit breaker.
+    pub breaker_failure_threshold: u32,
+    /// How long an open breaker keeps the slot on its static policy, ms.
+    pub breaker_cooldown_ms: u64,
+    /// The guard's failure-rate bound for a candidate (0.01 = 1%).
+    pub guard_max_failure_rate: f64,
+    /// Candidate decisions before the guard rolls back on ordinary evidence (conclusive
+    /// evidence rolls back before).
+    pub guard_min_decisions: u64,
+    /// False-alarm probability of the guard's failure-rate test over a rollout.
+    pub guard_failure_alpha: f64,
+    /// Relative regression of a slot's key metric that rolls the candidate back (0.10 = 10%).
+    pub guard_metric_margin: f64,
 }
 
 impl Default for PoliciesConfig {
     fn default() -> Self {
+        let guard = GuardConfig::default();
+        let breaker = BreakerConfig::default();
         Self {
             models_dir: PathBuf::from("models"),
             plugins_dir: PathBuf::from("plugins/dist"),
             watch_interval_ms: 2_000,
+            breaker_failure_threshold: breaker.failure_threshold,
+            breaker_cooldown_ms: breaker.cooldown.as_millis() as u64,
+            guard_max_failure_rate: guard.max_failure_rate,
+            guard_min_decisions: guard.min_decisions,
+            guard_failure_alpha: guard.failure_alpha,
+            guard_metric_margin: guard.metric_margin,
+        }
+    }
+}
+
+impl PoliciesConfig {
+    /// The slot hosts' settings: the library's defaults with this section's breaker and
+    /// guard values.
+    pub fn host_config(&self) -> HostConfig {
+        HostConfig {
+            breaker: BreakerConfig {
+                failure_threshold: self.breaker_failure_threshold,
+                cooldown: Duration::from_millis(self.breaker_cooldown_ms),
+            },
+            guard: GuardConfig {
+                max_failure_rate: self.guard_max_failure_rate,
+                min_decisions: self.guard_min_decisions,
+                failure_alpha: self.guard_failure_alpha,
+                metric_margin: self.guard_metric_margin,
+                ..GuardConfig::default()
+            },
+            ..HostConfig::default()
         }
     }
 }
@@ -338,6 +384,17 @@ impl NodeConfig {
                 "admin.token must be at least 16 characters".into(),
             ));
         }
+        let p = &self.policies;
+        if p.breaker_failure_threshold == 0 || p.breaker_cooldown_ms == 0 {
+            return Err(ConfigError(
+                "policies.breaker_failure_threshold and breaker_cooldown_ms must be positive"
+                    .into(),
+            ));
+        }
+        p.host_config()
+            .guard
+            .validate()
+            .map_err(|e| ConfigError(format!("policies: {e}")))?;
         let t = &self.telemetry;
         if !(0.0..=1.0).contains(&t.sample_rate) {
             return Err(ConfigError("telemetry.sample_rate must be in 0..=1".into()));
@@ -423,6 +480,28 @@ mod tests {
         c.validate().expect("the example is valid");
         let err = NodeConfig::parse("[block]\nintervall_ms = 5\n").unwrap_err();
         assert!(err.0.contains("intervall_ms"), "{}", err.0);
+    }
+
+    #[test]
+    fn the_guard_and_breaker_come_from_the_policies_section() {
+        let c = NodeConfig::parse(
+            "[policies]\nbreaker_failure_threshold = 3\nbreaker_cooldown_ms = 250\nguard_min_decisions = 50\nguard_max_failure_rate = 0.05\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let h = c.policies.host_config();
+        assert_eq!(h.breaker.failure_threshold, 3);
+        assert_eq!(h.breaker.cooldown, Duration::from_millis(250));
+        assert_eq!(h.guard.min_decisions, 50);
+        assert_eq!(h.guard.max_failure_rate, 0.05);
+        // The defaults are the library's.
+        let d = NodeConfig::default().policies.host_config();
+        assert_eq!(d.guard, GuardConfig::default());
+        assert_eq!(d.breaker, BreakerConfig::default());
+        let bad = NodeConfig::parse("[policies]\nguard_max_failure_rate = 0.9\n").unwrap();
+        assert!(bad.validate().is_err());
+        let bad = NodeConfig::parse("[policies]\nbreaker_cooldown_ms = 0\n").unwrap();
+        assert!(bad.validate().is_err());
     }
 
     #[test]

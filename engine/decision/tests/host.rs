@@ -231,15 +231,24 @@ fn the_guard_rolls_back_a_candidate_failing_five_percent_of_decisions() {
         }
     }
     let at = rolled_back_at.expect("the guard must roll a 5% failing candidate back");
-    assert!(
-        at >= GuardConfig::default().min_decisions,
-        "rolled back after {at}"
-    );
     let st = host.status();
     assert_eq!(st.mode, Mode::Off);
     assert!(st.candidate.is_none());
     let why = st.last_rollback.unwrap();
     assert!(why.starts_with("guard: failure rate"), "{why}");
+    // Before the minimum of decisions only conclusive evidence (e-value >= 1/α²) fires.
+    let e_value: f64 = why
+        .split("e-value ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|v| v.parse().ok())
+        .expect("the alarm names its e-value");
+    let alpha = GuardConfig::default().failure_alpha;
+    if at < GuardConfig::default().min_decisions {
+        assert!(e_value >= 1.0 / (alpha * alpha), "{why} after {at}");
+    } else {
+        assert!(e_value >= 1.0 / alpha, "{why} after {at}");
+    }
     assert!(
         metrics
             .encode_text()
@@ -398,7 +407,9 @@ fn a_failing_shadow_candidate_is_rolled_back_by_the_guard() {
     }
     let st = host.status();
     assert!(st.candidate.is_none(), "{:?}", st.shadow);
-    assert!(st.shadow.failed >= GuardConfig::default().min_decisions);
+    // Every shadow run failed: conclusive evidence, acted on before the guard's minimum.
+    assert!(st.shadow.failed >= 1);
+    assert!(st.shadow.failed < GuardConfig::default().min_decisions);
 }
 
 /// A policy that takes a while, to catch a swap mid-decision.
@@ -557,19 +568,20 @@ fn metrics_are_exposed_per_slot_and_arm() {
     })
     .unwrap();
     let x = input(slot, 3, 1);
-    for k in 0..3 {
+    // Two failures: short of the evidence that rolls a candidate back before the minimum.
+    for k in 0..2 {
         host.decide(k, &x).unwrap();
     }
     let text = metrics.encode_text();
     assert!(
-        text.contains(r#"aurigraph_policy_fallbacks_total{slot="anomaly",arm="candidate",reason="wrong_length"} 3"#),
+        text.contains(r#"aurigraph_policy_fallbacks_total{slot="anomaly",arm="candidate",reason="wrong_length"} 2"#),
         "{text}"
     );
     assert!(text.contains(
-        r#"aurigraph_policy_decisions_total{slot="anomaly",arm="candidate",backend="static"} 3"#
+        r#"aurigraph_policy_decisions_total{slot="anomaly",arm="candidate",backend="static"} 2"#
     ));
     assert!(text.contains(
-        r#"aurigraph_policy_decision_latency_seconds_count{slot="anomaly",arm="candidate"} 3"#
+        r#"aurigraph_policy_decision_latency_seconds_count{slot="anomaly",arm="candidate"} 2"#
     ));
     assert!(text.contains(r#"aurigraph_policy_canary_share_percent{slot="anomaly"} 100"#));
 }
@@ -686,4 +698,97 @@ fn ten_thousand_swaps_race_with_decisions_and_none_is_lost_or_doubled() {
     }
     assert_eq!(host.status().generation, 2 * swaps as u64);
     assert!(total >= 3_000);
+}
+
+/// A candidate that passes warm-up and then fails every call, at canary 100% with the
+/// default guard and breaker: rolled back after a handful of decisions, not after the
+/// guard's minimum or the breaker's cooldowns.
+#[test]
+fn a_candidate_failing_every_call_is_rolled_back_at_once() {
+    for fault in [
+        Fault::Error,
+        Fault::NonFinite,
+        Fault::WrongLength,
+        Fault::OutOfRange,
+    ] {
+        let slot = SlotKind::Ordering;
+        let clock = ManualClock::new();
+        let host = SlotHost::builder(slot)
+            .config(relaxed())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        host.load_candidate(flaky(slot, fault, 1.0)).unwrap();
+        host.set_mode(Mode::Canary {
+            basis_points: 10_000,
+        })
+        .unwrap();
+        let x = input(slot, 8, 3);
+        let rolled_back_at = (0..200u64)
+            .find(|&k| host.decide(k, &x).unwrap().tag.arm == Arm::Baseline)
+            .expect("rolled back");
+        assert!(rolled_back_at <= 5, "{fault:?}: after {rolled_back_at}");
+        let why = host.status().last_rollback.unwrap();
+        assert!(why.starts_with("guard: failure rate"), "{why}");
+    }
+}
+
+/// While the candidate's failures hold the breaker open, its decisions still count as its
+/// failures: the guard rolls it back although the clock never reaches the cooldown's end.
+/// The next candidate starts with a closed breaker.
+#[test]
+fn the_guard_sees_the_decisions_the_open_breaker_answers() {
+    let slot = SlotKind::Anomaly;
+    let clock = ManualClock::new();
+    let host = SlotHost::builder(slot)
+        .config(HostConfig {
+            breaker: BreakerConfig {
+                failure_threshold: 5,
+                cooldown: Duration::from_secs(3600),
+            },
+            // Evidence short of 1/α² never fires before the minimum: the breaker opens
+            // first, and only the decisions it answers can reach the minimum.
+            guard: GuardConfig {
+                failure_alpha: 1e-12,
+                min_decisions: 50,
+                ..GuardConfig::default()
+            },
+            ..relaxed()
+        })
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    host.load_candidate(flaky(slot, Fault::Error, 1.0)).unwrap();
+    host.set_mode(Mode::Canary {
+        basis_points: 10_000,
+    })
+    .unwrap();
+    let x = input(slot, 4, 9);
+    let mut reasons = Vec::new();
+    let mut rolled_back_at = None;
+    for k in 0..1_000u64 {
+        let d = host.decide(k, &x).unwrap();
+        if d.tag.arm == Arm::Baseline {
+            rolled_back_at = Some(k);
+            break;
+        }
+        reasons.push(d.tag.fallback);
+    }
+    let at = rolled_back_at.expect("the guard rolled the candidate back");
+    assert!(at <= 50, "rolled back after {at}");
+    assert!(reasons.contains(&Some(FallbackReason::CircuitOpen)));
+    assert!(
+        !host.status().circuit_open,
+        "the breaker went with the candidate"
+    );
+
+    // A good candidate loaded next is called at once, not held on static by a cooldown.
+    host.load_candidate(variant(slot, "good")).unwrap();
+    host.set_mode(Mode::Canary {
+        basis_points: 10_000,
+    })
+    .unwrap();
+    let d = host.decide(2_000, &x).unwrap();
+    assert_eq!(d.tag.fallback, None);
+    assert_eq!(d.tag.answered_by.name.as_ref(), "good");
 }

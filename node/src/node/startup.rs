@@ -76,6 +76,7 @@ pub fn open(config: NodeConfig) -> NodeResult<Arc<NodeCore>> {
     let mut hosts = BTreeMap::new();
     for slot in SlotKind::ALL {
         let host = SlotHost::builder(slot)
+            .config(config.policies.host_config())
             .metrics(metrics.engine().clone())
             .store(store.clone(), Arc::new(registries.clone()))
             .build()?;

@@ -4,9 +4,14 @@
 //! failures of one arm it opens: every decision of the slot goes to the static policy for
 //! `cooldown`. Then it is half-open: exactly one decision probes the routed policy; success
 //! closes the breaker, failure opens it for another cooldown.
+//!
+//! The breaker is reset with every change of candidate (load, rollback) and of baseline
+//! (promote, reset), so a new policy starts closed. While the candidate's failures hold it
+//! open, each decision routed to the candidate counts as a candidate failure for the guard
+//! (see `decide.rs`): the breaker hides failures from the slot, not from the guard.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -51,8 +56,12 @@ pub(crate) struct Breaker {
     open_until: AtomicU64,
     probing: AtomicBool,
     consecutive: [AtomicU32; 2],
+    /// The arm whose failures opened the breaker last (`Arm as u8`), or [`NO_ARM`].
+    opened_by: AtomicU8,
     trips: AtomicU64,
 }
+
+const NO_ARM: u8 = u8::MAX;
 
 impl Breaker {
     pub(crate) fn new(config: BreakerConfig, clock: Arc<dyn Clock>) -> Self {
@@ -62,6 +71,7 @@ impl Breaker {
             open_until: AtomicU64::new(0),
             probing: AtomicBool::new(false),
             consecutive: [AtomicU32::new(0), AtomicU32::new(0)],
+            opened_by: AtomicU8::new(NO_ARM),
             trips: AtomicU64::new(0),
         }
     }
@@ -106,6 +116,7 @@ impl Breaker {
             || (permit == Permit::Closed && n >= self.config.failure_threshold)
         {
             let until = self.now() + self.config.cooldown.as_nanos() as u64 + 1;
+            self.opened_by.store(arm as u8, Ordering::Relaxed);
             self.open_until.store(until, Ordering::Release);
             self.probing.store(false, Ordering::Release);
             c.store(0, Ordering::Relaxed);
@@ -119,9 +130,16 @@ impl Breaker {
     pub(crate) fn reset(&self) {
         self.open_until.store(0, Ordering::Release);
         self.probing.store(false, Ordering::Release);
+        self.opened_by.store(NO_ARM, Ordering::Relaxed);
         for c in &self.consecutive {
             c.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// Whether the candidate's failures opened the breaker (it may be open, half-open or
+    /// closed again since).
+    pub(crate) fn opened_by_candidate(&self) -> bool {
+        self.opened_by.load(Ordering::Relaxed) == Arm::Candidate as u8
     }
 
     pub(crate) fn is_open(&self) -> bool {

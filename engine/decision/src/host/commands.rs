@@ -29,7 +29,11 @@ impl SlotHost {
         next.schedule = None;
         next.step = 0;
         next.salt = rand::random();
-        self.commit(next, true)
+        self.commit(next, true)?;
+        // The new candidate starts with a closed breaker, not the previous one's cooldown.
+        self.breaker.reset();
+        self.metrics.circuit_open.set(0);
+        Ok(())
     }
 
     /// Sets the mode. `shadow` and `canary` need a candidate. A manual mode change stops
@@ -99,7 +103,10 @@ impl SlotHost {
         }
         let next = rolled_back(&cur, format!("operator: {reason}"));
         self.metrics.rollbacks.inc();
-        self.commit(next, true)
+        self.commit(next, true)?;
+        self.breaker.reset();
+        self.metrics.circuit_open.set(0);
+        Ok(())
     }
 
     /// Puts the static policy back as the baseline (after a promoted model misbehaves).

@@ -35,11 +35,18 @@ impl SlotHost {
                 None,
             ),
             Some(armed) => match self.breaker.permit() {
-                Permit::Denied => (
-                    self.static_answer(input, deadline)?,
-                    self.static_answerer.clone(),
-                    Some(FallbackReason::CircuitOpen),
-                ),
+                Permit::Denied => {
+                    // The candidate's own failures opened the circuit: a decision routed
+                    // to it and answered by static is its failure, for the guard too.
+                    if arm == Arm::Candidate && self.breaker.opened_by_candidate() {
+                        self.record_candidate(&routing, true);
+                    }
+                    (
+                        self.static_answer(input, deadline)?,
+                        self.static_answerer.clone(),
+                        Some(FallbackReason::CircuitOpen),
+                    )
+                }
                 permit => {
                     let outcome = self.call(armed, input, deadline - self.reserve);
                     if self.breaker.record(arm, permit, outcome.is_ok()) {

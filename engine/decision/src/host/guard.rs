@@ -100,6 +100,8 @@ impl SlotHost {
         let next = rolled_back(&cur, format!("guard: {reason} ({what})"));
         self.metrics.rollbacks.inc();
         self.commit(next, false).ok();
+        self.breaker.reset();
+        self.metrics.circuit_open.set(0);
     }
 
     /// Applies an alarm that a shadow run raised on a worker thread.

@@ -16,7 +16,10 @@
 //!    weights, capped below 1). Every component is a non-negative supermartingale whenever
 //!    the true rate is at most `p0` (because `q_j >= p0`), hence so is the mixture, and
 //!    Ville's inequality bounds the chance that `Λ_n` *ever* reaches `1/α` by `α`. The guard
-//!    alarms when `Λ_n >= 1/α` and at least [`GuardConfig::min_decisions`] decisions were seen.
+//!    alarms when `Λ_n >= 1/α` and at least [`GuardConfig::min_decisions`] decisions were seen,
+//!    or, before that minimum, as soon as `Λ_n >= 1/α²`: evidence that conclusive (a false
+//!    alarm at most `α²` likely) is overwhelming failure, e.g. a candidate that fails every
+//!    call is rolled back after a handful of decisions instead of waiting for the minimum.
 //!
 //! 2. **Key metric regression: asymptotic confidence sequences** (Waudby-Smith, Arbour,
 //!    Sinha, Kennedy and Ramdas, "Time-uniform central limit theory and asymptotic
@@ -41,7 +44,9 @@ use crate::error::EngineError;
 pub struct GuardConfig {
     /// Highest tolerated failure rate of the candidate (the null hypothesis), 0.01 = 1%.
     pub max_failure_rate: f64,
-    /// Candidate decisions required before a failure-rate rollback.
+    /// Candidate decisions required before a failure-rate rollback on ordinary evidence
+    /// (`Λ >= 1/α`); conclusive evidence (`Λ >= 1/α²`) rolls back before it. `u64::MAX`
+    /// turns the failure-rate test off.
     pub min_decisions: u64,
     /// False-alarm probability of the failure-rate test over the whole rollout.
     pub failure_alpha: f64,
@@ -296,16 +301,23 @@ impl Guard {
         if failed {
             self.failures += 1;
         }
-        if self.alarm.is_some() || self.decisions < self.config.min_decisions {
+        if self.alarm.is_some() || self.config.min_decisions == u64::MAX {
             return None;
         }
-        // Λ only grows on a failure, so it can newly cross the threshold only on a failure
+        // Λ only grows on a failure, so it can newly cross a threshold only on a failure
         // or on the decision that reaches the minimum count.
         if !failed && self.decisions != self.config.min_decisions {
             return None;
         }
         let log_e = self.failure_log_e_value();
-        if log_e >= -self.config.failure_alpha.ln() {
+        let threshold = -self.config.failure_alpha.ln();
+        // Before the minimum, only conclusive evidence (Λ >= 1/α²) fires.
+        let needed = if self.decisions < self.config.min_decisions {
+            2.0 * threshold
+        } else {
+            threshold
+        };
+        if log_e >= needed {
             let alarm = GuardAlarm::FailureRate {
                 decisions: self.decisions,
                 failures: self.failures,
@@ -417,9 +429,28 @@ mod tests {
     }
 
     #[test]
-    fn always_failing_candidate_is_caught_at_the_minimum() {
+    fn always_failing_candidate_is_caught_within_a_handful_of_decisions() {
         let at = run_failures(1.0, 10_000, 1).expect("alarm");
-        assert_eq!(at, GuardConfig::default().min_decisions);
+        assert!(at <= 5, "fired at {at}");
+        // Mostly failing, too, well before the minimum.
+        let at = run_failures(0.5, 10_000, 2).expect("alarm");
+        assert!(
+            at < GuardConfig::default().min_decisions / 2,
+            "fired at {at}"
+        );
+    }
+
+    #[test]
+    fn before_the_minimum_only_conclusive_evidence_fires() {
+        // Two failures among the first few decisions are far above 1% but not conclusive.
+        let mut g = Guard::new(GuardConfig::default());
+        assert!(g.record_decision(true).is_none());
+        assert!(g.record_decision(false).is_none());
+        assert!(g.record_decision(true).is_none());
+        // Λ is past 1/α (it would fire after the minimum) but short of 1/α².
+        let t = -GuardConfig::default().failure_alpha.ln();
+        let log_e = g.failure_log_e_value();
+        assert!(log_e >= t && log_e < 2.0 * t, "log Λ = {log_e}");
     }
 
     #[test]
