@@ -8,6 +8,7 @@ mod bad_input;
 mod common;
 mod overload;
 mod registries;
+mod startup;
 
 /// Held for their whole run by the overload test, which saturates the machine, and by the
 /// canary tests of `registries`, which record the backend that answered each decision (one

@@ -2,3 +2,4 @@
 //! --test storage`): each module is one area, in its own file.
 
 mod block_decode_fuzz;
+mod storage;
