@@ -11,14 +11,13 @@
 
 use aurigraph_ledger::executor::{Receipt, TxStatus};
 use aurigraph_ledger::state::StateRoot;
-use aurigraph_ledger::tx::{
-    Address, MAX_OUTPUTS, MAX_TX_BYTES, Operation, SignedTransaction, Transaction, is_small_order,
-    keypair_from_seed,
-};
+use aurigraph_ledger::tx::{MAX_TX_BYTES, Operation, SignedTransaction};
 use aurigraph_storage::block::{
     BLOCK_FORMAT, BlockHeader, CorruptBlock, StoredBlock, status_from_u8, tx_root,
 };
 use proptest::prelude::*;
+
+use crate::tx_strategies::{address, multi_transfer, signed};
 
 /// Cases per property: each runs in well under a second in a debug build.
 const CASES: u32 = 512;
@@ -67,41 +66,13 @@ fn checked_decode(bytes: &[u8]) -> Result<StoredBlock, CorruptBlock> {
     decoded
 }
 
-fn address() -> impl Strategy<Value = Address> {
-    any::<[u8; 32]>()
-        .prop_map(Address)
-        .prop_filter("not a small-order point", |a| !is_small_order(a))
-}
-
-/// A signed transfer or multi-transfer, valid by every decoding rule.
+/// A signed transfer (any amount above zero) or multi-transfer, valid by every decoding
+/// rule.
 fn tx() -> impl Strategy<Value = SignedTransaction> {
-    let op = prop_oneof![
+    signed(prop_oneof![
         (address(), 1..=u64::MAX).prop_map(|(to, amount)| Operation::Transfer { to, amount }),
-        proptest::collection::vec(
-            (address(), 1..=u64::MAX / MAX_OUTPUTS as u64),
-            1..=MAX_OUTPUTS
-        )
-        .prop_map(|outputs| Operation::MultiTransfer { outputs }),
-    ];
-    (
-        any::<[u8; 32]>(),
-        any::<u32>(),
-        any::<u64>(),
-        any::<u64>(),
-        op,
-    )
-        .prop_map(|(seed, chain_id, nonce, fee, op)| {
-            let tx = Transaction {
-                chain_id,
-                sender: keypair_from_seed(seed).1,
-                nonce,
-                fee,
-                op,
-            };
-            (seed, tx)
-        })
-        .prop_filter("valid fields", |(_, tx)| tx.validate().is_ok())
-        .prop_map(|(seed, tx)| tx.sign(&keypair_from_seed(seed).0))
+        multi_transfer(),
+    ])
 }
 
 /// A block of up to four transactions, its transactions root computed, with receipts of any

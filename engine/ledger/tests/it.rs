@@ -8,5 +8,6 @@ mod executor_state_root;
 mod mempool;
 mod pipeline;
 mod tx_decode_fuzz;
+mod tx_strategies;
 mod vectors;
 mod workload;

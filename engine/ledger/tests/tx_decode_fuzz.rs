@@ -11,9 +11,11 @@
 
 use aurigraph_ledger::tx::{
     Address, MAX_OUTPUTS, MAX_TX_BYTES, Operation, SMALL_ORDER_ENCODINGS, SignedTransaction,
-    TX_VERSION, Transaction, TxError, is_small_order, keypair_from_seed,
+    TX_VERSION, TxError,
 };
 use proptest::prelude::*;
+
+use crate::tx_strategies::{address, amount, multi_transfer, operation, signed};
 
 /// Cases per property: each runs in well under a second in a debug build.
 const CASES: u32 = 512;
@@ -71,52 +73,6 @@ fn checked_decode(bytes: &[u8]) -> Result<SignedTransaction, TxError> {
 
 fn code(r: &Result<SignedTransaction, TxError>) -> Option<&'static str> {
     r.as_ref().err().map(TxError::code)
-}
-
-fn address() -> impl Strategy<Value = Address> {
-    any::<[u8; 32]>()
-        .prop_map(Address)
-        .prop_filter("not a small-order point", |a| !is_small_order(a))
-}
-
-/// Amounts above zero whose sum over [`MAX_OUTPUTS`] outputs cannot overflow.
-fn amount() -> impl Strategy<Value = u64> {
-    1..=u64::MAX / MAX_OUTPUTS as u64
-}
-
-fn multi_transfer() -> impl Strategy<Value = Operation> {
-    proptest::collection::vec((address(), amount()), 1..=MAX_OUTPUTS)
-        .prop_map(|outputs| Operation::MultiTransfer { outputs })
-}
-
-fn operation() -> impl Strategy<Value = Operation> {
-    prop_oneof![
-        (address(), amount()).prop_map(|(to, amount)| Operation::Transfer { to, amount }),
-        multi_transfer(),
-    ]
-}
-
-/// A transaction signed by its sender, valid by every rule decoding checks.
-fn signed(op: impl Strategy<Value = Operation>) -> impl Strategy<Value = SignedTransaction> {
-    (
-        any::<[u8; 32]>(),
-        any::<u32>(),
-        any::<u64>(),
-        any::<u64>(),
-        op,
-    )
-        .prop_map(|(seed, chain_id, nonce, fee, op)| {
-            let tx = Transaction {
-                chain_id,
-                sender: keypair_from_seed(seed).1,
-                nonce,
-                fee,
-                op,
-            };
-            (seed, tx)
-        })
-        .prop_filter("valid fields", |(_, tx)| tx.validate().is_ok())
-        .prop_map(|(seed, tx)| tx.sign(&keypair_from_seed(seed).0))
 }
 
 /// The outputs of a multi-transfer.
