@@ -37,10 +37,18 @@ pub fn run(args: &StartArgs) -> Result<()> {
             head.height,
             data_dir.display()
         );
-        wait_for_signal().await;
+        let halted = tokio::select! {
+            _ = wait_for_signal() => None,
+            msg = node.halted() => Some(msg),
+        };
         println!("stopping...");
         node.shutdown().await;
-        Ok(())
+        match halted {
+            None => Ok(()),
+            Some(msg) => Err(anyhow::anyhow!(
+                "{msg}; block production halted and the node stopped"
+            )),
+        }
     })
 }
 

@@ -142,6 +142,18 @@ pub struct BlockConfig {
     pub executor_threads: usize,
     /// Mempool capacity in transactions.
     pub mempool_txs: usize,
+    /// Whether a full mempool evicts an acknowledged transaction of the same priority class
+    /// for a higher-fee one. Default `false`: only a better class (normal over suspicious
+    /// over anomalous) evicts, and otherwise a full mempool refuses new transactions with
+    /// `E_MEMPOOL_FULL` (back-pressure). An evicted transaction is reported `dropped`.
+    pub mempool_evict_by_fee: bool,
+    /// How many blocks a dropped transaction's record is kept (pruned on start).
+    pub dropped_retention_blocks: u64,
+    /// Consecutive failures of one block (append, execution, storage) retried, with
+    /// exponential backoff from 50 ms up to `retry_backoff_max_ms`, before the node halts.
+    pub retry_limit: u32,
+    /// Longest wait between two tries of a failing block.
+    pub retry_backoff_max_ms: u64,
 }
 
 impl Default for BlockConfig {
@@ -152,6 +164,10 @@ impl Default for BlockConfig {
             max_txs: 5_000,
             executor_threads: 0,
             mempool_txs: 100_000,
+            mempool_evict_by_fee: false,
+            dropped_retention_blocks: 100_000,
+            retry_limit: 20,
+            retry_backoff_max_ms: 5_000,
         }
     }
 }
@@ -171,6 +187,9 @@ pub struct ApiConfig {
     pub max_inflight_txs: usize,
     /// Most transactions in one submission.
     pub max_txs_per_request: usize,
+    /// Subscriptions (WebSocket and gRPC streams together) open at once; more are refused
+    /// with `E_TOO_MANY_SUBSCRIBERS` (429 / RESOURCE_EXHAUSTED).
+    pub max_subscribers: usize,
 }
 
 impl Default for ApiConfig {
@@ -181,6 +200,7 @@ impl Default for ApiConfig {
             max_concurrent_requests: 512,
             max_inflight_txs: 20_000,
             max_txs_per_request: 5_000,
+            max_subscribers: 256,
         }
     }
 }
@@ -367,11 +387,17 @@ impl NodeConfig {
                 "block.min_txs must be in 1..=block.max_txs".into(),
             ));
         }
+        if b.retry_backoff_max_ms < 50 {
+            return Err(ConfigError(
+                "block.retry_backoff_max_ms must be at least 50".into(),
+            ));
+        }
         let a = &self.api;
         if a.max_body_bytes < 1024
             || a.max_concurrent_requests == 0
             || a.max_inflight_txs == 0
             || a.max_txs_per_request == 0
+            || a.max_subscribers == 0
         {
             return Err(ConfigError(
                 "api limits must be positive (max_body_bytes at least 1024)".into(),

@@ -32,6 +32,17 @@ pub struct NodeMetrics {
     height: Gauge,
     mempool: Gauge,
     block_latency: Histogram,
+    dropped: Family<CodeLabels, Counter>,
+    block_failures: Family<CodeLabels, Counter>,
+    production_stalled: Gauge,
+    subscribers: Gauge,
+}
+
+/// Labels of a counter by stable code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    /// The stable code.
+    pub code: String,
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -58,6 +69,10 @@ impl NodeMetrics {
         let height = Gauge::default();
         let mempool = Gauge::default();
         let block_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let dropped = Family::<CodeLabels, Counter>::default();
+        let block_failures = Family::<CodeLabels, Counter>::default();
+        let production_stalled = Gauge::default();
+        let subscribers = Gauge::default();
         {
             let r = registry.sub_registry_with_prefix("aurigraph_node");
             r.register("blocks", "Blocks committed", blocks.clone());
@@ -82,6 +97,26 @@ impl NodeMetrics {
                 "Proposal to commit of a block",
                 block_latency.clone(),
             );
+            r.register(
+                "dropped_transactions",
+                "Acknowledged transactions that left the mempool without committing, by code",
+                dropped.clone(),
+            );
+            r.register(
+                "block_failures",
+                "Failed tries of a block (append, execution or storage), by code",
+                block_failures.clone(),
+            );
+            r.register(
+                "production_stalled",
+                "1 while block production is retrying a failed block or has halted",
+                production_stalled.clone(),
+            );
+            r.register(
+                "subscribers",
+                "Open subscriptions (WebSocket and gRPC)",
+                subscribers.clone(),
+            );
         }
         Self {
             engine,
@@ -92,6 +127,10 @@ impl NodeMetrics {
             height,
             mempool,
             block_latency,
+            dropped,
+            block_failures,
+            production_stalled,
+            subscribers,
         }
     }
 
@@ -121,6 +160,30 @@ impl NodeMetrics {
 
     pub(crate) fn set_mempool(&self, n: usize) {
         self.mempool.set(n as i64);
+    }
+
+    pub(crate) fn dropped(&self, code: &str) {
+        self.dropped
+            .get_or_create(&CodeLabels {
+                code: code.to_string(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn block_failure(&self, code: &str) {
+        self.block_failures
+            .get_or_create(&CodeLabels {
+                code: code.to_string(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn set_production_stalled(&self, stalled: bool) {
+        self.production_stalled.set(i64::from(stalled));
+    }
+
+    pub(crate) fn subscribers(&self, delta: i64) {
+        self.subscribers.inc_by(delta);
     }
 
     pub(crate) fn submission(&self, outcome: &str, n: u64) {

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::error::{ApiError, ErrorKind};
-use crate::node::{BlockEvent, NodeCore};
+use crate::node::{BlockEvent, DroppedEvent, NodeCore};
+use aurigraph_ledger::mempool::{Removal, Removed};
+use aurigraph_storage::DroppedTx;
 
 /// The result of one submitted transaction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,7 +100,7 @@ impl From<&Operation> for OperationInfo {
 pub struct TxInfo {
     /// Hash.
     pub hash: String,
-    /// `pending` or `committed`.
+    /// `pending`, `committed` or `dropped`.
     pub state: String,
     /// Sender (hex).
     pub sender: String,
@@ -117,7 +119,17 @@ pub struct TxInfo {
     /// Its receipt, once committed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<ReceiptInfo>,
-    /// The canonical encoding (hex).
+    /// Why it was dropped: a stable code (`E_DROPPED_EVICTED`, `E_DROPPED_REPLACED`,
+    /// `E_DROPPED_STALE`, or a refusal's code on restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Why it was dropped, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The head's height when it was dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_height: Option<u64>,
+    /// The canonical encoding (hex; empty when a dropped record lost it).
     pub encoded: String,
 }
 
@@ -134,7 +146,30 @@ impl TxInfo {
             block_height: None,
             index: None,
             receipt: None,
+            code: None,
+            reason: None,
+            dropped_height: None,
             encoded: hex::encode(tx.encoded()),
+        }
+    }
+
+    fn unknown(hash: TxHash, state: &str) -> Self {
+        Self {
+            hash: hash.to_string(),
+            state: state.to_string(),
+            sender: String::new(),
+            nonce: 0,
+            fee: 0,
+            operation: OperationInfo::MultiTransfer {
+                outputs: Vec::new(),
+            },
+            block_height: None,
+            index: None,
+            receipt: None,
+            code: None,
+            reason: None,
+            dropped_height: None,
+            encoded: String::new(),
         }
     }
 }
@@ -245,6 +280,51 @@ pub fn parse_backend(s: &str) -> Result<BackendKind, ApiError> {
     }
 }
 
+/// An open subscription's slot; released (and the gauge lowered) when dropped.
+#[derive(Debug)]
+pub struct SubscriberPermit {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    metrics: crate::metrics::NodeMetrics,
+}
+
+impl Drop for SubscriberPermit {
+    fn drop(&mut self) {
+        self.metrics.subscribers(-1);
+    }
+}
+
+/// The dropped event of a transaction an insertion removed (evicted, replaced or stale).
+fn dropped_event(r: &Removed, height: u64) -> Option<DroppedEvent> {
+    let (code, reason) = match r.reason {
+        Removal::Evicted => (
+            "E_DROPPED_EVICTED",
+            "evicted from the full mempool by a transaction of a better priority class or fee"
+                .to_string(),
+        ),
+        Removal::Replaced => (
+            "E_DROPPED_REPLACED",
+            format!(
+                "replaced by a higher-fee transaction of the same sender and nonce {}",
+                r.nonce
+            ),
+        ),
+        Removal::Stale => (
+            "E_DROPPED_STALE",
+            format!(
+                "nonce {} of its sender was used by another committed transaction",
+                r.nonce
+            ),
+        ),
+        Removal::Committed | Removal::Skipped => return None,
+    };
+    Some(DroppedEvent {
+        hash: r.hash,
+        code: code.to_string(),
+        reason,
+        height,
+    })
+}
+
 /// Releases the in-flight count of a submission when it ends, however it ends.
 struct Inflight<'a> {
     core: &'a NodeCore,
@@ -276,6 +356,50 @@ impl NodeCore {
     /// Subscribes to committed blocks.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<BlockEvent>> {
         self.events.subscribe()
+    }
+
+    /// Subscribes to acknowledged transactions dropped from the mempool.
+    pub fn subscribe_dropped(&self) -> broadcast::Receiver<Arc<Vec<DroppedEvent>>> {
+        self.drops.subscribe()
+    }
+
+    /// A subscription slot (`api.max_subscribers`), held as long as the subscription is
+    /// open; `E_TOO_MANY_SUBSCRIBERS` when every slot is taken.
+    pub fn subscriber_permit(&self) -> Result<SubscriberPermit, ApiError> {
+        let permit = self.subscribers.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                ErrorKind::Overloaded,
+                "E_TOO_MANY_SUBSCRIBERS",
+                format!(
+                    "{} subscriptions are open, the most this node serves: retry later",
+                    self.config.api.max_subscribers
+                ),
+            )
+        })?;
+        self.metrics.subscribers(1);
+        Ok(SubscriberPermit {
+            _permit: permit,
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// Halts with the fatal error of block production, `[CODE] message`, once it happens.
+    pub fn halted(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.halt.subscribe()
+    }
+
+    /// The committed view for a read: refused with `E_NOT_READY` while block production is
+    /// halted or retrying (the state may then be ahead of the head).
+    fn committed_view(&self) -> Result<parking_lot::RwLockReadGuard<'_, ()>, ApiError> {
+        let view = self.view.read();
+        if self.halt.borrow().is_some() {
+            return Err(ApiError::new(
+                ErrorKind::Unavailable,
+                "E_NOT_READY",
+                "block production halted: the node serves no reads",
+            ));
+        }
+        Ok(view)
     }
 
     /// Writes the decisions recorded since the last block (between blocks: under the
@@ -311,9 +435,30 @@ impl NodeCore {
         }
     }
 
-    /// Submits encoded transactions: admission, mempool, then a durable record of what was
-    /// accepted, before answering. One item per input, in input order.
+    /// Submits encoded transactions: admission, a durable record of what passed it, then the
+    /// mempool, before answering. One item per input, in input order.
     pub fn submit(&self, txs: &[Vec<u8>]) -> Result<Vec<SubmitItem>, ApiError> {
+        self.submit_before(None, txs)
+    }
+
+    /// [`submit`](Self::submit), refused with `E_TIMEOUT` (and nothing done) when it starts
+    /// after `deadline`. Once started it runs to its answer, so a client told `E_TIMEOUT`
+    /// knows none of its transactions was accepted, and a client told "accepted" was told
+    /// the truth.
+    pub fn submit_before(
+        &self,
+        deadline: Option<std::time::Instant>,
+        txs: &[Vec<u8>],
+    ) -> Result<Vec<SubmitItem>, ApiError> {
+        if deadline.is_some_and(|d| std::time::Instant::now() > d) {
+            self.metrics.submission("E_TIMEOUT", txs.len() as u64);
+            return Err(ApiError::new(
+                ErrorKind::Unavailable,
+                "E_TIMEOUT",
+                "the submission waited longer than api.request_timeout_ms to start: none of \
+                 its transactions was admitted",
+            ));
+        }
         self.check_ready()?;
         let api = &self.config.api;
         if txs.is_empty() {
@@ -348,23 +493,42 @@ impl NodeCore {
                 ),
             ));
         }
-        let results = self.pipeline.submit(txs);
-        self.raise_sender_nonces(&results);
-        let mut durable: Vec<(TxHash, &[u8])> = Vec::new();
-        for (bytes, r) in txs.iter().zip(&results) {
-            if let Ok(h) = r {
-                durable.push((*h, bytes.as_slice()));
-            }
+        // Admission first, then the durable record, then the mempool: a transaction is never
+        // in the mempool (and so never in a block) before it is on disk, and a failed write
+        // leaves nothing behind.
+        let outcome = self
+            .pipeline
+            .submit_with(txs, |admitted| {
+                let first = self
+                    .pending_seq
+                    .fetch_add(admitted.len() as u64, Ordering::Relaxed);
+                let rows: Vec<(TxHash, u64, &[u8])> = admitted
+                    .iter()
+                    .zip(first..)
+                    .map(|(a, seq)| (a.tx.hash(), seq, a.tx.encoded()))
+                    .collect();
+                self.storage.put_pending(&rows)
+            })
+            .map_err(|e| {
+                tracing::error!(code = e.code(), error = %e, "submissions not recorded: none accepted");
+                ApiError::new(
+                    ErrorKind::Unavailable,
+                    e.code(),
+                    format!("the transactions could not be recorded, none was accepted: {e}"),
+                )
+            })?;
+        let height = self.head().height;
+        let dropped: Vec<DroppedEvent> = outcome
+            .removed
+            .iter()
+            .filter_map(|r| dropped_event(r, height))
+            .collect();
+        if let Err(e) = self.settle(&outcome.refused_after_record, dropped) {
+            // What stays in the `mempool` family is settled on restart.
+            tracing::error!(code = e.code(), error = %e, "evicted or refused transactions not settled on disk");
         }
-        if let Err(e) = self.storage.put_pending(&durable) {
-            tracing::error!(error = %e, "cannot record accepted submissions");
-            return Err(ApiError::new(
-                ErrorKind::Unavailable,
-                e.code(),
-                format!("accepted transactions could not be recorded: {e}"),
-            ));
-        }
-        let accepted = durable.len() as u64;
+        let results = outcome.results;
+        let accepted = results.iter().filter(|r| r.is_ok()).count() as u64;
         self.accepted_total.fetch_add(accepted, Ordering::Relaxed);
         if accepted > 0 {
             self.metrics.submission("accepted", accepted);
@@ -394,47 +558,49 @@ impl NodeCore {
             .collect())
     }
 
-    /// Repairs a race between a submission and a block commit in the engine's pipeline:
-    /// `Pipeline::submit` reads the sender's committed nonce, then inserts into the mempool;
-    /// when a block of that sender commits in between (state written, mempool cleaned, the
-    /// sender's emptied queue forgotten), the sender comes back with the old nonce as its
-    /// next one and none of its transactions is ever ready again (found by
-    /// `node/tests/overload.rs`). Raising the senders' next nonces to the committed ones,
-    /// read after the insert, repairs every interleaving; the raise is monotone and a no-op
-    /// otherwise. What it drops is below the committed nonce: either committed by the block
-    /// racing with this call (its receipt is there) or truly stale; the admission books of
-    /// both are cleared by the block's own `committed` bookkeeping.
-    fn raise_sender_nonces(&self, results: &[aurigraph_ledger::pipeline::Submitted]) {
-        let mempool = self.pipeline.mempool();
-        let mut senders: Vec<Address> = results
+    /// Settles recorded submissions that will not commit: `forget` leave the `mempool`
+    /// family (never acknowledged), `dropped` leave it with a `dropped` record, are counted
+    /// by code and announced to subscribers.
+    pub(crate) fn settle(
+        &self,
+        forget: &[TxHash],
+        dropped: Vec<DroppedEvent>,
+    ) -> Result<(), aurigraph_storage::StorageError> {
+        if forget.is_empty() && dropped.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<(TxHash, DroppedTx)> = dropped
             .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .filter_map(|h| mempool.get(h).map(|t| t.tx.tx().sender))
+            .map(|d| {
+                (
+                    d.hash,
+                    DroppedTx {
+                        code: d.code.clone(),
+                        reason: d.reason.clone(),
+                        height: d.height,
+                        tx: String::new(),
+                    },
+                )
+            })
             .collect();
-        if senders.is_empty() {
-            return;
+        self.storage.settle_pending(forget, &records)?;
+        for d in &dropped {
+            self.metrics.dropped(&d.code);
+            tracing::info!(tx = %d.hash, code = %d.code, reason = %d.reason, "acknowledged transaction dropped");
         }
-        senders.sort_unstable();
-        senders.dedup();
-        let nonces: Vec<(Address, u64)> = {
-            let state = self.pipeline.state();
-            senders
-                .iter()
-                .map(|s| (*s, state.account(s).nonce))
-                .collect()
-        };
-        let removed = mempool.advance_nonces(&nonces);
-        if !removed.is_empty() {
-            tracing::debug!(
-                removed = removed.len(),
-                "sender nonces raised after a racing commit"
-            );
+        if !dropped.is_empty() {
+            // No subscriber is not an error.
+            let _ = self.drops.send(Arc::new(dropped));
         }
+        Ok(())
     }
 
-    /// A transaction: committed (with its receipt) or pending.
+    /// A transaction: committed (with its receipt), pending, or dropped (with its code).
+    /// Answered from the committed view: a transaction being committed is pending until the
+    /// head that holds it is visible.
     pub fn transaction(&self, hash: &str) -> Result<TxInfo, ApiError> {
         let hash = parse_hash(hash)?;
+        let _view = self.committed_view()?;
         if let Some(loc) = self.storage.tx_location(&hash)? {
             let block = self.storage.block(loc.height)?.ok_or_else(|| {
                 ApiError::internal(
@@ -458,6 +624,19 @@ impl NodeCore {
         if let Some(t) = self.pipeline.mempool().get(&hash) {
             return Ok(TxInfo::of(&t.tx, "pending"));
         }
+        if let Some(d) = self.storage.dropped(&hash)? {
+            let tx = hex::decode(&d.tx)
+                .ok()
+                .and_then(|b| SignedTransaction::decode(&b).ok());
+            let mut info = match tx {
+                Some(tx) => TxInfo::of(&tx, "dropped"),
+                None => TxInfo::unknown(hash, "dropped"),
+            };
+            info.dropped_height = Some(d.height);
+            info.code = Some(d.code);
+            info.reason = Some(d.reason);
+            return Ok(info);
+        }
         Err(ApiError::not_found(
             "E_TX_NOT_FOUND",
             format!("no transaction {hash} is pending or committed"),
@@ -466,6 +645,7 @@ impl NodeCore {
 
     /// The block at `height` (0: the genesis has no stored block).
     pub fn block(&self, height: u64) -> Result<BlockInfo, ApiError> {
+        let _view = self.committed_view()?;
         let b = self.storage.block(height)?.ok_or_else(|| {
             ApiError::not_found(
                 "E_BLOCK_NOT_FOUND",
@@ -496,6 +676,7 @@ impl NodeCore {
     /// An account (an unknown address is an empty account).
     pub fn account(&self, address: &str) -> Result<AccountInfo, ApiError> {
         let addr = parse_address(address)?;
+        let _view = self.committed_view()?;
         let acc = self.pipeline.state().account(&addr);
         Ok(AccountInfo {
             address: addr.to_hex(),
@@ -507,6 +688,7 @@ impl NodeCore {
 
     /// The head.
     pub fn head_info(&self) -> HeadInfo {
+        let _view = self.view.read();
         let h = self.head();
         HeadInfo {
             height: h.height,

@@ -256,6 +256,9 @@ async fn submit_query_and_subscribe_through_rest_grpc_and_websocket() {
                     assert_eq!(t.receipt.expect("receipt").code, "OK");
                     seen_tx.insert(t.hash);
                 }
+                proto::event::Event::Dropped(d) => {
+                    panic!("nothing is dropped in this test: {d:?}")
+                }
             }
         }
     })

@@ -6,6 +6,7 @@ mod admin;
 mod api;
 mod bad_input;
 mod common;
+mod durability;
 mod overload;
 mod registries;
 mod startup;

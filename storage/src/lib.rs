@@ -10,7 +10,8 @@
 //! | `blocks` | height (u64 BE) | the stored block ([`crate::block`]) |
 //! | `tx_index` | transaction hash | height (u64 LE), index in the block (u32 LE) |
 //! | `receipts` | height (u64 BE) ++ index (u32 BE) | status (u8), fee charged (u64 LE) |
-//! | `mempool` | transaction hash | the signed transaction: accepted, not yet committed |
+//! | `mempool` | transaction hash | arrival sequence (u64 BE) ++ the signed transaction: accepted, not yet committed or dropped |
+//! | `dropped` | transaction hash | a [`DroppedTx`] (JSON): an accepted transaction that left the mempool without committing, its code and the transaction |
 //! | `rollout` | slot name | the slot's rollout record (JSON) |
 //! | `telemetry` | `0x01` ++ height (u64 BE) | the block's outcome and its batch decisions (JSON, the node's `telemetry::BlockRecord`) |
 //! | `telemetry` | `0x02` ++ height (u64 BE) ++ sequence (u32 BE) | one sampled decision (JSON, the node's `telemetry::DecisionRecord`), written with the block at `height` (decisions taken since the previous block) or, between blocks, under the head's height |
@@ -30,10 +31,13 @@
 //! writes reach the OS page cache only: they survive a crash of the process (kill -9) but not
 //! of the machine. Rollout records are always synced (they are rare).
 //!
-//! **Submissions.** A transaction the node accepted is written to the `mempool` family before
-//! the client hears "accepted", and leaves it in the batch of the block that commits it; on
-//! start the node admits what is left there again, so an acknowledged transaction is never
-//! lost by a crash (one that became invalid meanwhile, e.g. a stale nonce, is dropped then).
+//! **Submissions.** A transaction the node accepts is written to the `mempool` family before it
+//! enters the in-memory mempool and before the client hears "accepted". It leaves the family
+//! in the batch of the block that commits it, or in the batch ([`Storage::settle_pending`])
+//! that records it in `dropped` when it leaves the mempool uncommitted (evicted, replaced,
+//! stale). So the family holds exactly what the mempool holds (plus submissions being
+//! admitted), and on start the node admits it again in arrival order (the sequence number in
+//! the value). Nothing acknowledged leaves the family without a block or a `dropped` record.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,7 +55,7 @@ pub mod block;
 use crate::block::{StoredBlock, status_from_u8};
 
 /// Layout version written at creation; a database of another version is refused.
-pub const STORAGE_FORMAT: u32 = 1;
+pub const STORAGE_FORMAT: u32 = 2;
 
 const CF_STATE: &str = "state";
 const CF_BLOCKS: &str = "blocks";
@@ -60,7 +64,8 @@ const CF_RECEIPTS: &str = "receipts";
 const CF_MEMPOOL: &str = "mempool";
 const CF_ROLLOUT: &str = "rollout";
 const CF_TELEMETRY: &str = "telemetry";
-const FAMILIES: [&str; 7] = [
+const CF_DROPPED: &str = "dropped";
+const FAMILIES: [&str; 8] = [
     CF_STATE,
     CF_BLOCKS,
     CF_TX_INDEX,
@@ -68,6 +73,7 @@ const FAMILIES: [&str; 7] = [
     CF_MEMPOOL,
     CF_ROLLOUT,
     CF_TELEMETRY,
+    CF_DROPPED,
 ];
 
 const KEY_HEAD: &[u8] = b"head";
@@ -159,9 +165,33 @@ pub struct BlockWrite<'a> {
     pub writes: &'a [(Address, Account)],
     /// Telemetry written (and pruned) in the same batch, if any.
     pub telemetry: Option<TelemetryWrite>,
-    /// Accepted submissions that left the mempool with this block without committing
-    /// (stale): forgotten in the same batch.
-    pub forget: &'a [TxHash],
+}
+
+/// An accepted transaction that left the mempool without committing: why, when, and the
+/// transaction itself (so a query can still show it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DroppedTx {
+    /// Stable code (`E_DROPPED_EVICTED`, `E_DROPPED_REPLACED`, `E_DROPPED_STALE`, or the code
+    /// of the refusal when it was not admitted again on restart).
+    pub code: String,
+    /// Human-readable reason.
+    pub reason: String,
+    /// The head's height when it was dropped.
+    pub height: u64,
+    /// The signed transaction (hex of its canonical encoding). Left empty by the caller of
+    /// [`Storage::settle_pending`], which fills it from the `mempool` family.
+    pub tx: String,
+}
+
+/// One recorded submission in the `mempool` family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingTx {
+    /// Its hash (the key).
+    pub hash: TxHash,
+    /// Arrival sequence number: the order the node accepted it in.
+    pub seq: u64,
+    /// The signed transaction's encoding.
+    pub bytes: Vec<u8>,
 }
 
 /// Telemetry writes: puts, then range deletes (`[from, to)`), all in the `telemetry` family.
@@ -220,6 +250,16 @@ fn decode_account(b: &[u8]) -> StorageResult<Account> {
     })
 }
 
+fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing into a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
 fn receipt_key(height: u64, index: u32) -> [u8; 12] {
     let mut k = [0u8; 12];
     k[..8].copy_from_slice(&height.to_be_bytes());
@@ -253,6 +293,7 @@ impl Storage {
                 s.db.put_opt(KEY_FORMAT, STORAGE_FORMAT.to_le_bytes(), &w)?;
             }
             Some(v) if v.as_slice() == STORAGE_FORMAT.to_le_bytes() => {}
+            Some(v) if v.as_slice() == 1u32.to_le_bytes() => s.upgrade_from_1()?,
             Some(v) => {
                 return Err(StorageError::Mismatch(format!(
                     "database layout {:?} is not version {STORAGE_FORMAT}",
@@ -261,6 +302,26 @@ impl Storage {
             }
         }
         Ok(s)
+    }
+
+    /// Layout 1 kept bare transactions in the `mempool` family; layout 2 prefixes each with
+    /// its arrival sequence. Layout 1 recorded no order, so the entries get sequence numbers
+    /// in key order. One synced batch, with the new layout version.
+    fn upgrade_from_1(&self) -> StorageResult<()> {
+        let cf = self.cf(CF_MEMPOOL)?;
+        let mut b = WriteBatch::default();
+        for (seq, item) in self.db.iterator_cf(cf, IteratorMode::Start).enumerate() {
+            let (k, v) = item?;
+            let mut value = Vec::with_capacity(8 + v.len());
+            value.extend_from_slice(&(seq as u64).to_be_bytes());
+            value.extend_from_slice(&v);
+            b.put_cf(cf, k, value);
+        }
+        b.put(KEY_FORMAT, STORAGE_FORMAT.to_le_bytes());
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db.write_opt(b, &w)?;
+        Ok(())
     }
 
     /// The folder of the database.
@@ -377,9 +438,6 @@ impl Storage {
             b.put_cf(receipts, receipt_key(height, i), rv);
             b.delete_cf(mempool, hash.0);
         }
-        for h in w.forget {
-            b.delete_cf(mempool, h.0);
-        }
         let state = self.cf(CF_STATE)?;
         for (addr, acc) in w.writes {
             // The state drops default accounts; so does the database.
@@ -454,40 +512,126 @@ impl Storage {
         }))
     }
 
-    /// Records accepted submissions (durably when `sync`), before they are acknowledged.
-    pub fn put_pending(&self, txs: &[(TxHash, &[u8])]) -> StorageResult<()> {
+    /// Records submissions that passed admission (durably when `sync`), before they enter
+    /// the mempool and before they are acknowledged: `(hash, arrival sequence, encoding)`.
+    pub fn put_pending(&self, txs: &[(TxHash, u64, &[u8])]) -> StorageResult<()> {
         if txs.is_empty() {
             return Ok(());
         }
         let cf = self.cf(CF_MEMPOOL)?;
         let mut b = WriteBatch::default();
-        for (hash, bytes) in txs {
-            b.put_cf(cf, hash.0, bytes);
+        for (hash, seq, bytes) in txs {
+            let mut value = Vec::with_capacity(8 + bytes.len());
+            value.extend_from_slice(&seq.to_be_bytes());
+            value.extend_from_slice(bytes);
+            b.put_cf(cf, hash.0, value);
         }
         self.db.write_opt(b, &self.write_options())?;
         Ok(())
     }
 
-    /// Forgets recorded submissions that will never commit (refused again on restart).
-    pub fn delete_pending(&self, hashes: &[TxHash]) -> StorageResult<()> {
-        let cf = self.cf(CF_MEMPOOL)?;
+    /// Removes recorded submissions that will not commit, in one batch: `forget` are
+    /// removed without a trace (they were never acknowledged: refused by the mempool after
+    /// the record was written), `dropped` are removed and recorded in the `dropped` family.
+    pub fn settle_pending(
+        &self,
+        forget: &[TxHash],
+        dropped: &[(TxHash, DroppedTx)],
+    ) -> StorageResult<()> {
+        if forget.is_empty() && dropped.is_empty() {
+            return Ok(());
+        }
+        let mempool = self.cf(CF_MEMPOOL)?;
+        let cf = self.cf(CF_DROPPED)?;
         let mut b = WriteBatch::default();
-        for h in hashes {
-            b.delete_cf(cf, h.0);
+        for h in forget {
+            b.delete_cf(mempool, h.0);
+        }
+        for (h, d) in dropped {
+            let mut d = d.clone();
+            if d.tx.is_empty()
+                && let Some(v) = self.db.get_cf(mempool, h.0)?
+            {
+                // The recorded value: sequence (8 bytes), then the transaction.
+                d.tx = v.get(8..).map(to_hex).unwrap_or_default();
+            }
+            b.delete_cf(mempool, h.0);
+            let v = serde_json::to_vec(&d).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            b.put_cf(cf, h.0, v);
         }
         self.db.write_opt(b, &self.write_options())?;
         Ok(())
     }
 
-    /// Every recorded submission not yet committed, as encoded bytes.
-    pub fn pending(&self) -> StorageResult<Vec<Vec<u8>>> {
+    /// Every recorded submission not yet committed or dropped, in arrival order.
+    pub fn pending(&self) -> StorageResult<Vec<PendingTx>> {
         let cf = self.cf(CF_MEMPOOL)?;
         let mut out = Vec::new();
         for item in self.db.iterator_cf(cf, IteratorMode::Start) {
-            let (_, v) = item?;
-            out.push(v.to_vec());
+            let (k, v) = item?;
+            let hash: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StorageError::Corrupt(format!("mempool key of {} bytes", k.len())))?;
+            if v.len() < 8 {
+                return Err(StorageError::Corrupt(format!(
+                    "mempool value of {} bytes",
+                    v.len()
+                )));
+            }
+            let (seq, bytes) = v.split_at(8);
+            let mut s = [0u8; 8];
+            s.copy_from_slice(seq);
+            out.push(PendingTx {
+                hash: TxHash(hash),
+                seq: u64::from_be_bytes(s),
+                bytes: bytes.to_vec(),
+            });
         }
+        out.sort_by_key(|p| (p.seq, p.hash));
         Ok(out)
+    }
+
+    /// How many submissions are recorded in the `mempool` family.
+    pub fn pending_count(&self) -> StorageResult<usize> {
+        let cf = self.cf(CF_MEMPOOL)?;
+        let mut n = 0;
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The record of a dropped transaction.
+    pub fn dropped(&self, hash: &TxHash) -> StorageResult<Option<DroppedTx>> {
+        self.db
+            .get_cf(self.cf(CF_DROPPED)?, hash.0)?
+            .map(|v| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| StorageError::Corrupt(format!("dropped record: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Deletes the dropped records of heights below `height` (the retention bound); how many.
+    pub fn prune_dropped(&self, height: u64) -> StorageResult<usize> {
+        let cf = self.cf(CF_DROPPED)?;
+        let mut b = WriteBatch::default();
+        let mut n = 0;
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, v) = item?;
+            // An unreadable record is pruned too: it could not be served anyway.
+            let keep = serde_json::from_slice::<DroppedTx>(&v).is_ok_and(|d| d.height >= height);
+            if !keep {
+                b.delete_cf(cf, k);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.db.write_opt(b, &self.write_options())?;
+        }
+        Ok(n)
     }
 
     fn telemetry_into(&self, b: &mut WriteBatch, t: &TelemetryWrite) -> StorageResult<()> {

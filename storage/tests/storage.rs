@@ -6,7 +6,7 @@ use std::path::Path;
 
 use aurigraph_ledger::state::{Genesis, ShardedState};
 use aurigraph_ledger::tx::{Address, TxHash};
-use aurigraph_storage::Storage;
+use aurigraph_storage::{DroppedTx, Storage};
 
 const SHARDS: usize = 16;
 
@@ -65,21 +65,93 @@ fn a_state_that_does_not_match_the_head_is_refused_at_load() {
 }
 
 #[test]
-fn pending_submissions_are_written_read_and_deleted() {
+fn pending_submissions_come_back_in_arrival_order_and_settle_with_a_dropped_record() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path());
     let storage = Storage::open(dir.path(), true).unwrap();
     assert!(storage.pending().unwrap().is_empty());
-    let (a, b) = (TxHash([1; 32]), TxHash([2; 32]));
+    // Hash order is c < a < b; arrival order is a, b, c.
+    let (a, b, c) = (TxHash([5; 32]), TxHash([9; 32]), TxHash([1; 32]));
     storage
-        .put_pending(&[(a, b"first".as_slice()), (b, b"second".as_slice())])
+        .put_pending(&[(a, 10, b"first".as_slice()), (b, 11, b"second".as_slice())])
         .unwrap();
-    let mut got = storage.pending().unwrap();
-    got.sort();
-    assert_eq!(got, vec![b"first".to_vec(), b"second".to_vec()]);
-    storage.delete_pending(&[a]).unwrap();
+    storage
+        .put_pending(&[(c, 12, b"third".as_slice())])
+        .unwrap();
+    let got: Vec<(TxHash, u64, Vec<u8>)> = storage
+        .pending()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.hash, p.seq, p.bytes))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (a, 10, b"first".to_vec()),
+            (b, 11, b"second".to_vec()),
+            (c, 12, b"third".to_vec())
+        ]
+    );
+    // `a` was refused after its record (never acknowledged): forgotten; `b` was evicted:
+    // recorded as dropped, with its transaction.
+    let evicted = DroppedTx {
+        code: "E_DROPPED_EVICTED".into(),
+        reason: "evicted".into(),
+        height: 4,
+        tx: String::new(),
+    };
+    storage
+        .settle_pending(&[a], &[(b, evicted.clone())])
+        .unwrap();
+    assert_eq!(storage.pending_count().unwrap(), 1);
+    assert_eq!(storage.dropped(&a).unwrap(), None);
+    let got = storage.dropped(&b).unwrap().expect("a dropped record");
+    assert_eq!(got.code, "E_DROPPED_EVICTED");
+    assert_eq!(got.height, 4);
+    assert_eq!(got.tx, hex_of(b"second"));
     drop(storage);
-    // Survives a reopen.
+    // Survives a reopen; records below the retention height are pruned.
     let storage = Storage::open(dir.path(), true).unwrap();
-    assert_eq!(storage.pending().unwrap(), vec![b"second".to_vec()]);
+    let left: Vec<TxHash> = storage
+        .pending()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.hash)
+        .collect();
+    assert_eq!(left, vec![c]);
+    assert_eq!(storage.prune_dropped(4).unwrap(), 0);
+    assert!(storage.dropped(&b).unwrap().is_some());
+    assert_eq!(storage.prune_dropped(5).unwrap(), 1);
+    assert_eq!(storage.dropped(&b).unwrap(), None);
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn a_layout_1_database_is_upgraded_keeping_its_pending_submissions() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    {
+        // Rewrite it as layout 1 wrote it: bare transactions in `mempool`, format 1.
+        let mut opts = rocksdb::Options::default();
+        opts.create_missing_column_families(true);
+        let names = rocksdb::DB::list_cf(&opts, dir.path()).unwrap();
+        let db = rocksdb::DB::open_cf(&opts, dir.path(), &names).unwrap();
+        let cf = db.cf_handle("mempool").unwrap();
+        db.put_cf(cf, [7u8; 32], b"old-bytes").unwrap();
+        db.put(b"format", 1u32.to_le_bytes()).unwrap();
+    }
+    let storage = Storage::open(dir.path(), true).unwrap();
+    let p = storage.pending().unwrap();
+    assert_eq!(p.len(), 1);
+    assert_eq!(
+        (p[0].hash, p[0].bytes.as_slice()),
+        (TxHash([7; 32]), b"old-bytes".as_slice())
+    );
+    drop(storage);
+    // Upgraded once: reopening reads layout 2.
+    let storage = Storage::open(dir.path(), true).unwrap();
+    assert_eq!(storage.pending().unwrap().len(), 1);
 }

@@ -140,6 +140,37 @@ pub struct ProducedBlock {
     pub removed: Vec<Removed>,
 }
 
+/// What [`Pipeline::submit_with`] did.
+#[derive(Debug)]
+pub struct SubmitOutcome {
+    /// One result per input, in input order.
+    pub results: Vec<Submitted>,
+    /// Transactions the insertions removed from the mempool (evicted, replaced, or found
+    /// stale), in the order they left.
+    pub removed: Vec<Removed>,
+    /// Transactions passed to `record` that the mempool then refused (their refusal is in
+    /// `results`).
+    pub refused_after_record: Vec<TxHash>,
+}
+
+/// A block executed by [`Pipeline::execute`], not yet committed.
+#[derive(Debug)]
+pub struct Executed {
+    proposal: Proposal,
+    block: Vec<Arc<crate::tx::SignedTransaction>>,
+    execution: crate::executor::Execution,
+    /// The accounts of the write set as they were before the block, to put back when the
+    /// block cannot be persisted.
+    before: Vec<(crate::tx::Address, crate::state::Account)>,
+}
+
+impl Executed {
+    /// The height it was proposed at.
+    pub fn height(&self) -> u64 {
+        self.proposal.height
+    }
+}
+
 /// One node's transaction path. Safe to share: `submit` may run from many threads while
 /// one thread produces blocks.
 pub struct Pipeline {
@@ -152,6 +183,10 @@ pub struct Pipeline {
     height: AtomicU64,
     load: Mutex<BatchLoad>,
     arrivals: Mutex<(Instant, u64)>,
+    /// Held from a block's state commit to the end of its mempool clean-up, and by a
+    /// submission's mempool insertions: an insertion sees the state and the mempool either
+    /// both before a block or both after it, never one of each.
+    commit_section: Mutex<()>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -205,6 +240,7 @@ impl Pipeline {
             height: AtomicU64::new(height),
             load: Mutex::new(BatchLoad::default()),
             arrivals: Mutex::new((Instant::now(), 0)),
+            commit_section: Mutex::new(()),
         })
     }
 
@@ -235,19 +271,51 @@ impl Pipeline {
 
     /// Submits encoded transactions; one result per input, in input order.
     pub fn submit<B: AsRef<[u8]> + Sync>(&self, txs: &[B]) -> Vec<Submitted> {
+        match self.submit_with(txs, |_| Ok::<(), std::convert::Infallible>(())) {
+            Ok(outcome) => outcome.results,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Submits encoded transactions, calling `record` with what admission accepted before
+    /// any of it enters the mempool (the node writes them to disk there, so a transaction
+    /// is never in the mempool, nor committed, before it is durable).
+    ///
+    /// When `record` fails nothing enters the mempool, admission forgets the transactions
+    /// (they may be submitted again) and the error is returned. Otherwise the outcome holds
+    /// one result per input, what the insertions removed from the mempool (evicted,
+    /// replaced, stale) and the recorded transactions the mempool then refused.
+    pub fn submit_with<B, E>(
+        &self,
+        txs: &[B],
+        record: impl FnOnce(&[AdmittedTx]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<SubmitOutcome, E>
+    where
+        B: AsRef<[u8]> + Sync,
+    {
         let outcome = {
             let state = self.state.read();
             self.admission.admit(&*state as &dyn StateView, txs)
         };
-        let mut out = Vec::with_capacity(outcome.results.len());
-        let mut accepted = 0u64;
-        // Read each sender's committed nonce and insert under one read lock: a block that
-        // commits in between would otherwise advance the sender's nonce after we read it and
-        // before we insert, and the sender's queue would start at a nonce already used.
+        let admitted: Vec<AdmittedTx> = outcome.admitted().cloned().collect();
+        if let Err(e) = record(&admitted) {
+            for a in &admitted {
+                self.admission.release(&a.tx);
+            }
+            return Err(e);
+        }
+        let mut results = Vec::with_capacity(outcome.results.len());
+        let mut removed = Vec::new();
+        let mut refused_after_record = Vec::new();
+        let mut senders = Vec::new();
+        let _section = self.commit_section.lock();
+        // Read each sender's committed nonce and insert under one read lock, inside the
+        // commit section: a block's state and mempool changes are either both seen or
+        // neither.
         let state = self.state.read();
         for r in outcome.results {
             match r {
-                Err(refusal) => out.push(Err(Refused {
+                Err(refusal) => results.push(Err(Refused {
                     code: refusal.code(),
                     reason: refusal.to_string(),
                 })),
@@ -257,7 +325,6 @@ impl Pipeline {
                     let tx = admitted.tx.clone();
                     match self.mempool.insert(admitted, account_nonce) {
                         Ok(ins) => {
-                            accepted += 1;
                             for removed in &ins.removed {
                                 tracing::debug!(
                                     hash = %removed.hash,
@@ -267,11 +334,14 @@ impl Pipeline {
                             }
                             // Evicted and replaced transactions may be submitted again.
                             self.admission.release_removed(&ins.removed);
-                            out.push(Ok(ins.hash));
+                            removed.extend(ins.removed);
+                            senders.push((sender, account_nonce));
+                            results.push(Ok(ins.hash));
                         }
                         Err(e) => {
                             self.admission.release(&tx);
-                            out.push(Err(Refused {
+                            refused_after_record.push(tx.hash());
+                            results.push(Err(Refused {
                                 code: e.code(),
                                 reason: e.to_string(),
                             }));
@@ -280,9 +350,29 @@ impl Pipeline {
                 }
             }
         }
+        // A sender's queue starts at the committed nonce read above; raising every sender
+        // to it again is a no-op inside the commit section, kept as a check that drops
+        // (and reports) anything below the committed nonce.
+        senders.sort_unstable();
+        senders.dedup();
+        let stale = self.mempool.advance_nonces(&senders);
         drop(state);
+        drop(_section);
+        if !stale.is_empty() {
+            tracing::warn!(
+                removed = stale.len(),
+                "stale transactions found at insertion"
+            );
+            self.admission.release_removed(&stale);
+            removed.extend(stale);
+        }
+        let accepted = results.iter().filter(|r| r.is_ok()).count() as u64;
         self.arrivals.lock().1 += accepted;
-        out
+        Ok(SubmitOutcome {
+            results,
+            removed,
+            refused_after_record,
+        })
     }
 
     /// Proposes the next block from the mempool, or `None` when nothing is ready.
@@ -307,25 +397,85 @@ impl Pipeline {
     /// Fails with [`LedgerError::Execution`] (`E_EXECUTION`) when the executor cannot
     /// execute the block; nothing is committed then and the mempool is untouched.
     pub fn apply(&self, proposal: Proposal) -> Result<ProducedBlock> {
+        let executed = self.execute(proposal)?;
+        match self.commit_with(executed, |_| Ok::<(), std::convert::Infallible>(())) {
+            Ok((produced, ())) => Ok(produced),
+            Err(never) => match never {},
+        }
+    }
+
+    /// Executes a proposed block against the committed state without changing anything.
+    ///
+    /// Fails with [`LedgerError::Execution`] (`E_EXECUTION`) when the executor cannot
+    /// execute the block.
+    pub fn execute(&self, proposal: Proposal) -> Result<Executed> {
         let block: Vec<_> = proposal.batch.txs.iter().map(|t| t.tx.clone()).collect();
-        let execution = {
-            let state = self.state.read();
-            let chain_id = state.chain_id();
-            self.executor
-                .execute(&*state as &dyn StateView, chain_id, &block)
-                .map_err(|source| LedgerError::Execution {
-                    height: proposal.height,
-                    source,
-                })?
-        };
+        let state = self.state.read();
+        let chain_id = state.chain_id();
+        let execution = self
+            .executor
+            .execute(&*state as &dyn StateView, chain_id, &block)
+            .map_err(|source| LedgerError::Execution {
+                height: proposal.height,
+                source,
+            })?;
+        let before = execution
+            .write_set
+            .iter()
+            .map(|(a, _)| (*a, state.account(a)))
+            .collect();
+        Ok(Executed {
+            proposal,
+            block,
+            execution,
+            before,
+        })
+    }
+
+    /// Commits an executed block: applies its writes to the state, calls `persist` with the
+    /// result (the node writes the block to disk there), then cleans the mempool. Submitters
+    /// never see the state and the mempool out of step (see `commit_section`).
+    ///
+    /// When `persist` fails the state is put back as it was (same root), the height does not
+    /// move, the mempool is untouched and the error is returned: the block's transactions
+    /// are proposed again later.
+    pub fn commit_with<T, E>(
+        &self,
+        executed: Executed,
+        persist: impl FnOnce(&ProducedBlock) -> std::result::Result<T, E>,
+    ) -> std::result::Result<(ProducedBlock, T), E> {
+        let Executed {
+            proposal,
+            block,
+            execution,
+            before,
+        } = executed;
+        let _section = self.commit_section.lock();
         let outcome = {
             let mut state = self.state.write();
             commit(&mut state, execution)
         };
+        let latency = proposal.proposed_at.elapsed();
+        let mut produced = ProducedBlock {
+            height: proposal.height,
+            txs: proposal.batch.txs.clone(),
+            outcome,
+            batch: proposal.batch,
+            latency,
+            removed: Vec::new(),
+        };
+        let persisted = match persist(&produced) {
+            Ok(t) => t,
+            Err(e) => {
+                let mut state = self.state.write();
+                state.apply(&before);
+                return Err(e);
+            }
+        };
         self.height.store(proposal.height, Ordering::Release);
 
         // Only what used its nonce is committed; skipped transactions changed nothing.
-        let receipts = &outcome.execution.receipts;
+        let receipts = &produced.outcome.execution.receipts;
         let mut executed: Vec<TxHash> = Vec::with_capacity(receipts.len());
         let mut skipped: Vec<TxHash> = Vec::new();
         for r in receipts {
@@ -348,24 +498,18 @@ impl Pipeline {
                 .collect()
         };
         removed.extend(self.mempool.advance_nonces(&nonces));
+        drop(_section);
         self.admission.release_removed(&removed);
         for (sender, next) in &nonces {
             self.admission.committed(sender, *next);
         }
-        let latency = proposal.proposed_at.elapsed();
         {
             let mut load = self.load.lock();
             load.last_block_latency_ms = latency.as_secs_f32() * 1e3;
-            load.conflict_rate = conflict_rate(&outcome.execution.stats, block.len());
+            load.conflict_rate = conflict_rate(&produced.outcome.execution.stats, block.len());
         }
-        Ok(ProducedBlock {
-            height: proposal.height,
-            txs: proposal.batch.txs.clone(),
-            outcome,
-            batch: proposal.batch,
-            latency,
-            removed,
-        })
+        produced.removed = removed;
+        Ok((produced, persisted))
     }
 
     /// Proposes, executes and commits one block (a single node); `None` when idle.

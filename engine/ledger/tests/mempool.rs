@@ -307,6 +307,53 @@ fn a_full_pool_evicts_the_worst_tail_only_when_outranked() {
 }
 
 #[test]
+fn transactions_behind_a_gap_hold_at_most_their_share_so_gap_fillers_always_find_room() {
+    // 10 slots, half for transactions behind a nonce gap.
+    let mp = Mempool::new(MempoolConfig {
+        max_txs: 10,
+        max_gapped_percent: 50,
+        evict_by_fee: false,
+        ..MempoolConfig::default()
+    })
+    .unwrap();
+    // Five senders each send nonce 1 (nonce 0 missing): five gapped transactions.
+    for k in 0..5 {
+        mp.insert(tx(k, 1, 10, N), 0).unwrap();
+    }
+    assert_eq!((mp.len(), mp.ready_len()), (5, 0));
+    // A sixth gapped one is refused with the back-pressure code and changes nothing.
+    let refused = mp.insert(tx(5, 1, 1_000, N), 0);
+    assert!(matches!(
+        refused,
+        Err(MempoolError::GappedFull {
+            gapped: 5,
+            limit: 5
+        })
+    ));
+    assert_eq!(code(refused), "E_MEMPOOL_FULL");
+    assert_eq!(mp.len(), 5);
+    // Executable transactions still enter, and filling a gap makes its successor ready.
+    for k in 0..5 {
+        assert!(mp.insert(tx(k, 0, 10, N), 0).unwrap().ready);
+    }
+    assert_eq!((mp.len(), mp.ready_len()), (10, 10));
+    mp.check_invariants().unwrap();
+    // Full now, and with eviction by fee off a higher fee does not evict an equal class.
+    assert_eq!(code(mp.insert(tx(6, 0, 1_000, N), 0)), "E_MEMPOOL_FULL");
+    // A better class still does.
+    let full = Mempool::new(MempoolConfig {
+        max_txs: 1,
+        evict_by_fee: false,
+        ..MempoolConfig::default()
+    })
+    .unwrap();
+    full.insert(tx(0, 0, 10, A), 0).unwrap();
+    assert_eq!(code(full.insert(tx(1, 0, 1_000, A), 0)), "E_MEMPOOL_FULL");
+    let ins = full.insert(tx(2, 0, 1, N), 0).unwrap();
+    assert_eq!(ins.removed[0].reason, Removal::Evicted);
+}
+
+#[test]
 fn eviction_walks_uncovered_tails_and_is_all_or_nothing() {
     // Byte-bound pool: transfers of 158 bytes, a 16-output transfer of 759 bytes.
     let small = signed(0, 0, 1, 1).size();
@@ -605,11 +652,15 @@ fn bounds_hold_and_nothing_is_lost_under_eight_threads() {
     let monitor = {
         let (mp, stop) = (mp.clone(), stop.clone());
         thread::spawn(move || {
+            // At least one check, however the threads are scheduled.
             let mut checks = 0u64;
-            while !stop.load(Ordering::Relaxed) {
+            loop {
                 let st = mp.stats();
                 assert!(st.count <= max_txs && st.bytes <= max_bytes, "{st:?}");
                 checks += 1;
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 thread::yield_now();
             }
             checks

@@ -324,3 +324,91 @@ fn executor_errors_have_their_own_code() {
     );
     assert!(std::error::Error::source(&e).is_some());
 }
+
+#[test]
+fn a_failed_record_leaves_nothing_behind_and_the_transactions_can_be_submitted_again() {
+    let (a, b) = (account(1), account(2));
+    let p = small_pipeline(PipelineConfig::default(), &[(a.address, 1_000)]);
+    let t = transfer(&a, b.address, 0, 1, 5);
+    let failed = p.submit_with(&[&t], |admitted| {
+        assert_eq!(admitted.len(), 1, "admission passed it to the record");
+        Err("disk full")
+    });
+    assert_eq!(failed.err(), Some("disk full"));
+    assert!(
+        p.mempool().is_empty(),
+        "nothing enters the mempool before its record"
+    );
+    // Admission forgot it: the same bytes are accepted, not refused as a duplicate.
+    let out = p.submit_with(&[&t], |_| Ok::<(), ()>(())).unwrap();
+    assert_eq!(out.results[0].as_ref().ok(), Some(&hash_of(&t)));
+    assert!(out.removed.is_empty() && out.refused_after_record.is_empty());
+    assert_eq!(p.mempool().len(), 1);
+}
+
+#[test]
+fn a_recorded_transaction_the_mempool_refuses_is_reported_for_clean_up() {
+    let (a, b) = (account(1), account(2));
+    let p = small_pipeline(
+        PipelineConfig {
+            mempool: MempoolConfig {
+                max_per_sender: 1,
+                max_nonce_ahead: 4,
+                ..MempoolConfig::default()
+            },
+            ..PipelineConfig::default()
+        },
+        &[(a.address, 1_000)],
+    );
+    let first = transfer(&a, b.address, 0, 1, 5);
+    let second = transfer(&a, b.address, 1, 1, 5);
+    let mut recorded = Vec::new();
+    let out = p
+        .submit_with(&[&first, &second], |admitted| {
+            recorded.extend(admitted.iter().map(|t| t.tx.hash()));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    assert_eq!(recorded, vec![hash_of(&first), hash_of(&second)]);
+    assert_eq!(out.results[1].as_ref().unwrap_err().code, "E_SENDER_LIMIT");
+    assert_eq!(out.refused_after_record, vec![hash_of(&second)]);
+}
+
+#[test]
+fn a_block_that_cannot_be_persisted_changes_nothing_and_commits_on_the_next_try() {
+    let (a, b) = (account(1), account(2));
+    let p = small_pipeline(fixed_batches(2), &[(a.address, 1_000)]);
+    let t0 = transfer(&a, b.address, 0, 1, 5);
+    let t1 = transfer(&a, b.address, 1, 1, 7);
+    accept_all(&p, &[&t0, &t1]);
+    let root = p.state().root();
+    let proposal = p.propose().expect("a proposal");
+    let executed = p.execute(proposal).unwrap();
+    assert_eq!(executed.height(), 1);
+    let mut seen_root = None;
+    let err = p
+        .commit_with(executed, |produced| {
+            // The persist step sees the block's result...
+            seen_root = Some(produced.outcome.state_root);
+            Err::<(), _>("write failed")
+        })
+        .unwrap_err();
+    assert_eq!(err, "write failed");
+    assert_ne!(seen_root, Some(root));
+    // ...and its failure puts everything back: state, root, height, mempool.
+    assert_eq!(p.state().root(), root);
+    assert_eq!(p.state().root(), p.state().recompute_root());
+    assert_eq!(p.state().account(&a.address).nonce, 0);
+    assert_eq!(p.height(), 0);
+    assert_eq!(p.mempool().len(), 2);
+    assert_eq!(p.mempool().ready_len(), 2);
+    // The next try commits the same block.
+    let proposal = p.propose().expect("proposed again");
+    let (produced, ()) = p
+        .commit_with(p.execute(proposal).unwrap(), |_| Ok::<(), ()>(()))
+        .unwrap();
+    assert_eq!(produced.height, 1);
+    assert_eq!(Some(produced.outcome.state_root), seen_root);
+    assert_eq!(p.state().account(&b.address).balance, 12);
+    assert!(p.mempool().is_empty());
+}

@@ -128,6 +128,31 @@ pub enum OnnxError {
         /// The budget it had to meet.
         budget: Duration,
     },
+    /// The tensors the model's plans keep alive at once, for the largest batch they run,
+    /// are over the memory cap ([`LoadOptions::memory_cap`](super::LoadOptions::memory_cap)).
+    #[error(
+        "the model needs about {estimate} bytes ({estimate_mib:.1} MiB) of tensors at once for \
+         a batch of {rows} rows, over the memory cap of {cap} bytes ({cap_mib:.1} MiB)",
+        estimate_mib = *.estimate as f64 / 1_048_576.0,
+        cap_mib = *.cap as f64 / 1_048_576.0
+    )]
+    MemoryCap {
+        /// The estimate: the peak of the tensors alive at once, in bytes.
+        estimate: u64,
+        /// Rows of the batch it was estimated for.
+        rows: usize,
+        /// The cap, in bytes.
+        cap: u64,
+    },
+    /// The memory of the model's plans cannot be bounded: a tensor's shape depends on the
+    /// data, or overflows.
+    #[error("cannot bound the model's memory for a batch of {rows} rows: {reason}")]
+    MemoryUnbounded {
+        /// Rows of the batch it was estimated for.
+        rows: usize,
+        /// The tensor whose shape cannot be evaluated, and why.
+        reason: String,
+    },
     /// tract panicked on the model (a bug in tract, reported instead of crashing the node).
     #[error("tract panicked on the model: {0}")]
     Panic(String),
@@ -163,13 +188,14 @@ impl OnnxError {
             OnnxError::WarmupNan { .. } => "E_ONNX_WARMUP_NAN",
             OnnxError::Warmup(_) => "E_ONNX_WARMUP",
             OnnxError::TooSlow { .. } => "E_ONNX_TOO_SLOW",
+            OnnxError::MemoryCap { .. } | OnnxError::MemoryUnbounded { .. } => "E_MODEL_MEMORY",
             OnnxError::Panic(_) => "E_ONNX_PANIC",
             OnnxError::NotFound { .. } => "E_MODEL_NOT_FOUND",
         }
     }
 
     /// Every code, for documentation and tests.
-    pub const CODES: [&'static str; 18] = [
+    pub const CODES: [&'static str; 19] = [
         "E_IO",
         "E_MANIFEST",
         "E_SCHEMA_VERSION",
@@ -186,6 +212,7 @@ impl OnnxError {
         "E_ONNX_WARMUP_NAN",
         "E_ONNX_WARMUP",
         "E_ONNX_TOO_SLOW",
+        "E_MODEL_MEMORY",
         "E_ONNX_PANIC",
         "E_MODEL_NOT_FOUND",
     ];

@@ -20,7 +20,10 @@
 //!      (`f32[N, F]`, `N` symbolic, or `f32[1, F]`), checks the output shape
 //!      (`[N]`, `[N, 1]`, `[N, K]` + `output_column`; `[H]`/`[1, H]` for fixed outputs),
 //!      and optimises once;
-//!   4. warm-up on the slot's golden inputs: any error, NaN, wrong length or out-of-range
+//!   4. memory: the peak of the tensors each plan keeps alive at once, for the largest
+//!      batch it runs, must be at most [`LoadOptions::memory_cap`] (default
+//!      [`DEFAULT_MEMORY_CAP`], 64 MiB), else `E_MODEL_MEMORY` (see "Memory cap" below);
+//!   5. warm-up on the slot's golden inputs: any error, NaN, wrong length or out-of-range
 //!      value refuses the model; then a batch of [`LoadOptions::timed_rows`] rows is timed
 //!      (best of up to 3 runs: load on the machine only adds time) and a model slower than
 //!      90% of the deadline is refused (the host keeps
@@ -39,6 +42,23 @@
 //! workers ([`Isolation::Watchdog`](aurigraph_decision::Isolation::Watchdog)): the decision waits at most
 //! until its deadline, then the static policy answers and the late run finishes on its
 //! worker. The warm-up timing keeps models that cannot meet the deadline out.
+//!
+//! ## Memory cap
+//!
+//! The file size bounds the weights, not the tensors a graph computes on the way (a `Tile`
+//! of the input can ask gigabytes per batch). At load, each optimised plan is walked in the
+//! order tract runs it, with each tensor's size from its typed fact (shape times element
+//! size, plus the buffer of a matrix packed for multiplication) and each tensor alive until
+//! its last consumer has run; the peak is the plan's estimate. Bucket plans are estimated
+//! at their batch size, the symbolic plan of a batched slot at the larger of the largest
+//! bucket and [`LoadOptions::timed_rows`] (the largest batch the node sends; the decision
+//! core sets no bound on a batch's rows), a single-row slot's plan at one row. A plan over
+//! the cap, or one with a tensor whose size depends on the data (`NonZero`), is refused
+//! with `E_MODEL_MEMORY` before any batch runs; the message gives the estimate, the rows
+//! and the cap, and [`LoadReport`] keeps the estimate of a model that loads. The estimate
+//! leaves out the weights and operators' scratch space, and counts a buffer tract reuses
+//! in place twice. A batch larger than the one estimated needs memory in proportion to
+//! its rows.
 //!
 //! ## Plans by batch-size bucket
 //!
@@ -75,8 +95,8 @@ pub use aurigraph_decision::registry::{LoadFailure, ModelKey, PollReport, Watche
 pub use error::{OnnxError, OnnxResult};
 pub use manifest::{DEFAULT_MODEL_FILE, MANIFEST_FILE, Manifest};
 pub use policy::{
-    BUCKET_MAX_MODEL_BYTES, DEFAULT_BUCKETS, LoadOptions, LoadReport, OnnxPolicy, own_ops,
-    supports_op,
+    BUCKET_MAX_MODEL_BYTES, DEFAULT_BUCKETS, DEFAULT_MEMORY_CAP, LoadOptions, LoadReport,
+    OnnxPolicy, own_ops, supports_op,
 };
 pub use registry::{ModelRegistry, ModelSummary};
 

@@ -91,6 +91,97 @@ impl Plans {
     }
 }
 
+/// The largest number of bytes of tensors alive at once while `plan` runs a batch of `rows`
+/// rows, `batch` being the plan's batch symbol (absent in plans with concrete shapes).
+///
+/// The plan's own evaluation order is walked step by step, as tract runs it: a node's
+/// outputs are alive from its step until the step of their last consumer (the plan's
+/// outputs until the end), and a step holds its inputs and its outputs at once. Each
+/// output counts as its shape's volume times its element size, plus the buffers its fact
+/// declares (a packed matrix's). A buffer tract reuses in place counts twice; constants
+/// (the weights) and an operator's scratch space do not count. Sums saturate at
+/// `u64::MAX`. An error names the tensor whose shape cannot be evaluated: a dimension that
+/// depends on the data, or one that overflows `i64`.
+pub(crate) fn peak_bytes(plan: &Plan, batch: Option<&Symbol>, rows: usize) -> Result<u64, String> {
+    let model = plan.model();
+    let order = plan.order_without_consts();
+    let mut values = SymbolValues::default();
+    if let Some(sym) = batch {
+        values.set(sym, i64::try_from(rows).unwrap_or(i64::MAX));
+    }
+    let nodes = model.nodes();
+    // The step after which each node's outputs are no longer needed; `None`: kept to the end.
+    let mut last_use: Vec<Option<usize>> = vec![Some(0); nodes.len()];
+    for (step, &n) in order.iter().enumerate() {
+        for input in &nodes[n].inputs {
+            if let Some(slot) = last_use.get_mut(input.node) {
+                *slot = Some(step);
+            }
+        }
+    }
+    let outputs = model.output_outlets().map_err(|e| format!("{e}"))?;
+    for o in outputs {
+        if let Some(slot) = last_use.get_mut(o.node) {
+            *slot = None;
+        }
+    }
+    let mut freed_at: Vec<Vec<usize>> = vec![Vec::new(); order.len()];
+    for &n in order {
+        // A value without a consumer, or whose last consumer is the first step, stays alive
+        // to the end, as in tract's plan.
+        if let Some(Some(step)) = last_use.get(n).copied()
+            && step > 0
+            && let Some(list) = freed_at.get_mut(step)
+        {
+            list.push(n);
+        }
+    }
+    let mut bytes = vec![0u64; nodes.len()];
+    let mut live = 0u64;
+    let mut peak = 0u64;
+    for (step, &n) in order.iter().enumerate() {
+        let node = &nodes[n];
+        let mut size = 0u64;
+        for outlet in &node.outputs {
+            size = size.saturating_add(fact_bytes(&outlet.fact, &values).map_err(|e| {
+                format!(
+                    "output of node `{}` has shape {:?}: {e}",
+                    node.name, outlet.fact.shape
+                )
+            })?);
+        }
+        bytes[n] = size;
+        live = live.saturating_add(size);
+        peak = peak.max(live);
+        for &done in &freed_at[step] {
+            live = live.saturating_sub(bytes[done]);
+        }
+    }
+    Ok(peak)
+}
+
+/// Bytes of a tensor of `fact` with the symbols of `values`, with the buffers of an exotic
+/// tensor (a matrix packed for multiplication).
+fn fact_bytes(fact: &TypedFact, values: &SymbolValues) -> TractResult<u64> {
+    let mut volume = 1u64;
+    for dim in fact.shape.iter() {
+        let d = dim.eval_to_i64(values)?;
+        let d = u64::try_from(d).map_err(|_| format_err!("negative dimension {d}"))?;
+        volume = volume.saturating_mul(d);
+    }
+    let mut bytes = volume.saturating_mul(fact.datum_type.size_of() as u64);
+    for buffer in fact
+        .exotic_fact()
+        .map(|x| x.buffer_sizes())
+        .unwrap_or_default()
+    {
+        let b = buffer.eval_to_i64(values)?;
+        let b = u64::try_from(b).map_err(|_| format_err!("negative buffer size {b}"))?;
+        bytes = bytes.saturating_add(b);
+    }
+    Ok(bytes)
+}
+
 /// How the slot's values are read from the model's output tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum OutputReader {

@@ -14,7 +14,7 @@ use super::MAX_MODEL_BYTES;
 use super::error::{OnnxError, OnnxResult};
 use super::graph;
 use super::manifest::Manifest;
-use super::plan::{OutputReader, Plan, Plans};
+use super::plan::{self, OutputReader, Plan, Plans};
 use super::tree;
 use aurigraph_decision::features::FeatureMatrix;
 use aurigraph_decision::policy::{BackendKind, Isolation, Policy, PolicyError, PolicyInfo};
@@ -29,6 +29,9 @@ pub const DEFAULT_BUCKETS: [usize; 12] = [
 /// own packed copy of the weights.
 pub const BUCKET_MAX_MODEL_BYTES: u64 = 8 << 20;
 
+/// The default [`LoadOptions::memory_cap`]: 64 MiB, as the WASM backend's memory cap.
+pub const DEFAULT_MEMORY_CAP: u64 = 64 << 20;
+
 /// Rows of the golden inputs a batched slot's model answers at warm-up.
 const GOLDEN_ROWS: [usize; 4] = [1, 7, 64, 300];
 
@@ -42,6 +45,12 @@ pub struct LoadOptions {
     pub timed_rows: usize,
     /// Batch sizes that get a specialised plan (batched slots only); empty for none.
     pub buckets: Vec<usize>,
+    /// Largest number of bytes of tensors a plan may keep alive at once, for the largest
+    /// batch it runs: each bucket plan at its batch size, the symbolic plan of a batched
+    /// slot at the larger of the largest bucket and [`timed_rows`](Self::timed_rows), a
+    /// single-row slot's plan at one row. A model over it is refused at load with
+    /// `E_MODEL_MEMORY`. Default [`DEFAULT_MEMORY_CAP`] (64 MiB).
+    pub memory_cap: u64,
 }
 
 impl Default for LoadOptions {
@@ -50,6 +59,7 @@ impl Default for LoadOptions {
             deadline: None,
             timed_rows: 10_000,
             buckets: DEFAULT_BUCKETS.to_vec(),
+            memory_cap: DEFAULT_MEMORY_CAP,
         }
     }
 }
@@ -79,6 +89,11 @@ pub struct LoadReport {
     pub budget_us: u64,
     /// Batch sizes with a specialised plan.
     pub buckets: Vec<usize>,
+    /// Peak bytes of the tensors alive at once, the largest over the plans, each for the
+    /// largest batch it runs (see [`LoadOptions::memory_cap`]).
+    pub memory_bytes: u64,
+    /// Rows the symbolic plan was estimated for (one for a single-row slot).
+    pub memory_rows: usize,
     /// What was adapted on the way (ZipMap stripped, nodes pruned, buckets dropped).
     pub notes: Vec<String>,
 }
@@ -235,6 +250,18 @@ impl OnnxPolicy {
             .into_decluttered()
             .map_err(|e| OnnxError::Tract(one_line(&e)))?;
         let generic = optimise(decluttered.clone())?;
+        let memory_rows = match contract.rows {
+            Rows::Batch => options
+                .buckets
+                .iter()
+                .copied()
+                .chain([options.timed_rows])
+                .max()
+                .unwrap_or(1)
+                .max(1),
+            Rows::Single => 1,
+        };
+        let mut memory_bytes = check_memory(&generic, Some(&batch), memory_rows, options)?;
         let mut plans = Plans::new(f, generic);
         if contract.rows == Rows::Batch && !options.buckets.is_empty() {
             if (bytes.len() as u64) <= BUCKET_MAX_MODEL_BYTES {
@@ -244,7 +271,9 @@ impl OnnxPolicy {
                     let fixed = decluttered
                         .set_symbols(&subs)
                         .map_err(|e| OnnxError::Tract(one_line(&e)))?;
-                    buckets.push((size, optimise(fixed)?));
+                    let plan = optimise(fixed)?;
+                    memory_bytes = memory_bytes.max(check_memory(&plan, None, size, options)?);
+                    buckets.push((size, plan));
                 }
                 plans.set_buckets(buckets);
             } else {
@@ -278,6 +307,8 @@ impl OnnxPolicy {
                 timed_us: 0,
                 budget_us: 0,
                 buckets: Vec::new(),
+                memory_bytes,
+                memory_rows,
                 notes,
             },
             manifest,
@@ -413,6 +444,25 @@ impl Policy for OnnxPolicy {
 
 fn micros(d: Duration) -> u64 {
     d.as_micros().try_into().unwrap_or(u64::MAX)
+}
+
+/// The peak bytes of `plan` for a batch of `rows` rows, refused when over the cap.
+fn check_memory(
+    plan: &Plan,
+    batch: Option<&Symbol>,
+    rows: usize,
+    options: &LoadOptions,
+) -> OnnxResult<u64> {
+    let estimate = plan::peak_bytes(plan, batch, rows)
+        .map_err(|reason| OnnxError::MemoryUnbounded { rows, reason })?;
+    if estimate > options.memory_cap {
+        return Err(OnnxError::MemoryCap {
+            estimate,
+            rows,
+            cap: options.memory_cap,
+        });
+    }
+    Ok(estimate)
 }
 
 fn optimise(model: TypedModel) -> OnnxResult<Plan> {

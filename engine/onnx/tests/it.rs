@@ -4,6 +4,7 @@
 //! own: it measures the resident memory of the whole process.
 
 mod onnx;
+mod onnx_memory_cap;
 mod onnx_registry;
 mod onnx_shipped;
 mod onnx_support;

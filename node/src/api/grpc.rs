@@ -45,14 +45,6 @@ pub fn router(core: Core, slots: Arc<tokio::sync::Semaphore>) -> Router {
     // REST router's fallback (a gRPC client gets UNIMPLEMENTED from it).
     let routes = Router::new()
         .route_service(
-            &path::<proto::transactions_server::TransactionsServer<TransactionsSvc>>(),
-            proto::transactions_server::TransactionsServer::new(TransactionsSvc(core.clone()))
-                // The limit is enforced in `submit` (E_BODY_TOO_LARGE); tonic's own limit,
-                // a few times higher, only bounds what is buffered (its OUT_OF_RANGE answer
-                // is rewritten by `stable_codes`, though not always seen by the client).
-                .max_decoding_message_size(max_body.saturating_mul(4)),
-        )
-        .route_service(
             &path::<proto::query_server::QueryServer<QuerySvc>>(),
             proto::query_server::QueryServer::new(QuerySvc(core.clone())),
         )
@@ -64,16 +56,33 @@ pub fn router(core: Core, slots: Arc<tokio::sync::Semaphore>) -> Router {
             &path::<proto::admin_server::AdminServer<AdminSvc>>(),
             proto::admin_server::AdminServer::new(AdminSvc(core.clone())),
         );
-    let limits = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(grpc_overload))
-        .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
-            slots,
-        ))
-        .timeout(Duration::from_millis(api.request_timeout_ms));
+    let shed = || {
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(grpc_overload))
+            .load_shed()
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
+                slots.clone(),
+            ))
+    };
+    let timeout = Duration::from_millis(api.request_timeout_ms);
+    // Submissions are not cut off by the timeout layer: cutting the answer would not stop the
+    // admission running on its blocking thread, and a client told E_TIMEOUT could still have
+    // its transactions accepted. `submit_before` refuses one that has not started in time.
+    let transactions = Router::new()
+        .route_service(
+            &path::<proto::transactions_server::TransactionsServer<TransactionsSvc>>(),
+            proto::transactions_server::TransactionsServer::new(TransactionsSvc(core.clone()))
+                // The limit is enforced in `submit` (E_BODY_TOO_LARGE); tonic's own limit,
+                // a few times higher, only bounds what is buffered (its OUT_OF_RANGE answer
+                // is rewritten by `stable_codes`, though not always seen by the client).
+                .max_decoding_message_size(max_body.saturating_mul(4)),
+        )
+        .layer(axum::middleware::map_response(stable_codes))
+        .layer(shed());
     routes
         .layer(axum::middleware::map_response(stable_codes))
-        .layer(limits)
+        .layer(shed().timeout(timeout))
+        .merge(transactions)
 }
 
 fn path<S: tonic::server::NamedService>() -> String {
@@ -175,7 +184,9 @@ impl proto::transactions_server::Transactions for TransactionsSvc {
             )
             .to_status());
         }
-        let items = blocking(move || core.submit(&txs)).await?;
+        let deadline =
+            std::time::Instant::now() + Duration::from_millis(core.config.api.request_timeout_ms);
+        let items = blocking(move || core.submit_before(Some(deadline), &txs)).await?;
         let accepted = items.iter().filter(|i| i.accepted).count() as u32;
         Ok(Response::new(proto::SubmitResponse {
             results: items
@@ -208,6 +219,9 @@ impl proto::transactions_server::Transactions for TransactionsSvc {
             index: t.index.unwrap_or(0),
             receipt: t.receipt.as_ref().map(receipt),
             encoded: hex::decode(&t.encoded).unwrap_or_default(),
+            drop_code: t.code.unwrap_or_default(),
+            drop_reason: t.reason.unwrap_or_default(),
+            dropped_height: t.dropped_height.unwrap_or(0),
         }))
     }
 }
@@ -280,6 +294,25 @@ pub struct SubscriptionsSvc(pub Core);
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
 
+/// One gRPC subscription's state: its receivers, what is queued to send, and its slot.
+struct Subscription {
+    blocks_rx: tokio::sync::broadcast::Receiver<Arc<crate::node::BlockEvent>>,
+    drops_rx: tokio::sync::broadcast::Receiver<Arc<Vec<crate::node::DroppedEvent>>>,
+    queue: std::collections::VecDeque<proto::Event>,
+    done: bool,
+    _permit: service::SubscriberPermit,
+}
+
+/// The status that ends a subscription that fell behind (`E_LAGGED`, DATA_LOSS).
+fn lagged(n: u64, what: &str) -> Status {
+    with_code(
+        Status::data_loss(format!(
+            "[E_LAGGED] the subscriber fell {n} {what} behind and was disconnected; subscribe again"
+        )),
+        "E_LAGGED",
+    )
+}
+
 #[tonic::async_trait]
 impl proto::subscriptions_server::Subscriptions for SubscriptionsSvc {
     type SubscribeStream = EventStream;
@@ -294,18 +327,27 @@ impl proto::subscriptions_server::Subscriptions for SubscriptionsSvc {
         } else {
             (r.blocks, r.transactions)
         };
-        let rx = self.0.subscribe();
-        let stream = futures_util::stream::unfold(
-            (rx, std::collections::VecDeque::<proto::Event>::new()),
-            move |(mut rx, mut queue)| async move {
-                loop {
-                    if let Some(e) = queue.pop_front() {
-                        return Some((Ok(e), (rx, queue)));
-                    }
-                    match rx.recv().await {
+        let permit = self.0.subscriber_permit().map_err(|e| e.to_status())?;
+        let state = Subscription {
+            blocks_rx: self.0.subscribe(),
+            drops_rx: self.0.subscribe_dropped(),
+            queue: std::collections::VecDeque::new(),
+            done: false,
+            _permit: permit,
+        };
+        let stream = futures_util::stream::unfold(state, move |mut st| async move {
+            loop {
+                if let Some(e) = st.queue.pop_front() {
+                    return Some((Ok(e), st));
+                }
+                if st.done {
+                    return None;
+                }
+                tokio::select! {
+                    b = st.blocks_rx.recv() => match b {
                         Ok(b) => {
                             if blocks {
-                                queue.push_back(proto::Event {
+                                st.queue.push_back(proto::Event {
                                     event: Some(proto::event::Event::Block(proto::BlockEvent {
                                         height: b.height,
                                         hash: hex::encode(b.hash),
@@ -317,7 +359,7 @@ impl proto::subscriptions_server::Subscriptions for SubscriptionsSvc {
                             if txs {
                                 for r in &b.receipts {
                                     let info = service::ReceiptInfo::from(r);
-                                    queue.push_back(proto::Event {
+                                    st.queue.push_back(proto::Event {
                                         event: Some(proto::event::Event::Transaction(
                                             proto::TransactionEvent {
                                                 hash: r.tx_hash.to_string(),
@@ -330,18 +372,35 @@ impl proto::subscriptions_server::Subscriptions for SubscriptionsSvc {
                             }
                         }
                         Err(RecvError::Lagged(n)) => {
-                            return Some((
-                                Err(Status::data_loss(format!(
-                                    "[E_LAGGED] the subscriber fell {n} blocks behind; subscribe again"
-                                ))),
-                                (rx, queue),
-                            ));
+                            // A subscriber that cannot keep up is disconnected: its buffer
+                            // (the channel's capacity) is bounded and events were lost.
+                            st.done = true;
+                            return Some((Err(lagged(n, "blocks")), st));
                         }
                         Err(RecvError::Closed) => return None,
-                    }
+                    },
+                    d = st.drops_rx.recv(), if txs => match d {
+                        Ok(d) => {
+                            for e in d.iter() {
+                                st.queue.push_back(proto::Event {
+                                    event: Some(proto::event::Event::Dropped(proto::DroppedEvent {
+                                        hash: e.hash.to_string(),
+                                        code: e.code.clone(),
+                                        reason: e.reason.clone(),
+                                        height: e.height,
+                                    })),
+                                });
+                            }
+                        }
+                        Err(RecvError::Lagged(n)) => {
+                            st.done = true;
+                            return Some((Err(lagged(n, "drop announcements")), st));
+                        }
+                        Err(RecvError::Closed) => return None,
+                    },
                 }
-            },
-        );
+            }
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -50,16 +50,21 @@ async fn blocking<T: Send + 'static>(
 /// The HTTP router.
 pub fn router(core: Arc<NodeCore>, slots: Arc<tokio::sync::Semaphore>) -> Router {
     let api = &core.config.api;
-    let limits = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(overload_error))
-        .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
-            slots,
-        ))
-        .timeout(Duration::from_millis(api.request_timeout_ms));
+    let shed = || {
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(overload_error))
+            .load_shed()
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
+                slots.clone(),
+            ))
+    };
     let body_limit = api.max_body_bytes;
-    let v1 = Router::new()
+    // Submissions are not cut off by the timeout layer (see `submit`).
+    let submissions = Router::new()
         .route("/v1/transactions", post(submit))
+        .layer(shed())
+        .layer(DefaultBodyLimit::max(body_limit));
+    let v1 = Router::new()
         .route("/v1/transactions/{hash}", get(transaction))
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/accounts/{address}", get(account))
@@ -68,12 +73,13 @@ pub fn router(core: Arc<NodeCore>, slots: Arc<tokio::sync::Semaphore>) -> Router
         .route("/v1/policies/{slot}", get(policy))
         .route("/v1/policies/{slot}/{action}", post(policy_action))
         .route("/metrics", get(metrics))
-        .layer(limits)
+        .layer(shed().timeout(Duration::from_millis(api.request_timeout_ms)))
         .layer(DefaultBodyLimit::max(body_limit));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/v1/subscribe", get(subscribe))
+        .merge(submissions)
         .merge(v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -179,7 +185,12 @@ async fn submit(
             ApiError::bad_request("E_BAD_HEX", format!("transaction {i} is not hex: {e}"))
         })?);
     }
-    let items = blocking(move || core.submit(&txs)).await?;
+    // Not cut off by a timeout layer: a submission that has started runs to its answer (the
+    // admission on the blocking thread would not stop), and one that cannot start within
+    // `api.request_timeout_ms` is refused with E_TIMEOUT having done nothing.
+    let deadline =
+        std::time::Instant::now() + Duration::from_millis(core.config.api.request_timeout_ms);
+    let items = blocking(move || core.submit_before(Some(deadline), &txs)).await?;
     if single
         && let Some(item) = items.first()
         && !item.accepted
@@ -312,54 +323,99 @@ async fn subscribe(
     State(core): Core,
     Query(q): Query<SubscribeQuery>,
     ws: WebSocketUpgrade,
-) -> Response {
+) -> Result<Response, ApiError> {
+    let permit = core.subscriber_permit()?;
     // Subscribe before the upgrade answers, so a client that submits once its handshake
     // completes sees the block of that transaction.
     let rx = core.subscribe();
-    ws.on_upgrade(move |socket| stream_events(rx, socket, q.transactions))
+    let drops = core.subscribe_dropped();
+    let send_timeout = Duration::from_millis(core.config.api.request_timeout_ms);
+    Ok(ws.on_upgrade(move |socket| async move {
+        stream_events(rx, drops, socket, q.transactions, send_timeout).await;
+        drop(permit);
+    }))
+}
+
+/// Why a subscription is closed by the node: a JSON `error` message, then a close frame with
+/// code 1008 (policy) and the stable code as its reason.
+async fn close_with(socket: &mut WebSocket, code: &str, message: String) {
+    let m = json!({"type": "error", "code": code, "message": message});
+    let _ = socket.send(Message::Text(m.to_string().into())).await;
+    let _ = socket
+        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+            code: 1008,
+            reason: code.to_string().into(),
+        })))
+        .await;
 }
 
 async fn stream_events(
     mut rx: tokio::sync::broadcast::Receiver<Arc<crate::node::BlockEvent>>,
+    mut drops: tokio::sync::broadcast::Receiver<Arc<Vec<crate::node::DroppedEvent>>>,
     mut socket: WebSocket,
     transactions: bool,
+    send_timeout: Duration,
 ) {
     loop {
-        tokio::select! {
-            ev = rx.recv() => {
-                let msgs = match ev {
-                    Ok(b) => {
-                        let mut v = vec![json!({
-                            "type": "block",
-                            "height": b.height,
-                            "hash": hex::encode(b.hash),
-                            "state_root": b.state_root.to_string(),
-                            "tx_count": b.receipts.len(),
-                        })];
-                        if transactions {
-                            v.extend(b.receipts.iter().map(|r| json!({
-                                "type": "transaction",
-                                "hash": r.tx_hash.to_string(),
-                                "block_height": b.height,
-                                "receipt": crate::service::ReceiptInfo::from(r),
-                            })));
-                        }
-                        v
+        let msgs = tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(b) => {
+                    let mut v = vec![json!({
+                        "type": "block",
+                        "height": b.height,
+                        "hash": hex::encode(b.hash),
+                        "state_root": b.state_root.to_string(),
+                        "tx_count": b.receipts.len(),
+                    })];
+                    if transactions {
+                        v.extend(b.receipts.iter().map(|r| json!({
+                            "type": "transaction",
+                            "hash": r.tx_hash.to_string(),
+                            "block_height": b.height,
+                            "receipt": crate::service::ReceiptInfo::from(r),
+                        })));
                     }
-                    Err(RecvError::Lagged(n)) => vec![json!({"type": "lagged", "missed_blocks": n})],
-                    Err(RecvError::Closed) => break,
-                };
-                for m in msgs {
-                    if socket.send(Message::Text(m.to_string().into())).await.is_err() {
-                        return;
-                    }
+                    v
                 }
-            }
-            incoming = socket.recv() => {
-                match incoming {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                    Some(Ok(_)) => {}
+                Err(RecvError::Lagged(n)) => {
+                    // Its buffer (the channel's capacity) is bounded: a subscriber that
+                    // fell behind lost events and is disconnected.
+                    let msg = format!("the subscriber fell {n} blocks behind and was disconnected; subscribe again");
+                    close_with(&mut socket, "E_LAGGED", msg).await;
+                    return;
                 }
+                Err(RecvError::Closed) => break,
+            },
+            d = drops.recv(), if transactions => match d {
+                Ok(d) => d.iter().map(|e| json!({
+                    "type": "dropped",
+                    "hash": e.hash.to_string(),
+                    "code": e.code,
+                    "reason": e.reason,
+                    "height": e.height,
+                })).collect(),
+                Err(RecvError::Lagged(n)) => {
+                    let msg = format!("the subscriber fell {n} drop announcements behind and was disconnected; subscribe again");
+                    close_with(&mut socket, "E_LAGGED", msg).await;
+                    return;
+                }
+                Err(RecvError::Closed) => break,
+            },
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => continue,
+            },
+        };
+        for m in msgs {
+            // A client that does not read is disconnected rather than holding the stream.
+            match tokio::time::timeout(
+                send_timeout,
+                socket.send(Message::Text(m.to_string().into())),
+            )
+            .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
             }
         }
     }

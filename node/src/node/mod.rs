@@ -12,7 +12,8 @@
 //! - [`producer`]: block production (one thread): every `block.interval_ms`, or at once when
 //!   a full block is waiting, propose a block (`batch_size` and `ordering` slots), hand it to
 //!   the block log, execute it, commit it to RocksDB in one batch, then publish it to
-//!   subscribers. The block log ([`BlockLog`]) is the seam where consensus goes; a single
+//!   subscribers. A failed block is retried with backoff (the node answers `/readyz` 503
+//!   meanwhile); a fatal failure halts the node (see [`producer`]). The block log ([`BlockLog`]) is the seam where consensus goes; a single
 //!   node uses [`SingleNodeLog`](aurigraph_consensus::SingleNodeLog), which passes every
 //!   block straight through. Side loops run in the same thread: `demand` forecasts the
 //!   arrival rate each second and `leader_health` scores the heartbeat window each round
@@ -65,6 +66,21 @@ pub struct BlockEvent {
     pub latency: Duration,
 }
 
+/// An acknowledged transaction that left the mempool without committing, as subscribers see
+/// it (and as `GET /v1/transactions/{hash}` answers it afterwards: state `dropped`).
+#[derive(Clone, Debug)]
+pub struct DroppedEvent {
+    /// Its hash.
+    pub hash: aurigraph_ledger::tx::TxHash,
+    /// Stable code: `E_DROPPED_EVICTED`, `E_DROPPED_REPLACED` or `E_DROPPED_STALE` (or the
+    /// refusal's code when re-admission on restart refused it).
+    pub code: String,
+    /// Why, in words.
+    pub reason: String,
+    /// The head's height when it was dropped.
+    pub height: u64,
+}
+
 /// The node's parts, shared by the block producer and the APIs.
 pub struct NodeCore {
     /// The configuration it started with.
@@ -84,7 +100,19 @@ pub struct NodeCore {
     /// Decision telemetry (`None` when `telemetry.enabled = false`).
     pub telemetry: Option<Arc<Recorder>>,
     pub(crate) events: broadcast::Sender<Arc<BlockEvent>>,
+    pub(crate) drops: broadcast::Sender<Arc<Vec<DroppedEvent>>>,
+    /// The committed view: the producer holds it for writing from a block's state commit to
+    /// its head update; reads (transactions, accounts, head, blocks) hold it for reading, so
+    /// they never see a state ahead of the head or a transaction between the mempool and
+    /// the index.
+    pub(crate) view: RwLock<()>,
     pub(crate) head: RwLock<Head>,
+    /// Arrival sequence of the next recorded submission (the `mempool` family's order).
+    pub(crate) pending_seq: AtomicU64,
+    /// Open subscriptions (`api.max_subscribers` permits).
+    pub(crate) subscribers: Arc<tokio::sync::Semaphore>,
+    /// Set once when block production halts for good: `[CODE] message`.
+    pub(crate) halt: tokio::sync::watch::Sender<Option<String>>,
     pub(crate) ready: AtomicBool,
     pub(crate) inflight_txs: AtomicUsize,
     pub(crate) accepted_total: AtomicU64,

@@ -13,7 +13,7 @@ use aurigraph_ledger::tx::SignedTransaction;
 use aurigraph_storage::BlockWrite;
 use aurigraph_storage::block::{BlockHeader, StoredBlock, tx_root};
 
-use super::{BlockEvent, NodeCore};
+use super::{BlockEvent, DroppedEvent, NodeCore};
 use crate::error::{NodeError, NodeResult};
 
 fn now_ms() -> u64 {
@@ -23,6 +23,12 @@ fn now_ms() -> u64 {
 }
 
 /// Produces, commits and publishes every block that is ready now. Returns how many.
+///
+/// A block is appended to the block log, executed, then committed inside the pipeline's
+/// commit section with the committed view held: the state moves, the block is written to
+/// RocksDB in one batch, and the head moves, all before any read sees any of it. When the
+/// write fails the pipeline puts the state back, the mempool keeps the transactions and the
+/// error is returned (the caller retries).
 pub fn produce_ready_blocks(core: &NodeCore, max_blocks: usize) -> NodeResult<usize> {
     let mut n = 0;
     // An empty mempool proposes nothing: the slots are not asked for an idle round.
@@ -33,56 +39,78 @@ pub fn produce_ready_blocks(core: &NodeCore, max_blocks: usize) -> NodeResult<us
         let txs: Vec<SignedTransaction> =
             proposal.batch.txs.iter().map(|t| (*t.tx).clone()).collect();
         core.log.append(proposal.height, &txs)?;
-        let produced = core.pipeline.apply(proposal)?;
-        commit(core, produced, txs)?;
+        let executed = core.pipeline.execute(proposal)?;
+        let view = core.view.write();
+        let (produced, (head, block)) = core
+            .pipeline
+            .commit_with(executed, |produced| persist(core, produced, &txs))?;
+        *core.head.write() = head;
+        drop(view);
+        published(core, produced, block, head);
         n += 1;
     }
     Ok(n)
 }
 
-fn commit(core: &NodeCore, produced: ProducedBlock, txs: Vec<SignedTransaction>) -> NodeResult<()> {
-    let parent = core.head().hash;
+/// Writes an executed block to RocksDB (block, index, receipts, state writes, head,
+/// telemetry, and its transactions out of the `mempool` family) in one batch.
+fn persist(
+    core: &NodeCore,
+    produced: &ProducedBlock,
+    txs: &[SignedTransaction],
+) -> NodeResult<(aurigraph_storage::Head, StoredBlock)> {
     let header = BlockHeader {
         height: produced.height,
-        parent,
+        parent: core.head().hash,
         state_root: produced.outcome.state_root,
         timestamp_ms: now_ms(),
         tx_root: tx_root(txs.iter().map(|t| t.hash())),
     };
-    let receipts = produced.outcome.execution.receipts.clone();
     let block = StoredBlock {
         header,
-        txs,
-        receipts,
+        txs: txs.to_vec(),
+        receipts: produced.outcome.execution.receipts.clone(),
     };
     let telemetry = core.telemetry.as_ref().map(|t| {
         let c = core.pipeline.admission().counters();
-        t.block_write(&produced, (c.admitted, c.refused))
+        t.block_write(produced, (c.admitted, c.refused))
     });
-    let forget: Vec<_> = produced
+    let head = core.storage.commit_block(&BlockWrite {
+        block: &block,
+        writes: &produced.outcome.execution.write_set,
+        telemetry,
+    })?;
+    Ok((head, block))
+}
+
+/// After a block is committed: metrics, the guards' outcomes, the transactions it made
+/// stale recorded as dropped, and the block published to subscribers.
+fn published(
+    core: &NodeCore,
+    produced: ProducedBlock,
+    block: StoredBlock,
+    head: aurigraph_storage::Head,
+) {
+    core.metrics.block_committed(&block, produced.latency);
+    observe_outcomes(core, &produced);
+    let stale: Vec<DroppedEvent> = produced
         .removed
         .iter()
         .filter(|r| r.reason == Removal::Stale)
-        .map(|r| r.hash)
-        .collect();
-    let head = core
-        .storage
-        .commit_block(&BlockWrite {
-            block: &block,
-            writes: &produced.outcome.execution.write_set,
-            telemetry,
-            forget: &forget,
+        .map(|r| DroppedEvent {
+            hash: r.hash,
+            code: "E_DROPPED_STALE".to_string(),
+            reason: format!(
+                "nonce {} of its sender was used by another committed transaction",
+                r.nonce
+            ),
+            height: head.height,
         })
-        .map_err(|e| {
-            // The engine's state is ahead of the disk now: stop serving rather than
-            // acknowledge what may not be durable.
-            core.ready.store(false, Ordering::Release);
-            tracing::error!(code = e.code(), height = produced.height, error = %e, "block not committed");
-            NodeError::Storage(e)
-        })?;
-    *core.head.write() = head;
-    core.metrics.block_committed(&block, produced.latency);
-    observe_outcomes(core, &produced);
+        .collect();
+    if let Err(e) = core.settle(&[], stale) {
+        // They stay in the `mempool` family: re-admission on restart records them then.
+        tracing::error!(code = e.code(), error = %e, "stale transactions not recorded as dropped");
+    }
     let event = Arc::new(BlockEvent {
         height: head.height,
         hash: head.hash,
@@ -95,7 +123,6 @@ fn commit(core: &NodeCore, produced: ProducedBlock, txs: Vec<SignedTransaction>)
     });
     // No subscriber is not an error.
     let _ = core.events.send(event);
-    Ok(())
 }
 
 /// Feeds each slot's key metric to its guard, per arm, so a canary is judged on what
@@ -123,21 +150,68 @@ fn observe_outcomes(core: &NodeCore, produced: &ProducedBlock) {
     }
 }
 
-/// The producer's loop; returns when [`NodeCore::stop`] is called or a block fails.
+/// Whether a failed block can be tried again: storage and log unavailability and execution
+/// failures can pass; corruption, a log out of order or a layout mismatch cannot.
+fn is_fatal(e: &NodeError) -> bool {
+    matches!(
+        e.code(),
+        "E_STORAGE_CORRUPT" | "E_STORAGE_MISMATCH" | "E_LOG_ORDER"
+    )
+}
+
+/// The producer's loop; returns when [`NodeCore::stop`] is called or production halts.
+///
+/// A failed round is retried with exponential backoff (50 ms doubling up to
+/// `block.retry_backoff_max_ms`): meanwhile the node is not ready (`/readyz` 503, and
+/// submissions are refused with `E_NOT_READY`), `aurigraph_node_production_stalled` is 1 and
+/// each failure counts in `aurigraph_node_block_failures_total{code}`. It serves again after
+/// the first block that commits. A fatal failure, or `block.retry_limit` failures in a row,
+/// halts the node: the producer stops, the error is logged and published to
+/// [`Node::halted`](super::Node::halted), which `aurigraph start` waits on to exit with it.
 pub(crate) fn run(core: Arc<NodeCore>) {
     let interval = Duration::from_millis(core.config.block.interval_ms);
+    let max_backoff = Duration::from_millis(core.config.block.retry_backoff_max_ms);
     let mut last_demand = Instant::now();
     let mut rates: Vec<f32> = Vec::new();
     let mut arrivals_seen = core.accepted_total.load(Ordering::Relaxed);
     let mut round: u64 = 0;
+    let mut failures: u32 = 0;
     while !core.stop.load(Ordering::Acquire) {
         let started = Instant::now();
         match produce_ready_blocks(&core, 64) {
-            Ok(_) => {}
+            Ok(_) => {
+                if failures > 0 {
+                    tracing::info!(failures, "block production recovered");
+                    failures = 0;
+                    core.metrics.set_production_stalled(false);
+                    core.ready.store(true, Ordering::Release);
+                }
+            }
             Err(e) => {
-                tracing::error!(error = %e, "block production stopped");
+                failures += 1;
+                core.metrics.block_failure(e.code());
+                core.metrics.set_production_stalled(true);
                 core.ready.store(false, Ordering::Release);
-                return;
+                let limit = core.config.block.retry_limit;
+                if is_fatal(&e) || failures > limit {
+                    tracing::error!(code = e.code(), error = %e, failures, "block production halted");
+                    let msg = if is_fatal(&e) {
+                        e.to_string()
+                    } else {
+                        format!("{e} ({failures} tries in a row)")
+                    };
+                    core.halt.send_replace(Some(msg));
+                    return;
+                }
+                let backoff = Duration::from_millis(50)
+                    .saturating_mul(1u32 << (failures - 1).min(16))
+                    .min(max_backoff);
+                tracing::warn!(code = e.code(), error = %e, failures, retry_in_ms = backoff.as_millis() as u64, "block failed: retrying");
+                let mut guard = core.wake.0.lock();
+                if !core.stop.load(Ordering::Acquire) {
+                    let _ = core.wake.1.wait_for(&mut guard, backoff);
+                }
+                continue;
             }
         }
         round += 1;

@@ -32,8 +32,16 @@ impl Node {
     /// Opens the node and starts everything; the server listens on `config.listen` (port 0
     /// takes a free port: see [`addr`](Self::addr)). Call inside a tokio runtime.
     pub async fn start(config: NodeConfig) -> NodeResult<Self> {
+        Self::start_with_log(config, Box::new(aurigraph_consensus::SingleNodeLog)).await
+    }
+
+    /// [`start`](Self::start) with another block log (see [`startup::open_with_log`]).
+    pub async fn start_with_log(
+        config: NodeConfig,
+        log: Box<dyn aurigraph_consensus::BlockLog>,
+    ) -> NodeResult<Self> {
         let listen = config.listen;
-        let core = tokio::task::spawn_blocking(move || startup::open(config))
+        let core = tokio::task::spawn_blocking(move || startup::open_with_log(config, log))
             .await
             .map_err(|e| NodeError::Startup(format!("start-up panicked: {e}")))??;
         let listen_error = |e| NodeError::Io {
@@ -103,6 +111,21 @@ impl Node {
     /// The node's parts.
     pub fn core(&self) -> &Arc<NodeCore> {
         &self.core
+    }
+
+    /// Resolves when block production halts for good (a fatal failure, or more failures in a
+    /// row than `block.retry_limit`), with the error as `[CODE] message`. Pending forever
+    /// while the node runs.
+    pub async fn halted(&self) -> String {
+        let mut rx = self.core.halted();
+        loop {
+            if let Some(msg) = rx.borrow_and_update().clone() {
+                return msg;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     /// Stops the server, then block production; returns once both have stopped.

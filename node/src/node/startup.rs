@@ -9,21 +9,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use aurigraph_consensus::SingleNodeLog;
+use aurigraph_consensus::{BlockLog, SingleNodeLog};
 use aurigraph_decision::{SlotHost, SlotKind};
 use aurigraph_ledger::batcher::BatcherConfig;
 use aurigraph_ledger::executor::ExecutorConfig;
 use aurigraph_ledger::mempool::MempoolConfig;
 use aurigraph_ledger::pipeline::{Pipeline, PipelineConfig, PipelineSlots};
 use aurigraph_ledger::state::ShardedState;
-use aurigraph_ledger::tx::SignedTransaction;
 use aurigraph_onnx::{LoadOptions, ModelRegistry};
 use aurigraph_storage::{RocksRolloutStore, Storage, StorageError};
 use aurigraph_wasm::{PluginRegistry, WasmRuntime};
 use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::broadcast;
 
-use super::NodeCore;
+use super::{DroppedEvent, NodeCore};
 use crate::config::{NodeConfig, genesis_hash};
 use crate::error::{NodeError, NodeResult};
 use crate::metrics::NodeMetrics;
@@ -32,6 +31,12 @@ use crate::telemetry::Recorder;
 
 /// Opens storage, restores the state and the rollouts, and re-admits pending submissions.
 pub fn open(config: NodeConfig) -> NodeResult<Arc<NodeCore>> {
+    open_with_log(config, Box::new(SingleNodeLog))
+}
+
+/// [`open`] with another block log: the seam where a replicated log plugs in (and where the
+/// tests put a fault-injecting one).
+pub fn open_with_log(config: NodeConfig, log: Box<dyn BlockLog>) -> NodeResult<Arc<NodeCore>> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| NodeError::io(format!("cannot create {}", config.data_dir.display()), e))?;
@@ -102,6 +107,7 @@ pub fn open(config: NodeConfig) -> NodeResult<Arc<NodeCore>> {
     let pipeline_config = PipelineConfig {
         mempool: MempoolConfig {
             max_txs: b.mempool_txs,
+            evict_by_fee: b.mempool_evict_by_fee,
             ..MempoolConfig::default()
         },
         batcher: BatcherConfig {
@@ -120,6 +126,15 @@ pub fn open(config: NodeConfig) -> NodeResult<Arc<NodeCore>> {
     )?);
     let admin_token = admin_token(&config)?;
     let (events, _) = broadcast::channel(1024);
+    let (drops, _) = broadcast::channel(1024);
+    let subscribers = Arc::new(tokio::sync::Semaphore::new(config.api.max_subscribers));
+    let pruned = storage.prune_dropped(
+        head.height
+            .saturating_sub(config.block.dropped_retention_blocks),
+    )?;
+    if pruned > 0 {
+        tracing::info!(pruned, "dropped-transaction records past retention deleted");
+    }
     let core = Arc::new(NodeCore {
         config,
         storage,
@@ -130,13 +145,18 @@ pub fn open(config: NodeConfig) -> NodeResult<Arc<NodeCore>> {
         admin_token,
         telemetry,
         events,
+        drops,
+        view: RwLock::new(()),
         head: RwLock::new(head),
+        pending_seq: AtomicU64::new(0),
+        subscribers,
+        halt: tokio::sync::watch::Sender::new(None),
         ready: AtomicBool::new(false),
         inflight_txs: AtomicUsize::new(0),
         accepted_total: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         wake: (Mutex::new(()), Condvar::new()),
-        log: Box::new(SingleNodeLog),
+        log,
     });
     core.metrics.set_head(head.height);
     readmit_pending(&core)?;
@@ -144,35 +164,54 @@ pub fn open(config: NodeConfig) -> NodeResult<Arc<NodeCore>> {
     Ok(core)
 }
 
-/// Accepted submissions that had not committed when the node stopped go through
-/// admission again; what is refused now (committed meanwhile, stale) is forgotten.
+/// Accepted submissions that had not committed when the node stopped go through admission
+/// again, in the order they were accepted. One refused now (its nonce used meanwhile, or a
+/// smaller mempool) is recorded as dropped with the refusal's code, so a client asking
+/// about it learns why; nothing leaves the `mempool` family silently.
 fn readmit_pending(core: &NodeCore) -> NodeResult<()> {
     let pending = core.storage.pending()?;
+    let next_seq = pending.last().map_or(0, |p| p.seq.saturating_add(1));
+    core.pending_seq.store(next_seq, Ordering::Relaxed);
     if pending.is_empty() {
         return Ok(());
     }
-    let results = core.pipeline.submit(&pending);
+    let height = core.head().height;
     let mut dropped = Vec::new();
+    let mut forget = Vec::new();
     let mut readmitted = 0usize;
-    for (bytes, r) in pending.iter().zip(&results) {
-        match r {
-            Ok(_) => readmitted += 1,
-            Err(refused) => {
-                tracing::debug!(code = refused.code, "pending submission not re-admitted");
-                if let Ok(tx) = SignedTransaction::decode(bytes) {
-                    dropped.push(tx.hash());
+    for chunk in pending.chunks(READMIT_CHUNK) {
+        let bytes: Vec<&[u8]> = chunk.iter().map(|p| p.bytes.as_slice()).collect();
+        let results = core.pipeline.submit(&bytes);
+        for (p, r) in chunk.iter().zip(&results) {
+            match r {
+                Ok(_) => readmitted += 1,
+                Err(refused) => {
+                    if core.storage.tx_location(&p.hash)?.is_some() {
+                        forget.push(p.hash);
+                        continue;
+                    }
+                    tracing::warn!(tx = %p.hash, code = refused.code, reason = %refused.reason, "acknowledged transaction not re-admitted: recorded as dropped");
+                    dropped.push(DroppedEvent {
+                        hash: p.hash,
+                        code: refused.code.to_string(),
+                        reason: format!("not admitted again on restart: {}", refused.reason),
+                        height,
+                    });
                 }
             }
         }
     }
-    core.storage.delete_pending(&dropped)?;
+    core.settle(&forget, dropped)?;
     tracing::info!(
         readmitted,
-        dropped = dropped.len(),
-        "pending submissions re-admitted"
+        dropped = pending.len() - readmitted,
+        "pending submissions re-admitted in arrival order"
     );
     Ok(())
 }
+
+/// Re-admission submits recorded transactions this many at a time.
+const READMIT_CHUNK: usize = 4_096;
 
 fn open_registries(config: &NodeConfig) -> NodeResult<Registries> {
     let p = &config.policies;

@@ -25,6 +25,17 @@ pub struct MempoolConfig {
     /// replaces it only when its fee is at least this many percent higher (and always at
     /// least one base unit higher). Default 10. At most 1,000.
     pub replace_bump_percent: u32,
+    /// Whether a full pool evicts a transaction of the same priority class for a higher fee.
+    /// When `false`, only a transaction of a strictly better class (normal over suspicious
+    /// over anomalous) evicts; between transactions of one class a full pool refuses with
+    /// `E_MEMPOOL_FULL` (back-pressure) instead of dropping what it acknowledged. Default
+    /// `true`.
+    pub evict_by_fee: bool,
+    /// Share of `max_txs` (percent) that transactions behind a nonce gap (not executable
+    /// yet) may hold; past it such a transaction is refused with `E_MEMPOOL_FULL`. The rest
+    /// stays for executable transactions, so a pool full of transactions that cannot run
+    /// never blocks the ones that fill the gaps. Default 50. 1 to 100.
+    pub max_gapped_percent: u8,
 }
 
 impl Default for MempoolConfig {
@@ -35,6 +46,8 @@ impl Default for MempoolConfig {
             max_per_sender: 64,
             max_nonce_ahead: 256,
             replace_bump_percent: 10,
+            evict_by_fee: true,
+            max_gapped_percent: 50,
         }
     }
 }
@@ -57,10 +70,18 @@ impl MempoolConfig {
         if self.max_nonce_ahead < self.max_per_sender as u64 - 1 {
             return bad("max_nonce_ahead must be at least max_per_sender - 1".to_string());
         }
+        if self.max_gapped_percent == 0 || self.max_gapped_percent > 100 {
+            return bad("max_gapped_percent must be in 1..=100".to_string());
+        }
         if self.replace_bump_percent > 1_000 {
             return bad("replace_bump_percent must be at most 1000".to_string());
         }
         Ok(())
+    }
+
+    /// How many transactions behind a nonce gap the pool holds at most (at least 1).
+    pub fn max_gapped(&self) -> usize {
+        (self.max_txs * usize::from(self.max_gapped_percent) / 100).max(1)
     }
 
     /// The smallest fee that replaces a pending transaction offering `pending_fee`:

@@ -77,6 +77,19 @@ pub enum MempoolError {
         /// Largest accepted `nonce - next`.
         max_ahead: u64,
     },
+    /// Back-pressure for transactions behind a nonce gap: they already hold their share of
+    /// the pool ([`max_gapped_percent`](super::MempoolConfig::max_gapped_percent)), the rest
+    /// is kept for executable ones. Same code as [`MempoolError::Full`].
+    #[error(
+        "mempool: {gapped} transactions behind a nonce gap are held, the most it keeps \
+         ({limit}); submit the missing nonces first or retry later"
+    )]
+    GappedFull {
+        /// Transactions behind a gap held.
+        gapped: usize,
+        /// Their bound.
+        limit: usize,
+    },
 }
 
 impl MempoolError {
@@ -98,7 +111,7 @@ impl MempoolError {
     /// Position of the variant in [`MempoolError::CODES`].
     pub(super) fn index(&self) -> usize {
         match self {
-            MempoolError::Full { .. } => 0,
+            MempoolError::Full { .. } | MempoolError::GappedFull { .. } => 0,
             MempoolError::Duplicate(_) => 1,
             MempoolError::NonceConflict { .. } => 2,
             MempoolError::SenderLimit { .. } => 3,

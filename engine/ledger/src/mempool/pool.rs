@@ -205,12 +205,20 @@ impl Pool {
                 limit: max_per_sender,
             });
         }
+        let extends_run = next.checked_add(ready as u64) == Some(nonce);
+        if !extends_run {
+            let gapped = self.stats.count.saturating_sub(self.stats.ready);
+            let limit = self.config.max_gapped();
+            if gapped >= limit {
+                return Err(MempoolError::GappedFull { gapped, limit });
+            }
+        }
         let need_count = (self.stats.count + 1).saturating_sub(self.config.max_txs);
         let need_bytes = (self.stats.bytes + size).saturating_sub(self.config.max_bytes);
         let victims = if need_count > 0 || need_bytes > 0 {
             // Only a transaction that extends its sender's executable run may evict: one
             // behind a nonce gap may never become executable and only takes free room.
-            if next.checked_add(ready as u64) != Some(nonce) {
+            if !extends_run {
                 return Err(self.full());
             }
             self.plan_eviction(&rank, sender, need_count, need_bytes)
@@ -268,7 +276,12 @@ impl Pool {
             } else {
                 uncovered.pop()?.0
             };
-            if !new.outranks(&rank) {
+            let outranked = if self.config.evict_by_fee {
+                new.outranks(&rank)
+            } else {
+                new.outranks_by_class(&rank)
+            };
+            if !outranked {
                 return None;
             }
             let q = self.senders.get(&sender)?;

@@ -34,6 +34,11 @@ impl Rank {
     pub fn outranks(&self, victim: &Rank) -> bool {
         self.class < victim.class || (self.class == victim.class && self.fee.0 > victim.fee.0)
     }
+
+    /// Whether it outranks `victim` by class alone.
+    pub fn outranks_by_class(&self, victim: &Rank) -> bool {
+        self.class < victim.class
+    }
 }
 
 /// A transaction held by the pool.
