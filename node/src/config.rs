@@ -142,11 +142,12 @@ pub struct BlockConfig {
     pub executor_threads: usize,
     /// Mempool capacity in transactions.
     pub mempool_txs: usize,
-    /// Whether a full mempool evicts an acknowledged transaction of the same priority class
-    /// for a higher-fee one. Default `false`: only a better class (normal over suspicious
-    /// over anomalous) evicts, and otherwise a full mempool refuses new transactions with
-    /// `E_MEMPOOL_FULL` (back-pressure). An evicted transaction is reported `dropped`.
-    pub mempool_evict_by_fee: bool,
+    /// What a full mempool may evict (an evicted transaction is reported `dropped` with
+    /// `E_DROPPED_EVICTED`): `"none"`, `"by_class"` (default: only for a transaction of a
+    /// better priority class, normal over suspicious over anomalous, so spam flagged by the
+    /// `anomaly` slot makes room for honest traffic) or `"by_fee"` (also for a higher fee in
+    /// the same class). Otherwise a full mempool refuses with `E_MEMPOOL_FULL`.
+    pub mempool_eviction: aurigraph_ledger::mempool::Eviction,
     /// How many blocks a dropped transaction's record is kept (pruned on start).
     pub dropped_retention_blocks: u64,
     /// Consecutive failures of one block (append, execution, storage) retried, with
@@ -164,7 +165,7 @@ impl Default for BlockConfig {
             max_txs: 5_000,
             executor_threads: 0,
             mempool_txs: 100_000,
-            mempool_evict_by_fee: false,
+            mempool_eviction: aurigraph_ledger::mempool::Eviction::ByClass,
             dropped_retention_blocks: 100_000,
             retry_limit: 20,
             retry_backoff_max_ms: 5_000,

@@ -820,3 +820,75 @@ impl NodeCore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aurigraph_ledger::executor::TxStatus;
+
+    #[test]
+    fn names_and_values_are_parsed_or_refused_with_their_codes() {
+        let h = "ab".repeat(32);
+        assert_eq!(parse_hash(&h).map(|x| x.to_string()).ok(), Some(h.clone()));
+        for bad in ["", "ab", &"zz".repeat(32), &"ab".repeat(33)] {
+            assert_eq!(parse_hash(bad).unwrap_err().code, "E_BAD_HASH", "{bad}");
+            assert_eq!(
+                parse_address(bad).unwrap_err().code,
+                "E_BAD_ADDRESS",
+                "{bad}"
+            );
+        }
+        assert!(parse_address(&h).is_ok());
+        assert_eq!(parse_backend("onnx").ok(), Some(BackendKind::Onnx));
+        assert_eq!(parse_backend("wasm").ok(), Some(BackendKind::Wasm));
+        let e = parse_backend("static").unwrap_err();
+        assert_eq!(
+            (e.code.as_ref(), e.kind),
+            ("E_BAD_BACKEND", ErrorKind::BadRequest)
+        );
+        for s in SlotKind::ALL {
+            assert_eq!(parse_slot(s.as_str()).ok(), Some(s));
+        }
+        assert_eq!(parse_slot("sorting").unwrap_err().code, "E_UNKNOWN_SLOT");
+    }
+
+    #[test]
+    fn only_what_leaves_uncommitted_is_a_dropped_event_with_its_code() {
+        let removed = |reason| Removed {
+            hash: TxHash([3; 32]),
+            sender: Address([4; 32]),
+            nonce: 7,
+            reason,
+        };
+        for (reason, code) in [
+            (Removal::Evicted, "E_DROPPED_EVICTED"),
+            (Removal::Replaced, "E_DROPPED_REPLACED"),
+            (Removal::Stale, "E_DROPPED_STALE"),
+        ] {
+            let e = dropped_event(&removed(reason), 12).expect("a dropped event");
+            assert_eq!((e.code.as_str(), e.height), (code, 12));
+            assert_eq!(e.hash, TxHash([3; 32]));
+        }
+        assert!(
+            dropped_event(&removed(Removal::Replaced), 0)
+                .is_some_and(|e| e.reason.contains("nonce 7"))
+        );
+        // Committed and skipped transactions are in a block: no dropped event.
+        assert!(dropped_event(&removed(Removal::Committed), 1).is_none());
+        assert!(dropped_event(&removed(Removal::Skipped), 1).is_none());
+    }
+
+    #[test]
+    fn a_receipt_shows_its_status_in_snake_case_and_its_code() {
+        let r = Receipt {
+            tx_hash: TxHash([1; 32]),
+            status: TxStatus::Success,
+            fee_charged: 10,
+        };
+        let info = ReceiptInfo::from(&r);
+        assert_eq!(
+            (info.status.as_str(), info.code.as_str(), info.fee_charged),
+            ("success", "OK", 10)
+        );
+    }
+}

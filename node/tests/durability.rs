@@ -86,7 +86,7 @@ async fn an_evicted_or_replaced_transaction_is_dropped_with_its_code_queryable_a
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = idle_config(dir.path());
     cfg.block.mempool_txs = 4;
-    cfg.block.mempool_evict_by_fee = true;
+    cfg.block.mempool_eviction = aurigraph_ledger::mempool::Eviction::ByFee;
     let node = start(cfg.clone()).await;
     let (c, b) = (http(), base(&node));
     let ch = channel(&node).await;

@@ -2,8 +2,9 @@
 //! transactions in admission, mempool) driven far beyond what it can take by concurrent REST
 //! and gRPC clients. Refusals are 429 / RESOURCE_EXHAUSTED with `E_OVERLOADED`,
 //! `E_MEMPOOL_FULL` or `E_SENDER_LIMIT`, never a 5xx or a hang; the mempool never holds more
-//! than its cap; once the load stops the node accepts again and commits everything it
-//! acknowledged.
+//! than its cap (a small one, so it is full for much of the run), nothing acknowledged is
+//! dropped, every gRPC refusal carries its code in `x-aurigraph-code`; once the load stops
+//! the node accepts again and commits everything it acknowledged.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,31 +16,16 @@ use aurigraph_node::proto;
 use parking_lot::Mutex;
 use serde_json::json;
 
-/// Above what production lets the pool reach under this load (about 200 observed), so the
-/// pool does not evict: with a pool small enough to evict, the engine's mempool wedges (see
-/// the note at the recovery below).
-const MEMPOOL_CAP: usize = 1_000;
+/// Below what this load would put in the pool (about 200 observed with room), so the pool is
+/// full for much of the run: it refuses with `E_MEMPOOL_FULL` (back-pressure), and
+/// transactions behind a nonce gap hold at most half of it, so the transactions that fill
+/// the gaps always find room.
+const MEMPOOL_CAP: usize = 40;
 const LOAD: Duration = Duration::from_secs(3);
 const REST_CLIENTS: u32 = 24;
 const GRPC_CLIENTS: u32 = 24;
 const GRPC_BATCH: u64 = 16;
 const OVERLOAD_CODES: [&str; 3] = ["E_OVERLOADED", "E_MEMPOOL_FULL", "E_SENDER_LIMIT"];
-
-/// A transfer of 1 from `acct` at nonce `n` with a fee above the load's 10.
-fn bumped(acct: u32, n: u64, fee: u64) -> aurigraph_ledger::tx::SignedTransaction {
-    let (key, sender) = aurigraph_node::config::dev_key(acct);
-    aurigraph_ledger::tx::Transaction {
-        chain_id: 1,
-        sender,
-        nonce: n,
-        fee,
-        op: aurigraph_ledger::tx::Operation::Transfer {
-            to: dev_addr(63 - acct),
-            amount: 1,
-        },
-    }
-    .sign(&key)
-}
 
 #[derive(Default)]
 struct Tally {
@@ -55,6 +41,10 @@ async fn beyond_capacity_the_node_refuses_with_429_stays_bounded_and_recovers() 
     cfg.api.max_concurrent_requests = 4;
     cfg.api.max_inflight_txs = 48;
     cfg.block.mempool_txs = MEMPOOL_CAP;
+    // Pure back-pressure: the `anomaly` slot flags some of these bursty senders, and the
+    // default (`by_class`) would evict their tails for the others (reported as dropped, see
+    // `durability.rs`); here a full pool only refuses.
+    cfg.block.mempool_eviction = aurigraph_ledger::mempool::Eviction::None;
     cfg.block.max_txs = 64;
     cfg.block.interval_ms = 50;
     cfg.storage.sync = false;
@@ -155,10 +145,6 @@ async fn beyond_capacity_the_node_refuses_with_429_stays_bounded_and_recovers() 
                             if item.accepted {
                                 g.accepted += 1;
                                 accepted.insert(*n);
-                            } else if item.code == "E_NONCE_TOO_FAR" {
-                                // Evictions left this client's lower nonces out of the pool
-                                // while it counted them accepted: its batch reached past the
-                                // admission window. A correct refusal, not an overload.
                             } else {
                                 assert!(OVERLOAD_CODES.contains(&item.code.as_str()), "{item:?}");
                                 *g.refusals.entry(item.code.clone()).or_default() += 1;
@@ -171,19 +157,8 @@ async fn beyond_capacity_the_node_refuses_with_429_stays_bounded_and_recovers() 
                             tonic::Code::ResourceExhausted,
                             "gRPC under load: {s:?}"
                         );
-                        // The stable code travels in the `x-aurigraph-code` metadata and in
-                        // the message as `[E_CODE] reason`. Under this load the metadata of
-                        // a shed request is sometimes missing on the client side (open issue,
-                        // see the report); the message always carries the code.
-                        let code = match status_code(&s) {
-                            c if !c.is_empty() => c,
-                            _ => s
-                                .message()
-                                .strip_prefix('[')
-                                .and_then(|m| m.split(']').next())
-                                .unwrap_or("")
-                                .to_string(),
-                        };
+                        // The stable code travels in the `x-aurigraph-code` metadata.
+                        let code = status_code(&s);
                         assert!(OVERLOAD_CODES.contains(&code.as_str()), "{s:?}");
                         *g.refusals.entry(code).or_default() += batch.len();
                     }
@@ -206,72 +181,20 @@ async fn beyond_capacity_the_node_refuses_with_429_stays_bounded_and_recovers() 
     }
     let Tally { accepted, refusals } = std::mem::take(&mut *tally.lock());
 
-    // A full mempool evicts the worst tails to make room for better transactions (the
-    // anomaly slot ranks them), and an evicted transaction may be submitted again: like a
-    // real client, each sender resubmits what is neither committed nor pending, up to its
-    // highest acknowledged nonce (a pending one answers E_DUPLICATE). With the cap above
-    // nothing is evicted in practice and this loop only checks; with a cap of 100 the
-    // evictions leave nonce gaps, the pool fills with transactions behind them (none ready)
-    // and, intermittently, a sender stays stuck with its next nonce pending but not ready
-    // (an engine mempool issue, reported).
-    let mut resubmitted = 0usize;
-    let mut fee = 20u64;
-    let mut grpc = proto::transactions_client::TransactionsClient::new(ch.clone());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    for (&acct, &n) in &expected_nonce {
-        loop {
-            let (s, v) = get_json(&c, &format!("{base}/v1/accounts/{}", addr_hex(acct))).await;
-            assert_eq!(s, 200, "{v}");
-            let committed = v["nonce"].as_u64().expect("nonce");
-            let pending_to = v["next_nonce"].as_u64().expect("next nonce");
-            if committed >= n {
-                assert_eq!(
-                    committed, n,
-                    "account {acct} committed more than was acknowledged"
-                );
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "account {acct} stuck at {committed} of {n} (pending to {pending_to}; mempool {}, {} ready)",
-                node.core().pipeline.mempool().len(),
-                node.core().pipeline.mempool().ready_len()
-            );
-            if pending_to < n {
-                // At a rising fee: a pool full of transactions stuck behind the gaps that
-                // evictions left (none of them ready) is only entered by outranking them.
-                fee += 1;
-                let again: Vec<_> = (pending_to..n.min(pending_to + 48))
-                    .map(|k| bumped(acct, k, fee).encoded().to_vec())
-                    .collect();
-                let r = grpc
-                    .submit(proto::SubmitRequest {
-                        transactions: again,
-                    })
-                    .await
-                    .expect("Submit answers after the load")
-                    .into_inner();
-                for item in &r.results {
-                    assert!(
-                        item.accepted
-                            || [
-                                "E_DUPLICATE",
-                                "E_MEMPOOL_FULL",
-                                "E_NONCE_CONFLICT",
-                                "E_SENDER_LIMIT"
-                            ]
-                            .contains(&item.code.as_str()),
-                        "resubmission: {item:?}"
-                    );
-                }
-                resubmitted += r.accepted as usize;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    // Nothing acknowledged was evicted: the clients filled their own gaps and nobody
+    // resubmits anything.
+    let metrics = node.core().metrics.encode();
+    assert!(
+        !metrics.contains("aurigraph_node_dropped_transactions_total{"),
+        "an acknowledged transaction was dropped under load: {metrics}"
+    );
     let overloaded = refusals.get("E_OVERLOADED").copied().unwrap_or(0)
         + refusals.get("E_MEMPOOL_FULL").copied().unwrap_or(0);
     assert!(accepted > 0, "nothing was accepted: {refusals:?}");
+    assert!(
+        refusals.contains_key("E_MEMPOOL_FULL"),
+        "the small mempool never refused: {refusals:?}"
+    );
     assert!(
         overloaded > 0,
         "no overload refusal at all: {refusals:?} ({accepted} accepted)"
@@ -338,11 +261,8 @@ async fn beyond_capacity_the_node_refuses_with_429_stays_bounded_and_recovers() 
         .await
         .expect("readyz");
     assert_eq!(r.status().as_u16(), 200);
-    println!(
-        "overload: {accepted} accepted, refusals {refusals:?}, mempool peak {max}, \
-         {resubmitted} evicted and resubmitted"
-    );
+    println!("overload: {accepted} accepted, refusals {refusals:?}, mempool peak {max}");
 
-    drop((grpc, ch));
+    drop(ch);
     node.shutdown().await;
 }

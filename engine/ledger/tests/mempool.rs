@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Instant;
 
 use aurigraph_decision::slot::anomaly::AnomalyClass;
-use aurigraph_ledger::mempool::{Mempool, MempoolConfig, MempoolError, ReadyTx, Removal};
+use aurigraph_ledger::mempool::{Eviction, Mempool, MempoolConfig, MempoolError, ReadyTx, Removal};
 use aurigraph_ledger::tx::{
     Address, AdmittedTx, Operation, SignedTransaction, Transaction, TxHash, keypair_from_seed,
 };
@@ -312,7 +312,7 @@ fn transactions_behind_a_gap_hold_at_most_their_share_so_gap_fillers_always_find
     let mp = Mempool::new(MempoolConfig {
         max_txs: 10,
         max_gapped_percent: 50,
-        evict_by_fee: false,
+        eviction: Eviction::ByClass,
         ..MempoolConfig::default()
     })
     .unwrap();
@@ -343,7 +343,7 @@ fn transactions_behind_a_gap_hold_at_most_their_share_so_gap_fillers_always_find
     // A better class still does.
     let full = Mempool::new(MempoolConfig {
         max_txs: 1,
-        evict_by_fee: false,
+        eviction: Eviction::ByClass,
         ..MempoolConfig::default()
     })
     .unwrap();

@@ -5,7 +5,12 @@
 //! - a request body above `api.max_body_bytes`: 413 `E_BODY_TOO_LARGE` / INVALID_ARGUMENT;
 //! - more than `api.max_concurrent_requests` requests at once: refused at once, 429
 //!   `E_OVERLOADED` / RESOURCE_EXHAUSTED (load shedding, no queue that grows);
-//! - a request slower than `api.request_timeout_ms`: 503 `E_TIMEOUT` over HTTP / DEADLINE_EXCEEDED over gRPC.
+//! - a request slower than `api.request_timeout_ms`: 503 `E_TIMEOUT` over HTTP / DEADLINE_EXCEEDED
+//!   over gRPC. Submissions are the exception: the timeout layer does not cut them off (that
+//!   would not stop the admission running on its blocking thread); one that cannot start
+//!   within the timeout is refused with `E_TIMEOUT` having done nothing, and one that started
+//!   runs to its answer;
+//! - more than `api.max_subscribers` subscriptions: `E_TOO_MANY_SUBSCRIBERS`.
 
 pub mod grpc;
 pub mod rest;

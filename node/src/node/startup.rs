@@ -107,7 +107,7 @@ pub fn open_with_log(config: NodeConfig, log: Box<dyn BlockLog>) -> NodeResult<A
     let pipeline_config = PipelineConfig {
         mempool: MempoolConfig {
             max_txs: b.mempool_txs,
-            evict_by_fee: b.mempool_evict_by_fee,
+            eviction: b.mempool_eviction,
             ..MempoolConfig::default()
         },
         batcher: BatcherConfig {

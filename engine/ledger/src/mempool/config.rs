@@ -5,6 +5,21 @@ use serde::{Deserialize, Serialize};
 use crate::tx::MAX_TX_BYTES;
 use aurigraph_decision::error::EngineError;
 
+/// What a full [`Mempool`](super::Mempool) may evict for a new transaction. Whatever it
+/// evicts is reported (the node records it as dropped); what it does not evict for, it
+/// refuses with `E_MEMPOOL_FULL` (back-pressure).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Eviction {
+    /// Nothing: a full pool refuses every new transaction.
+    None,
+    /// Tails of a strictly worse priority class (normal over suspicious over anomalous).
+    ByClass,
+    /// Tails of a worse class, or of the same class with a strictly lower fee.
+    #[default]
+    ByFee,
+}
+
 /// Bounds and rules of a [`Mempool`](super::Mempool). Checked by [`MempoolConfig::validate`]
 /// when the pool is built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,12 +40,9 @@ pub struct MempoolConfig {
     /// replaces it only when its fee is at least this many percent higher (and always at
     /// least one base unit higher). Default 10. At most 1,000.
     pub replace_bump_percent: u32,
-    /// Whether a full pool evicts a transaction of the same priority class for a higher fee.
-    /// When `false`, only a transaction of a strictly better class (normal over suspicious
-    /// over anomalous) evicts; between transactions of one class a full pool refuses with
-    /// `E_MEMPOOL_FULL` (back-pressure) instead of dropping what it acknowledged. Default
-    /// `true`.
-    pub evict_by_fee: bool,
+    /// What a full pool may evict to make room (see [`Eviction`]). Default
+    /// [`Eviction::ByFee`].
+    pub eviction: Eviction,
     /// Share of `max_txs` (percent) that transactions behind a nonce gap (not executable
     /// yet) may hold; past it such a transaction is refused with `E_MEMPOOL_FULL`. The rest
     /// stays for executable transactions, so a pool full of transactions that cannot run
@@ -46,7 +58,7 @@ impl Default for MempoolConfig {
             max_per_sender: 64,
             max_nonce_ahead: 256,
             replace_bump_percent: 10,
-            evict_by_fee: true,
+            eviction: Eviction::ByFee,
             max_gapped_percent: 50,
         }
     }

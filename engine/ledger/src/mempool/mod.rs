@@ -58,10 +58,17 @@
 //!    normal, then the lowest fee, then the newest (then the highest hash). Evicting a tail
 //!    uncovers its predecessor as the sender's new tail, which competes in the same order.
 //! 4. The new transaction must *outrank* every victim: a strictly better class, or the same
-//!    class and a strictly higher fee. Among equals the transaction already held stays (no
-//!    churn). If the room cannot be made from outranked victims (or it would take more than
-//!    32), nothing is evicted and the insertion is refused with `E_MEMPOOL_FULL`: this is
-//!    the back-pressure signal, and the pool never grows past its bounds.
+//!    class and a strictly higher fee ([`Eviction::ByFee`], the default; [`Eviction::ByClass`]
+//!    only counts the class, [`Eviction::None`] evicts nothing). Among equals the
+//!    transaction already held stays (no churn). If the room cannot be made from outranked
+//!    victims (or it would take more than 32), nothing is evicted and the insertion is
+//!    refused with `E_MEMPOOL_FULL`: this is the back-pressure signal, and the pool never
+//!    grows past its bounds.
+//! 5. Transactions behind a nonce gap hold at most
+//!    [`max_gapped_percent`](MempoolConfig::max_gapped_percent) of `max_txs` (default half);
+//!    past that one more is refused with `E_MEMPOOL_FULL`, so executable transactions (those
+//!    that fill the gaps among them) always find room and a pool of transactions that cannot
+//!    run never blocks production.
 //!
 //! A replacement that is larger than the transaction it replaces may evict other senders'
 //! tails for the extra bytes under the same rules. Every insertion reports what it removed
@@ -117,7 +124,7 @@ mod pool;
 mod sender;
 mod stats;
 
-pub use config::MempoolConfig;
+pub use config::{Eviction, MempoolConfig};
 pub use error::MempoolError;
 pub use stats::{CLASSES, ClassStats, MempoolStats};
 

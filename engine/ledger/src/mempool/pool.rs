@@ -4,6 +4,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 
+use super::Eviction;
 use super::sender::{Pooled, Rank, SenderQueue};
 use super::stats::{MempoolStats, class_index};
 use super::{Inserted, MempoolConfig, MempoolError, ReadyTx, Removal, Removed};
@@ -276,10 +277,10 @@ impl Pool {
             } else {
                 uncovered.pop()?.0
             };
-            let outranked = if self.config.evict_by_fee {
-                new.outranks(&rank)
-            } else {
-                new.outranks_by_class(&rank)
+            let outranked = match self.config.eviction {
+                Eviction::None => false,
+                Eviction::ByClass => new.outranks_by_class(&rank),
+                Eviction::ByFee => new.outranks(&rank),
             };
             if !outranked {
                 return None;
