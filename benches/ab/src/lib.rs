@@ -14,7 +14,7 @@
 //!    default block settings). Its SPEC's policies ([`spec`]) are resolved in the models
 //!    and plugins folders, loaded as candidates (validated and warmed up) and promoted to
 //!    baseline, so they answer every decision; the static policy stays behind them as the
-//!    fallback.
+//!    fallback. Then the arm's [`AbConfig::extra_policies`], if any, the same way.
 //! 3. A warm-up (the first tenth of the events, at most 1,000) goes through both arms
 //!    unmeasured. The rest is split into `--rounds R` consecutive chunks. In round `i` the chunk
 //!    goes through A then B when `i` is even, B then A when it is odd; each arm keeps its
@@ -48,6 +48,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use aurigraph_decision::policy::Policy;
 use aurigraph_decision::rollout::{PolicyRef, PolicyResolver};
 use aurigraph_decision::{BackendKind, SlotKind};
 use aurigraph_ledger::tx::TxHash;
@@ -141,6 +142,31 @@ pub struct AbConfig {
     pub drain_timeout: Duration,
     /// No progress bar.
     pub quiet: bool,
+    /// Policies put on an arm's slots after its SPEC's, loaded and promoted the same way;
+    /// for policies a SPEC cannot name (a fault-injecting policy in a test). Empty by
+    /// default.
+    pub extra_policies: Vec<ExtraPolicy>,
+}
+
+/// A policy for one arm that its SPEC cannot name; it answers the slot of its
+/// [`PolicyInfo`](aurigraph_decision::policy::PolicyInfo).
+#[derive(Clone)]
+pub struct ExtraPolicy {
+    /// The arm whose node it goes on.
+    pub arm: ArmId,
+    /// The policy.
+    pub policy: Arc<dyn Policy>,
+}
+
+impl std::fmt::Debug for ExtraPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let info = self.policy.info();
+        f.debug_struct("ExtraPolicy")
+            .field("arm", &self.arm)
+            .field("slot", &info.slot)
+            .field("policy", &info.label())
+            .finish()
+    }
 }
 
 impl AbConfig {
@@ -162,6 +188,7 @@ impl AbConfig {
             warmup: None,
             drain_timeout: Duration::from_secs(30),
             quiet: false,
+            extra_policies: Vec::new(),
         }
     }
 }
@@ -346,8 +373,13 @@ fn available(core: &NodeCore, slot: SlotKind, backend: BackendKind) -> String {
     }
 }
 
-/// Puts an arm's policies on its node's slots as promoted baselines.
-fn roll_out(core: &NodeCore, spec: &ArmSpec) -> Result<BTreeMap<String, String>> {
+/// Puts an arm's policies on its node's slots as promoted baselines: the SPEC's, then
+/// `extra` (each on its own slot).
+fn roll_out(
+    core: &NodeCore,
+    spec: &ArmSpec,
+    extra: &[Arc<dyn Policy>],
+) -> Result<BTreeMap<String, String>> {
     for (slot, choice) in spec.non_static() {
         let (backend, name, version) = match choice {
             PolicyChoice::Static => continue,
@@ -382,6 +414,15 @@ fn roll_out(core: &NodeCore, spec: &ArmSpec) -> Result<BTreeMap<String, String>>
             .map_err(|e| anyhow::anyhow!("[{}] {slot}={choice}: {e}", e.code()))?;
         host.promote()
             .map_err(|e| anyhow::anyhow!("[{}] {slot}={choice}: {e}", e.code()))?;
+    }
+    for policy in extra {
+        let info = policy.info();
+        let (slot, label) = (info.slot, info.label());
+        let host = &core.hosts[&slot];
+        host.load_candidate(policy.clone())
+            .map_err(|e| anyhow::anyhow!("[{}] {slot}={label}: {e}", e.code()))?;
+        host.promote()
+            .map_err(|e| anyhow::anyhow!("[{}] {slot}={label}: {e}", e.code()))?;
     }
     Ok(core
         .hosts
@@ -431,7 +472,14 @@ impl ArmNode {
             .context("cannot create a temporary folder")?;
         let node = rt.block_on(Node::start(node_config(cfg, workload, dir.path())))?;
         let core = node.core().clone();
-        let answered_by = roll_out(&core, spec).with_context(|| format!("arm {}", id.as_str()))?;
+        let extra: Vec<Arc<dyn Policy>> = cfg
+            .extra_policies
+            .iter()
+            .filter(|e| e.arm == id)
+            .map(|e| e.policy.clone())
+            .collect();
+        let answered_by =
+            roll_out(&core, spec, &extra).with_context(|| format!("arm {}", id.as_str()))?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut rx = core.subscribe();
         let sink = seen.clone();

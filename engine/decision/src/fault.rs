@@ -20,7 +20,8 @@ pub enum Fault {
     None,
     /// Returns [`PolicyError::Failed`].
     Error,
-    /// Sleeps for the given time, then answers correctly (too late).
+    /// Sleeps for the given time, then answers as the wrapped policy: too late when the
+    /// time passes the deadline, a slow but valid answer when it does not.
     Sleep(Duration),
     /// Panics.
     Panic,
