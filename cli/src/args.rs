@@ -37,8 +37,9 @@ pub enum Command {
     /// Build, sign and submit transactions to a running node, and look them up.
     #[command(subcommand)]
     Tx(TxCommand),
-    /// Drive load against a running node: signed transfers from the development accounts
-    /// at a set rate, with a closing report.
+    /// Drive load against a running node: signed transfers from funded senders at a set
+    /// rate for a set time, and a report of what was offered, acknowledged and committed
+    /// (counted in the node's blocks).
     Load(LoadArgs),
     /// The model contract: slot schemas, and the offline check of a model folder.
     #[command(subcommand)]
@@ -342,34 +343,99 @@ pub enum TxCommand {
     },
 }
 
+/// How `aurigraph load` reaches the node: both are served on the node's one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadTransport {
+    /// gRPC (`aurigraph.v1`, HTTP/2, raw transaction bytes).
+    Grpc,
+    /// The JSON mirror (`POST /v1/transactions`, HTTP/1.1, hex).
+    Rest,
+}
+
 /// Arguments of `aurigraph load`.
 #[derive(Debug, Args)]
+#[command(after_long_help = LOAD_HELP)]
 pub struct LoadArgs {
-    /// Transactions per second to offer.
+    /// Transactions per second to offer, all connections together.
     #[arg(long, default_value_t = 2_000)]
     pub rate: u64,
-    /// How long, e.g. 30s, 2m, 500ms.
+    /// How long to send, e.g. 30s, 2m, 500ms: a hard bound. Sending stops at this deadline
+    /// whatever rate was reached (the requests then in flight are still answered); the
+    /// drain follows.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: std::time::Duration,
-    /// Development accounts that send (the node's genesis must fund them).
-    #[arg(long, default_value_t = 32)]
+    /// Sending accounts: keys derived from their index (public, like the development
+    /// keys), funded from the development accounts by multi-transfers in a setup phase when
+    /// their balance is low. At most senders x 64 transactions are in flight (the node's
+    /// mempool holds at most 64 pending per sender): 65,536 with the default.
+    #[arg(long, default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub senders: u32,
-    /// Transactions per request.
-    #[arg(long, default_value_t = 200)]
+    /// Development accounts the node's genesis funds (`genesis.dev_accounts`), which fund
+    /// the senders.
+    #[arg(long, default_value_t = 64)]
+    pub dev_accounts: u32,
+    /// Concurrent connections, one sending thread each (each owns a share of the senders).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub connections: u32,
+    /// Most transactions per request (the node takes up to `api.max_txs_per_request`,
+    /// 5,000 by default). Below full rate a request carries what is due every 20 ms.
+    #[arg(long, default_value_t = 1_000)]
     pub batch: usize,
-    /// Chain id.
-    #[arg(long, default_value_t = 1)]
-    pub chain_id: u32,
+    /// `grpc` or `rest`.
+    #[arg(long, value_enum, default_value = "grpc")]
+    pub transport: LoadTransport,
+    /// Most transactions signed (in parallel, on every core) before the clock starts; any
+    /// more are signed while sending.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub presign: u64,
+    /// The drain ends when no new block carried one of the run's transactions for this long
+    /// (measured after walking the blocks), if not all acknowledged ones committed before.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub drain_quiet: std::time::Duration,
+    /// Longest drain.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: std::time::Duration,
+    /// Longest wait for one answer of the node.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub request_timeout: std::time::Duration,
+    /// Chain id (default: the node's, from its head).
+    #[arg(long)]
+    pub chain_id: Option<u32>,
     /// Seed of the recipients and amounts.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// No progress bar.
+    /// Print the report as JSON (on stdout; setup notes and the progress bar go to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Write the hashes of the acknowledged transactions to FILE, one per line (hex), to
+    /// check the committed count against the node's blocks.
+    #[arg(long, value_name = "FILE")]
+    pub hashes: Option<std::path::PathBuf>,
+    /// No progress bar and no setup notes.
     #[arg(long)]
     pub quiet: bool,
     #[allow(missing_docs)] // flattened: the flags are documented on `NodeArgs`
     #[command(flatten)]
     pub node: NodeArgs,
 }
+
+const LOAD_HELP: &str = "\
+Phases: setup (connect; derive the senders; fund the poor ones from the development accounts and
+wait for those transfers to commit; pre-sign), sending (--duration, paced at --rate over
+--connections, each request carrying up to --batch transactions), drain (until every
+acknowledged transaction is in a block, or --drain-quiet passes without a block carrying one
+of them, or --drain-timeout).
+
+In flight: a sender has at most 64 transactions sent and not yet seen in a block (the node's
+mempool refuses a 65th with E_SENDER_LIMIT), so at most --senders x 64 are in flight; the
+report says how long every sender of a connection was at that bound. The node's mempool
+(block.mempool_txs, 100,000 by default) bounds it too.
+
+The report: offered (transactions sent, resubmissions of refused ones included), acknowledged
+(answered accepted), refused (by code), committed (acknowledged hashes found in the blocks
+after the head at start, up to the final head), each with its rate over the time it really
+took: sending time for offered and acknowledged, start to the last block carrying one of
+them for committed.";
 
 /// Parses `500ms`, `30s`, `2m` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

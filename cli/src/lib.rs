@@ -14,7 +14,8 @@
 //! | `aurigraph bench ab` | [`bench`](mod@bench) (the harness is `aurigraph_ab`) |
 //! | `aurigraph telemetry export` | [`telemetry`] (the work is [`export`]'s) |
 //!
-//! The client verbs reach a running node over its REST API through [`client`]. This crate
+//! The client verbs reach a running node over its REST API through [`client`] (`load` also
+//! over gRPC, its default transport, with the node library's generated client). This crate
 //! holds what only the command line needs (clap, indicatif, comfy-table, reqwest, parquet),
 //! so the node library stays free of them.
 

@@ -13,6 +13,7 @@ mod common;
 mod architecture;
 mod crash;
 mod errors;
+mod load;
 mod models_schema;
 mod models_validate;
 mod telemetry;

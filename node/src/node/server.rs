@@ -85,6 +85,13 @@ impl Node {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = crate::api::router(core.clone());
         let server = tokio::spawn(async move {
+            // No Nagle delay: small gRPC answers otherwise wait for the client's delayed ACK
+            // (about 40 ms each).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+            });
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = rx.await;
             });
