@@ -588,6 +588,10 @@ fn metrics_are_exposed_per_slot_and_arm() {
 
 #[test]
 fn ten_thousand_swaps_race_with_decisions_and_none_is_lost_or_doubled() {
+    // Four busy threads on two cores: not while another test measures deadlines.
+    let _cores = crate::conformance::CORES
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let slot = SlotKind::BatchSize;
     // Timing is not the subject here: a generous deadline keeps an oversubscribed machine
     // (three deciders and a swapper on two cores) from turning preemption into timeouts.

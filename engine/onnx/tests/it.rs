@@ -3,6 +3,7 @@
 //! and graph builders they share. The memory test (`onnx_memory.rs`) is a binary of its
 //! own: it measures the resident memory of the whole process.
 
+mod failing_candidate;
 mod onnx;
 mod onnx_memory_cap;
 mod onnx_registry;
