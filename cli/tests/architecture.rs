@@ -72,7 +72,10 @@ fn engine_crates_depend_only_inward() {
             "aurigraph-storage",
             &["aurigraph-decision", "aurigraph-ledger"][..],
         ),
-        ("aurigraph-consensus", &["aurigraph-ledger"][..]),
+        (
+            "aurigraph-consensus",
+            &["aurigraph-ledger", "aurigraph-storage"][..],
+        ),
     ] {
         let deps = workspace_deps(&all, krate);
         let may: BTreeSet<String> = may.iter().map(|s| s.to_string()).collect();

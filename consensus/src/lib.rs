@@ -1,24 +1,33 @@
 //! # aurigraph-consensus: where a proposed block goes before it executes
 //!
-//! What runs today is [`block_log`]: the [`BlockLog`] trait the node's block producer hands
-//! every proposed block to, and [`SingleNodeLog`], the log of a single node, which lets
-//! every block execute at once. Its errors are typed ([`BlockLogError`], each with a stable
-//! code).
+//! Two things live here.
 //!
-//! The other modules are seams, named for what the replicated log needs and empty today:
+//! **The block log the node runs today**, [`block_log`]: the [`BlockLog`] trait the node's
+//! block producer hands every proposed block to, and [`SingleNodeLog`], the log of a single
+//! node, which lets every block execute at once (errors typed, [`BlockLogError`]).
 //!
-//! - [`types`]: the Raft type configuration (node ids, the log entry, the response).
-//! - [`log_store`]: the Raft log and vote in the node's RocksDB.
-//! - [`state_machine`]: applying committed entries with the ledger's executor.
-//! - [`network`]: the Raft RPCs between nodes.
-//! - [`leadership`]: leader hand-over and election timing.
+//! **The replicated log, on openraft** (pinned `=0.10.0-alpha.37`), tested as a cluster of
+//! replicas in one process (`tests/cluster.rs`) and not yet wired into the node:
 //!
-//! The log entry is the block: its transactions in block order. Replaying it needs the
-//! ledger's executor (`aurigraph-ledger`) and nothing of the decision backends, which is
-//! why this crate depends on the ledger alone.
+//! - [`types`]: the Raft type configuration. The log entry is the block as the leader
+//!   proposed it ([`types::BlockEntry`]: height, parent, the leader's timestamp and state root,
+//!   the transactions in block order); replaying it needs the ledger's executor and nothing of
+//!   the decision backends.
+//! - [`log_store`]: the Raft log, vote and committed id in the `raft_log` and `raft_meta`
+//!   families of the node's RocksDB; one synced `WriteBatch` per append, acknowledged to
+//!   openraft after the sync.
+//! - [`state_machine`]: openraft's state machine over a [`state_machine::BlockApplier`], which
+//!   must reach the root in the entry (`E_ROOT_MISMATCH` otherwise: the replica's apply stops);
+//!   snapshots are the applier's full state.
+//! - [`ledger_applier`]: a [`state_machine::BlockApplier`] over an in-memory state and the
+//!   ledger's executor (the cluster tests' replicas; the node's own applier is a seam).
+//! - [`network`]: the Raft RPCs over tonic (`aurigraph.raft.v1.Raft`), postcard payloads,
+//!   snapshots streamed in chunks, every call authenticated by the cluster secret.
+//! - [`leadership`]: seam for leader hand-over and election timing.
 
 pub mod block_log;
 pub mod leadership;
+pub mod ledger_applier;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;

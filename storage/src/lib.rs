@@ -15,10 +15,16 @@
 //! | `rollout` | slot name | the slot's rollout record (JSON) |
 //! | `telemetry` | `0x01` ++ height (u64 BE) | the block's outcome and its batch decisions (JSON, the node's `telemetry::BlockRecord`) |
 //! | `telemetry` | `0x02` ++ height (u64 BE) ++ sequence (u32 BE) | one sampled decision (JSON, the node's `telemetry::DecisionRecord`), written with the block at `height` (decisions taken since the previous block) or, between blocks, under the head's height |
+//! | `raft_log` | log index (u64 BE) | a Raft log entry (postcard), written by the consensus crate's `log_store` |
+//! | `raft_meta` | `vote`, `committed`, `last_purged` | the Raft vote, the last committed log id, the last purged log id (postcard) |
 //!
 //! Telemetry keys start with a kind byte, so one family holds both kinds in height order and
 //! the retention bound is a range delete in the block's batch (see the node's `telemetry` module).
 //! Keys of the first layout (a bare height, first byte `0x00`) are ignored by the export.
+//!
+//! The two `raft_*` families belong to the consensus crate, which reaches them through
+//! [`Storage::db`] and the names [`CF_RAFT_LOG`] and [`CF_RAFT_META`]; nothing else here reads or
+//! writes them. Its writes are always synced, whatever the `sync` setting below.
 //!
 //! **Atomicity.** A block commits in one `WriteBatch`: the block, its index and receipts, the
 //! state writes, the new head, its telemetry and the removal of its transactions from the
@@ -65,7 +71,11 @@ const CF_MEMPOOL: &str = "mempool";
 const CF_ROLLOUT: &str = "rollout";
 const CF_TELEMETRY: &str = "telemetry";
 const CF_DROPPED: &str = "dropped";
-const FAMILIES: [&str; 8] = [
+/// Column family of the Raft log: log index (u64 big-endian) to entry.
+pub const CF_RAFT_LOG: &str = "raft_log";
+/// Column family of the Raft metadata: the vote, the committed and the last purged log ids.
+pub const CF_RAFT_META: &str = "raft_meta";
+const FAMILIES: [&str; 10] = [
     CF_STATE,
     CF_BLOCKS,
     CF_TX_INDEX,
@@ -74,6 +84,8 @@ const FAMILIES: [&str; 8] = [
     CF_ROLLOUT,
     CF_TELEMETRY,
     CF_DROPPED,
+    CF_RAFT_LOG,
+    CF_RAFT_META,
 ];
 
 const KEY_HEAD: &[u8] = b"head";
@@ -327,6 +339,13 @@ impl Storage {
     /// The folder of the database.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The RocksDB handle, for the consensus crate's Raft log store, which owns the families
+    /// [`CF_RAFT_LOG`] and [`CF_RAFT_META`]. The other families are written through the
+    /// methods of [`Storage`] only.
+    pub fn db(&self) -> &DB {
+        &self.db
     }
 
     fn cf(&self, name: &str) -> StorageResult<&rocksdb::ColumnFamily> {
@@ -685,9 +704,15 @@ impl Storage {
 
     /// Opens the database of a (possibly running) node read-only, for exports: it sees
     /// what was flushed or logged when it opened, and never writes.
+    /// The `raft_*` families are opened only where they exist: a database that no node of this
+    /// version has opened for writing has none.
     pub fn open_read_only(dir: &Path) -> StorageResult<Self> {
         let opts = Options::default();
-        let db = DB::open_cf_for_read_only(&opts, dir, FAMILIES, false)?;
+        let existing = DB::list_cf(&opts, dir)?;
+        let families = FAMILIES.iter().filter(|name| {
+            ![CF_RAFT_LOG, CF_RAFT_META].contains(*name) || existing.iter().any(|e| e == *name)
+        });
+        let db = DB::open_cf_for_read_only(&opts, dir, families, false)?;
         Ok(Self {
             db,
             path: dir.to_path_buf(),

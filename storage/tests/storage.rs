@@ -155,3 +155,38 @@ fn a_layout_1_database_is_upgraded_keeping_its_pending_submissions() {
     let storage = Storage::open(dir.path(), true).unwrap();
     assert_eq!(storage.pending().unwrap().len(), 1);
 }
+
+#[test]
+fn a_database_without_the_raft_families_opens_read_only_and_gains_them_read_write() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    {
+        // Drop the `raft_*` families, as a database written before they existed lacks them.
+        let opts = rocksdb::Options::default();
+        let names = rocksdb::DB::list_cf(&opts, dir.path()).unwrap();
+        let mut db = rocksdb::DB::open_cf(&opts, dir.path(), &names).unwrap();
+        for name in [
+            aurigraph_storage::CF_RAFT_LOG,
+            aurigraph_storage::CF_RAFT_META,
+        ] {
+            db.drop_cf(name).unwrap();
+        }
+    }
+    let storage = Storage::open_read_only(dir.path()).unwrap();
+    assert_eq!(storage.head().unwrap().map(|h| h.height), Some(0));
+    assert!(
+        storage
+            .db()
+            .cf_handle(aurigraph_storage::CF_RAFT_LOG)
+            .is_none()
+    );
+    drop(storage);
+
+    let storage = Storage::open(dir.path(), true).unwrap();
+    for name in [
+        aurigraph_storage::CF_RAFT_LOG,
+        aurigraph_storage::CF_RAFT_META,
+    ] {
+        assert!(storage.db().cf_handle(name).is_some(), "{name}");
+    }
+}

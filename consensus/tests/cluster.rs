@@ -1,0 +1,248 @@
+//! Three replicas in one process, each with the real parts: openraft, its log in a RocksDB
+//! (`RaftLogStore`), a `LedgerApplier` executing blocks with the ledger's executor, and the
+//! tonic network on 127.0.0.1 with a cluster secret. Blocks proposed by the leader commit and
+//! reach the same state root on every replica; when the leader stops, the two left elect a
+//! new one and go on; a replica holding another secret never receives the log.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurigraph_consensus::ledger_applier::LedgerApplier;
+use aurigraph_consensus::log_store::RaftLogStore;
+use aurigraph_consensus::network::{RaftNetwork, RaftService};
+use aurigraph_consensus::state_machine::BlockStateMachine;
+use aurigraph_consensus::types::{NodeId, NodeInfo, TypeConfig};
+use aurigraph_ledger::executor::ExecutorConfig;
+use aurigraph_ledger::state::Genesis;
+use aurigraph_ledger::tx::{Address, Operation, Transaction, keypair_from_seed};
+use aurigraph_storage::Storage;
+use ed25519_consensus::SigningKey;
+use openraft::async_runtime::WatchReceiver;
+
+const CHAIN: u32 = 7;
+const SECRET: &str = "cluster-secret-for-the-tests-0123";
+
+type Raft = openraft::Raft<TypeConfig, BlockStateMachine<Arc<LedgerApplier>>>;
+
+struct Replica {
+    id: NodeId,
+    raft: Raft,
+    applier: Arc<LedgerApplier>,
+    addr: String,
+    server: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+fn accounts() -> Vec<(SigningKey, Address)> {
+    (1..=4u8).map(|s| keypair_from_seed([s; 32])).collect()
+}
+
+fn genesis() -> Genesis {
+    Genesis {
+        chain_id: CHAIN,
+        allocations: accounts().iter().map(|(_, a)| (*a, 1_000_000)).collect(),
+    }
+}
+
+/// Transfers of 1 from every account to the next, at `nonce`.
+fn transfers(nonce: u64) -> Vec<Vec<u8>> {
+    let accts = accounts();
+    (0..accts.len())
+        .map(|i| {
+            let (key, sender) = &accts[i];
+            Transaction {
+                chain_id: CHAIN,
+                sender: *sender,
+                nonce,
+                fee: 1,
+                op: Operation::Transfer {
+                    to: accts[(i + 1) % accts.len()].1,
+                    amount: 1,
+                },
+            }
+            .sign(key)
+            .encoded()
+            .to_vec()
+        })
+        .collect()
+}
+
+fn raft_config() -> Arc<openraft::Config> {
+    let c = openraft::Config {
+        cluster_name: "aurigraph-test".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 500,
+        election_timeout_max: 1_000,
+        ..Default::default()
+    };
+    Arc::new(c.validate().expect("a valid Raft config"))
+}
+
+async fn replica(id: NodeId, secret: &str) -> Replica {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = Arc::new(Storage::open(dir.path(), true).expect("RocksDB opens"));
+    let log = RaftLogStore::new(storage).expect("the log store opens");
+    let applier =
+        Arc::new(LedgerApplier::new(&genesis(), 4, ExecutorConfig::default()).expect("applier"));
+    let sm = BlockStateMachine::new(applier.clone()).expect("state machine");
+    let raft = Raft::new(
+        id,
+        raft_config(),
+        RaftNetwork::new(SECRET.to_string()),
+        log,
+        sm,
+    )
+    .await
+    .expect("Raft starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let addr = listener.local_addr().expect("address").to_string();
+    let app = RaftService::new(raft.clone(), secret.to_string()).into_router();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Replica {
+        id,
+        raft,
+        applier,
+        addr,
+        server,
+        _dir: dir,
+    }
+}
+
+async fn leader_of(replicas: &[&Replica], not: Option<NodeId>) -> NodeId {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        for r in replicas {
+            let m = r.raft.metrics().borrow_watched().clone();
+            if let Some(l) = m.current_leader
+                && Some(l) != not
+                && replicas.iter().any(|x| x.id == l)
+                && m.current_leader == Some(r.id)
+            {
+                return l;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leader elected within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Proposes the next block on `leader` and waits until every replica in `all` applied it;
+/// returns the root.
+async fn commit_next(leader: &Replica, all: &[&Replica], nonce: u64) -> [u8; 32] {
+    let height = leader.applier.height() + 1;
+    // The applier does not check the parent hash; the node's producer will chain it.
+    let entry = leader
+        .applier
+        .propose(
+            height,
+            [0; 32],
+            1_700_000_000_000 + height,
+            transfers(nonce),
+        )
+        .expect("the leader executes its proposal");
+    let root = entry.state_root;
+    let resp = leader
+        .raft
+        .client_write(entry)
+        .await
+        .expect("the block commits");
+    assert_eq!(resp.data.height, height);
+    assert_eq!(resp.data.state_root, root, "the leader's own apply");
+    for r in all {
+        r.raft
+            .wait(Some(Duration::from_secs(10)))
+            .applied_index_at_least(Some(resp.log_id.index), "the block applied")
+            .await
+            .expect("every replica applies the block");
+        assert_eq!(r.applier.height(), height, "replica {}", r.id);
+        assert_eq!(r.applier.root().0, root, "replica {}: the same root", r.id);
+    }
+    root
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_agree_on_every_block_and_survive_losing_the_leader() {
+    let mut replicas = Vec::new();
+    for id in 1..=3 {
+        replicas.push(replica(id, SECRET).await);
+    }
+    let members: BTreeMap<NodeId, NodeInfo> = replicas
+        .iter()
+        .map(|r| {
+            (
+                r.id,
+                NodeInfo {
+                    addr: r.addr.clone(),
+                },
+            )
+        })
+        .collect();
+    replicas[0]
+        .raft
+        .initialize(members)
+        .await
+        .expect("the cluster initializes");
+    let all: Vec<&Replica> = replicas.iter().collect();
+    let first = leader_of(&all, None).await;
+    let leader = all.iter().find(|r| r.id == first).expect("leader");
+    let mut roots = Vec::new();
+    for nonce in 0..3 {
+        roots.push(commit_next(leader, &all, nonce).await);
+    }
+    assert_eq!(leader.applier.height(), 3);
+    let mut unique = roots.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), 3, "each block moved the state");
+
+    // A replica with another secret is added as a learner: the leader's appends are refused,
+    // it never applies a block, and the cluster keeps committing.
+    let outsider = replica(9, "not-this-clusters-secret").await;
+    leader
+        .raft
+        .add_learner(
+            9,
+            NodeInfo {
+                addr: outsider.addr.clone(),
+            },
+            false,
+        )
+        .await
+        .expect("the learner is added to the membership");
+    commit_next(leader, &all, 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        outsider.applier.height(),
+        0,
+        "a replica without the secret receives nothing"
+    );
+    outsider.server.abort();
+    let _ = outsider.raft.shutdown().await;
+
+    // The leader stops; the two left elect a new one and go on from the same state.
+    let old = replicas
+        .iter()
+        .position(|r| r.id == first)
+        .expect("position");
+    let stopped = replicas.remove(old);
+    stopped.server.abort();
+    stopped.raft.shutdown().await.expect("the old leader stops");
+    let left: Vec<&Replica> = replicas.iter().collect();
+    let second = leader_of(&left, Some(first)).await;
+    assert_ne!(second, first);
+    let new_leader = left.iter().find(|r| r.id == second).expect("leader");
+    assert_eq!(new_leader.applier.height(), 4, "nothing committed was lost");
+    commit_next(new_leader, &left, 4).await;
+    assert_eq!(left[0].applier.root(), left[1].applier.root());
+    for r in replicas {
+        r.server.abort();
+        let _ = r.raft.shutdown().await;
+    }
+}

@@ -1,0 +1,7 @@
+//! The consensus crate's integration tests, one test binary (`cargo test --workspace --test
+//! consensus`): each module is one area, in its own file.
+
+mod cluster;
+mod log_store;
+mod network;
+mod state_machine;
