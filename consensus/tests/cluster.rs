@@ -2,7 +2,9 @@
 //! (`RaftLogStore`), a `LedgerApplier` executing blocks with the ledger's executor, and the
 //! tonic network on 127.0.0.1 with a cluster secret. Blocks proposed by the leader commit and
 //! reach the same state root on every replica; when the leader stops, the two left elect a
-//! new one and go on; a replica holding another secret never receives the log.
+//! new one and go on; a replica holding another secret never receives the log; a learner added
+//! after the log was purged catches up by a snapshot streamed over the network; a block whose
+//! root is not the one its transactions reach stops every replica's apply, state unchanged.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -68,18 +70,21 @@ fn transfers(nonce: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn raft_config() -> Arc<openraft::Config> {
-    let c = openraft::Config {
+fn raft_config() -> openraft::Config {
+    openraft::Config {
         cluster_name: "aurigraph-test".into(),
         heartbeat_interval: 100,
         election_timeout_min: 500,
         election_timeout_max: 1_000,
         ..Default::default()
-    };
-    Arc::new(c.validate().expect("a valid Raft config"))
+    }
 }
 
 async fn replica(id: NodeId, secret: &str) -> Replica {
+    replica_with(id, secret, raft_config()).await
+}
+
+async fn replica_with(id: NodeId, secret: &str, config: openraft::Config) -> Replica {
     let dir = tempfile::tempdir().expect("tempdir");
     let storage = Arc::new(Storage::open(dir.path(), true).expect("RocksDB opens"));
     let log = RaftLogStore::new(storage).expect("the log store opens");
@@ -88,7 +93,7 @@ async fn replica(id: NodeId, secret: &str) -> Replica {
     let sm = BlockStateMachine::new(applier.clone()).expect("state machine");
     let raft = Raft::new(
         id,
-        raft_config(),
+        Arc::new(config.validate().expect("a valid Raft config")),
         RaftNetwork::new(SECRET.to_string()),
         log,
         sm,
@@ -168,11 +173,11 @@ async fn commit_next(leader: &Replica, all: &[&Replica], nonce: u64) -> [u8; 32]
     root
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_replicas_agree_on_every_block_and_survive_losing_the_leader() {
+/// Starts replicas 1..=3 with `config` and initializes the cluster from the first.
+async fn three(config: openraft::Config) -> Vec<Replica> {
     let mut replicas = Vec::new();
     for id in 1..=3 {
-        replicas.push(replica(id, SECRET).await);
+        replicas.push(replica_with(id, SECRET, config.clone()).await);
     }
     let members: BTreeMap<NodeId, NodeInfo> = replicas
         .iter()
@@ -190,6 +195,19 @@ async fn three_replicas_agree_on_every_block_and_survive_losing_the_leader() {
         .initialize(members)
         .await
         .expect("the cluster initializes");
+    replicas
+}
+
+async fn stop(replicas: Vec<Replica>) {
+    for r in replicas {
+        r.server.abort();
+        let _ = r.raft.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_agree_on_every_block_and_survive_losing_the_leader() {
+    let mut replicas = three(raft_config()).await;
     let all: Vec<&Replica> = replicas.iter().collect();
     let first = leader_of(&all, None).await;
     let leader = all.iter().find(|r| r.id == first).expect("leader");
@@ -241,8 +259,135 @@ async fn three_replicas_agree_on_every_block_and_survive_losing_the_leader() {
     assert_eq!(new_leader.applier.height(), 4, "nothing committed was lost");
     commit_next(new_leader, &left, 4).await;
     assert_eq!(left[0].applier.root(), left[1].applier.root());
-    for r in replicas {
-        r.server.abort();
-        let _ = r.raft.shutdown().await;
+    stop(replicas).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_learner_added_after_the_log_was_purged_catches_up_by_snapshot() {
+    let config = openraft::Config {
+        max_in_snapshot_log_to_keep: 0,
+        ..raft_config()
+    };
+    let replicas = three(config.clone()).await;
+    let all: Vec<&Replica> = replicas.iter().collect();
+    let id = leader_of(&all, None).await;
+    let leader = all.iter().find(|r| r.id == id).expect("leader");
+    for nonce in 0..5 {
+        commit_next(leader, &all, nonce).await;
     }
+    // Every replica snapshots its state and purges its log up to it.
+    for r in &all {
+        let applied = r
+            .raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .expect("applied");
+        r.raft.trigger().snapshot().await.expect("snapshot");
+        r.raft
+            .wait(Some(Duration::from_secs(10)))
+            .snapshot(applied, "the snapshot")
+            .await
+            .expect("the snapshot is built");
+        r.raft
+            .trigger()
+            .purge_log(applied.index)
+            .await
+            .expect("purge");
+        r.raft
+            .wait(Some(Duration::from_secs(10)))
+            .purged(Some(applied), "the purge")
+            .await
+            .expect("the log is purged");
+    }
+    // A new learner cannot be sent the purged entries: it gets the snapshot.
+    let learner = replica_with(4, SECRET, config).await;
+    leader
+        .raft
+        .add_learner(
+            4,
+            NodeInfo {
+                addr: learner.addr.clone(),
+            },
+            true,
+        )
+        .await
+        .expect("the learner is added");
+    let applied = leader.raft.metrics().borrow_watched().last_applied;
+    learner
+        .raft
+        .wait(Some(Duration::from_secs(15)))
+        .applied_index_at_least(applied.map(|l| l.index), "the learner catches up")
+        .await
+        .expect("the learner catches up");
+    assert_eq!(learner.applier.height(), 5);
+    assert_eq!(learner.applier.root(), leader.applier.root());
+    let m = learner.raft.metrics().borrow_watched().clone();
+    assert!(m.snapshot.is_some(), "it installed a snapshot: {m:?}");
+    // And it follows the log from there.
+    let mut with_learner = all.clone();
+    with_learner.push(&learner);
+    commit_next(leader, &with_learner, 5).await;
+    stop(replicas).await;
+    stop(vec![learner]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_block_whose_root_does_not_match_stops_every_replicas_apply_with_its_code() {
+    let replicas = three(raft_config()).await;
+    let all: Vec<&Replica> = replicas.iter().collect();
+    let id = leader_of(&all, None).await;
+    let leader = all.iter().find(|r| r.id == id).expect("leader");
+    let good = commit_next(leader, &all, 0).await;
+    let mut entry = leader
+        .applier
+        .propose(2, [0; 32], 1_700_000_000_002, transfers(1))
+        .expect("proposal");
+    entry.state_root = [9; 32];
+    let err = leader
+        .raft
+        .client_write(entry)
+        .await
+        .expect_err("a block with a wrong root does not apply");
+    let text = err.to_string();
+    assert!(text.contains("E_ROOT_MISMATCH"), "{text}");
+    // The leader applied it first and stopped. The entry is in the others' logs: the next
+    // leader commits it and stops the same way. A replica left without a quorum never learns
+    // it committed and applies nothing more. No replica applies the block.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let stopped: Vec<String> = all
+            .iter()
+            .filter_map(|r| {
+                r.raft
+                    .metrics()
+                    .borrow_watched()
+                    .running_state
+                    .clone()
+                    .err()
+            })
+            .map(|fatal| fatal.to_string())
+            .collect();
+        for f in &stopped {
+            assert!(f.contains("E_ROOT_MISMATCH"), "{f}");
+        }
+        if stopped.len() >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a majority did not stop: {stopped:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for r in &all {
+        assert_eq!(r.applier.height(), 1, "replica {}: nothing applied", r.id);
+        assert_eq!(
+            r.applier.root().0,
+            good,
+            "replica {}: state unchanged",
+            r.id
+        );
+    }
+    stop(replicas).await;
 }
