@@ -191,6 +191,9 @@ pub struct ApiConfig {
     /// Subscriptions (WebSocket and gRPC streams together) open at once; more are refused
     /// with `E_TOO_MANY_SUBSCRIBERS` (429 / RESOURCE_EXHAUSTED).
     pub max_subscribers: usize,
+    /// Events a subscriber may fall behind by (blocks, and drop announcements) before it is
+    /// disconnected with `E_LAGGED`.
+    pub subscription_buffer: usize,
 }
 
 impl Default for ApiConfig {
@@ -202,6 +205,7 @@ impl Default for ApiConfig {
             max_inflight_txs: 20_000,
             max_txs_per_request: 5_000,
             max_subscribers: 256,
+            subscription_buffer: 1_024,
         }
     }
 }
@@ -399,6 +403,7 @@ impl NodeConfig {
             || a.max_inflight_txs == 0
             || a.max_txs_per_request == 0
             || a.max_subscribers == 0
+            || a.subscription_buffer == 0
         {
             return Err(ConfigError(
                 "api limits must be positive (max_body_bytes at least 1024)".into(),

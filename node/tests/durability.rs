@@ -516,3 +516,58 @@ async fn a_submission_past_its_deadline_is_refused_having_done_nothing() {
     drop(core);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_falls_behind_its_buffer_is_disconnected_with_e_lagged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.api.subscription_buffer = 4;
+    // One transaction per block: 60 transactions are 60 block events.
+    cfg.block.min_txs = 1;
+    cfg.block.max_txs = 1;
+    cfg.block.interval_ms = 5;
+    cfg.storage.sync = false;
+    let node = start(cfg).await;
+    // A client whose HTTP/2 windows are 1 KiB: once a few events are unread the node cannot
+    // send more, and the subscription's buffer of 4 fills behind them.
+    let ch = tonic::transport::Channel::from_shared(base(&node))
+        .expect("uri")
+        .initial_stream_window_size(Some(1024))
+        .initial_connection_window_size(Some(1024))
+        .connect()
+        .await
+        .expect("gRPC connects");
+    let mut stream = proto::subscriptions_client::SubscriptionsClient::new(ch)
+        .subscribe(proto::SubscribeRequest {
+            blocks: true,
+            transactions: false,
+        })
+        .await
+        .expect("Subscribe answers")
+        .into_inner();
+    let (c, b) = (http(), base(&node));
+    let txs: Vec<String> = (0..60).map(|n| hex_of(&transfer(0, n, 1, 1))).collect();
+    let (s, v) = post_json(&c, &format!("{b}/v1/transactions"), &json!(txs), None).await;
+    assert_eq!((s, v["accepted"].as_u64()), (200, Some(60)), "{v}");
+    poll_until(Duration::from_secs(15), "60 blocks", || async {
+        (node.core().head().height >= 60).then_some(())
+    })
+    .await;
+    // Reading now: what was sent before the window closed, then the disconnection.
+    let mut received = 0;
+    let status = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.message()).await {
+            Ok(Ok(Some(_))) => received += 1,
+            Ok(Ok(None)) => panic!("the stream ended without an error after {received} events"),
+            Ok(Err(status)) => break status,
+            Err(_) => panic!("no disconnection within 10 s ({received} events)"),
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::DataLoss, "{status:?}");
+    assert_eq!(status_code(&status), "E_LAGGED");
+    assert!(
+        received < 60,
+        "{received} events arrived: it did not fall behind"
+    );
+    node.shutdown().await;
+}

@@ -125,8 +125,8 @@ pub fn open_with_log(config: NodeConfig, log: Box<dyn BlockLog>) -> NodeResult<A
         head.height,
     )?);
     let admin_token = admin_token(&config)?;
-    let (events, _) = broadcast::channel(1024);
-    let (drops, _) = broadcast::channel(1024);
+    let (events, _) = broadcast::channel(config.api.subscription_buffer);
+    let (drops, _) = broadcast::channel(config.api.subscription_buffer);
     let subscribers = Arc::new(tokio::sync::Semaphore::new(config.api.max_subscribers));
     let pruned = storage.prune_dropped(
         head.height
