@@ -148,6 +148,10 @@ pub struct BlockConfig {
     /// `anomaly` slot makes room for honest traffic) or `"by_fee"` (also for a higher fee in
     /// the same class). Otherwise a full mempool refuses with `E_MEMPOOL_FULL`.
     pub mempool_eviction: aurigraph_ledger::mempool::Eviction,
+    /// A transaction behind a nonce gap (an earlier nonce of its sender is missing) is dropped
+    /// with `E_DROPPED_EXPIRED` once it was admitted more than this many milliseconds ago;
+    /// checked once per production round. 0: never.
+    pub mempool_gapped_ttl_ms: u64,
     /// How many blocks a dropped transaction's record is kept (pruned on start).
     pub dropped_retention_blocks: u64,
     /// Consecutive failures of one block (append, execution, storage) retried, with
@@ -166,6 +170,7 @@ impl Default for BlockConfig {
             executor_threads: 0,
             mempool_txs: 100_000,
             mempool_eviction: aurigraph_ledger::mempool::Eviction::ByClass,
+            mempool_gapped_ttl_ms: 600_000,
             dropped_retention_blocks: 100_000,
             retry_limit: 20,
             retry_backoff_max_ms: 5_000,

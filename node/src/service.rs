@@ -293,8 +293,9 @@ impl Drop for SubscriberPermit {
     }
 }
 
-/// The dropped event of a transaction an insertion removed (evicted, replaced or stale).
-fn dropped_event(r: &Removed, height: u64) -> Option<DroppedEvent> {
+/// The dropped event of a transaction that left the mempool uncommitted (evicted, replaced,
+/// stale or expired); `None` for one removed as committed or skipped (it is in a block).
+pub(crate) fn dropped_event(r: &Removed, height: u64) -> Option<DroppedEvent> {
     let (code, reason) = match r.reason {
         Removal::Evicted => (
             "E_DROPPED_EVICTED",
@@ -312,6 +313,13 @@ fn dropped_event(r: &Removed, height: u64) -> Option<DroppedEvent> {
             "E_DROPPED_STALE",
             format!(
                 "nonce {} of its sender was used by another committed transaction",
+                r.nonce
+            ),
+        ),
+        Removal::Expired => (
+            "E_DROPPED_EXPIRED",
+            format!(
+                "nonce {} of its sender stayed behind a nonce gap past block.mempool_gapped_ttl_ms",
                 r.nonce
             ),
         ),
@@ -864,6 +872,7 @@ mod tests {
             (Removal::Evicted, "E_DROPPED_EVICTED"),
             (Removal::Replaced, "E_DROPPED_REPLACED"),
             (Removal::Stale, "E_DROPPED_STALE"),
+            (Removal::Expired, "E_DROPPED_EXPIRED"),
         ] {
             let e = dropped_event(&removed(reason), 12).expect("a dropped event");
             assert_eq!((e.code.as_str(), e.height), (code, 12));

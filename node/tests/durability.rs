@@ -4,7 +4,8 @@
 //! default; the `mempool` family holds what the mempool holds; a restart re-admits in
 //! arrival order and records what no longer fits; reads answer from the committed view; a
 //! failing block is retried with `/readyz` 503 and a fatal one halts the node; subscriptions
-//! are capped; a submission told `E_TIMEOUT` did nothing.
+//! are capped; a submission told `E_TIMEOUT` did nothing; a transaction behind a nonce gap
+//! expires as dropped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -195,6 +196,58 @@ async fn an_evicted_or_replaced_transaction_is_dropped_with_its_code_queryable_a
         );
     }
     assert_eq!(node.core().storage.pending_count().expect("count"), 0);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_behind_a_nonce_gap_expires_as_dropped_and_a_ready_one_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.block.interval_ms = 20;
+    cfg.block.mempool_gapped_ttl_ms = 200;
+    cfg.storage.sync = false;
+    let node = start(cfg).await;
+    let (c, b) = (http(), base(&node));
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/v1/subscribe?transactions=true",
+        node.addr()
+    ))
+    .await
+    .expect("the WebSocket connects");
+
+    // Account 0 never sent nonce 0: its nonce 1 is accepted, behind the gap.
+    let gapped = paying(0, 1, 10);
+    let ready = paying(1, 0, 10);
+    for t in [&gapped, &ready] {
+        let (s, v) = submit_one(&c, &b, t).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["accepted"], 1, "{v}");
+    }
+    wait_committed(&c, &b, &ready.hash().to_string()).await;
+    // From pending to dropped, never missing in between.
+    let v = poll_until(Duration::from_secs(5), "the gapped one dropped", || async {
+        let (s, v) = tx_json(&c, &b, &gapped).await;
+        assert_eq!(s, 200, "an acknowledged transaction answered {s}: {v}");
+        (v["state"] != "pending").then_some(v)
+    })
+    .await;
+    assert_eq!(v["state"], "dropped", "{v}");
+    assert_eq!(v["code"], "E_DROPPED_EXPIRED", "{v}");
+    let m = next_ws_of(&mut ws, "dropped").await;
+    assert_eq!(m["hash"], gapped.hash().to_string(), "{m}");
+    assert_eq!(m["code"], "E_DROPPED_EXPIRED", "{m}");
+
+    let core = node.core().clone();
+    assert!(core.pipeline.mempool().is_empty());
+    assert_eq!(core.storage.pending_count().expect("count"), 0);
+    let metrics = core.metrics.encode();
+    assert!(
+        metrics
+            .contains(r#"aurigraph_node_dropped_transactions_total{code="E_DROPPED_EXPIRED"} 1"#),
+        "{metrics}"
+    );
+    drop(core);
+    drop(ws);
     node.shutdown().await;
 }
 

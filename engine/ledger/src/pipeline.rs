@@ -24,8 +24,9 @@
 //!
 //! The mempool's next nonce thus always equals the committed account nonce of every sender
 //! it holds transactions of. Everything removed uncommitted (skipped, stale, evicted or
-//! replaced at insertion, refused by the mempool) is released from admission's duplicate
-//! set, so a resubmission is judged afresh rather than refused as `E_DUPLICATE`.
+//! replaced at insertion, expired behind a nonce gap by [`Pipeline::expire`], refused by the
+//! mempool) is released from admission's duplicate set, so a resubmission is judged afresh
+//! rather than refused as `E_DUPLICATE`.
 //!
 //! [`TxStatus::is_skip`]: crate::executor::TxStatus::is_skip
 //! [`Removal::Skipped`]: crate::mempool::Removal::Skipped
@@ -510,6 +511,17 @@ impl Pipeline {
         }
         produced.removed = removed;
         Ok((produced, persisted))
+    }
+
+    /// Removes the transactions that expired behind a nonce gap
+    /// ([`Mempool::expire`]) and releases them from admission, so their nonces and bytes
+    /// may be submitted again. Returns what was removed.
+    pub fn expire(&self, now: Instant) -> Vec<Removed> {
+        let removed = self.mempool.expire(now);
+        if !removed.is_empty() {
+            self.admission.release_removed(&removed);
+        }
+        removed
     }
 
     /// Proposes, executes and commits one block (a single node); `None` when idle.

@@ -1,11 +1,11 @@
-//! The mempool: readiness, error codes, replace-by-fee, eviction, selection order,
-//! determinism (property tests) and bounds under concurrent submission.
+//! The mempool: readiness, error codes, replace-by-fee, eviction, selection order, expiry
+//! behind a nonce gap, determinism (property tests) and bounds under concurrent submission.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aurigraph_decision::slot::anomaly::AnomalyClass;
 use aurigraph_ledger::mempool::{Eviction, Mempool, MempoolConfig, MempoolError, ReadyTx, Removal};
@@ -481,6 +481,102 @@ fn skipped_transactions_leave_without_moving_the_next_nonce() {
     mp.check_invariants().unwrap();
 }
 
+/// `t` admitted at `at`.
+fn admitted_at(mut t: AdmittedTx, at: Instant) -> AdmittedTx {
+    t.admitted_at = at;
+    t
+}
+
+#[test]
+fn transactions_behind_a_gap_expire_from_the_highest_nonce_down_and_ready_ones_never() {
+    let mp = Mempool::new(MempoolConfig {
+        gapped_ttl_ms: 1_000,
+        ..MempoolConfig::default()
+    })
+    .unwrap();
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let (s0, s1, s2) = (sender(0), sender(1), sender(2));
+    // Sender 0: nonce 0 ready; 2 (old) and 3 (younger) behind the gap at 1.
+    mp.insert(admitted_at(tx(0, 0, 10, N), ms(0)), 0).unwrap();
+    mp.insert(admitted_at(tx(0, 2, 10, N), ms(0)), 0).unwrap();
+    mp.insert(admitted_at(tx(0, 3, 10, N), ms(500)), 0).unwrap();
+    // Sender 1: account nonce 4, nonces 5 and 6 behind the gap at 4.
+    mp.insert(admitted_at(tx(1, 5, 10, N), ms(0)), 4).unwrap();
+    mp.insert(admitted_at(tx(1, 6, 10, N), ms(100)), 4).unwrap();
+    // Sender 2: ready only.
+    mp.insert(admitted_at(tx(2, 0, 10, N), ms(0)), 0).unwrap();
+    assert_eq!((mp.len(), mp.ready_len()), (6, 2));
+    let expired = |now| {
+        let r = mp.expire(now);
+        mp.check_invariants().unwrap();
+        assert!(r.iter().all(|r| r.reason == Removal::Expired));
+        r.iter().map(|r| (r.sender, r.nonce)).collect::<Vec<_>>()
+    };
+
+    // Exactly the TTL old is not older than it.
+    assert_eq!(expired(ms(1_000)), []);
+    // Sender 1's tail (admitted at 100) is past the TTL, then nonce 5 below it. Sender 0's
+    // tail (admitted at 500) is not, and keeps nonce 2 below it although that one is older.
+    assert_eq!(expired(ms(1_101)), [(s1, 6), (s1, 5)]);
+    assert_eq!(mp.sender_len(&s1), 0);
+    assert_eq!(mp.sender_len(&s0), 3);
+    assert_eq!(expired(ms(1_501)), [(s0, 3), (s0, 2)]);
+    assert_eq!((mp.len(), mp.ready_len()), (2, 2));
+    // Ready transactions never expire.
+    assert_eq!(expired(ms(3_600_000)), []);
+    assert_eq!(order(&mp.select_ready(10)), [(s0, 0), (s2, 0)]);
+    let st = mp.stats();
+    assert_eq!((st.expired, st.count), (4, 2));
+    assert_eq!(Removal::Expired.as_str(), "expired");
+    // Sender 1 is forgotten: its next nonce comes from the account again, and the expired
+    // nonce may be submitted again.
+    assert_eq!(mp.pending_nonce(&s1, 4), 4);
+    assert!(!mp.insert(tx(1, 5, 10, N), 4).unwrap().ready);
+    assert_eq!(mp.pending_nonce(&s2, 0), 1);
+}
+
+#[test]
+fn expiry_counts_from_admission_and_a_ttl_of_zero_never_expires() {
+    let t0 = Instant::now();
+    let late = t0 + Duration::from_secs(3_600);
+    let never = Mempool::new(MempoolConfig::default()).unwrap();
+    assert_eq!(MempoolConfig::default().gapped_ttl_ms, 0);
+    never.insert(admitted_at(tx(0, 3, 10, N), t0), 0).unwrap();
+    assert!(never.expire(late).is_empty());
+    assert_eq!((never.len(), never.stats().expired), (1, 0));
+
+    // A transaction that was ready falls behind a gap when its predecessor is skipped; its
+    // age counts from its admission, so it expires at the next call past the TTL.
+    let mp = Mempool::new(MempoolConfig {
+        gapped_ttl_ms: 50,
+        ..MempoolConfig::default()
+    })
+    .unwrap();
+    let a = admitted_at(tx(0, 0, 10, N), t0);
+    let b = admitted_at(tx(0, 1, 10, N), t0);
+    let hb = b.tx.hash();
+    mp.insert(a.clone(), 0).unwrap();
+    mp.insert(b, 0).unwrap();
+    assert!(mp.expire(late).is_empty(), "both ready");
+    mp.remove_skipped(&[a.tx.hash()]);
+    assert_eq!((mp.len(), mp.ready_len()), (1, 0));
+    let r = mp.expire(t0 + Duration::from_millis(51));
+    assert_eq!(
+        r.iter()
+            .map(|r| (r.hash, r.nonce, r.reason))
+            .collect::<Vec<_>>(),
+        [(hb, 1, Removal::Expired)]
+    );
+    assert!(mp.is_empty());
+    // A gap filled before the TTL makes its transactions ready: they no longer expire.
+    mp.insert(admitted_at(tx(1, 1, 10, N), t0), 0).unwrap();
+    mp.insert(admitted_at(tx(1, 0, 10, N), t0), 0).unwrap();
+    assert!(mp.expire(late).is_empty());
+    assert_eq!(mp.ready_len(), 2);
+    mp.check_invariants().unwrap();
+}
+
 #[test]
 fn insert_batch_equals_inserts_in_order() {
     let txs: Vec<(AdmittedTx, u64)> = (0..600)
@@ -521,6 +617,9 @@ enum Op {
         key: usize,
         next: u64,
     },
+    /// `expire` this many milliseconds after the test's start (transaction `seq` is admitted
+    /// `seq` ms after it).
+    Expire(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -532,6 +631,7 @@ fn op() -> impl Strategy<Value = Op> {
             }),
         1 => (1..6usize).prop_map(Op::CommitReady),
         1 => (0..12usize, 0..6u64).prop_map(|(key, next)| Op::Advance { key, next }),
+        1 => (0..100u64).prop_map(Op::Expire),
     ]
 }
 
@@ -580,7 +680,8 @@ proptest! {
     /// after every operation; a full selection is the greedy best-first merge.
     #[test]
     fn deterministic_bounded_and_greedy(ops in proptest::collection::vec(op(), 1..80)) {
-        let cfg = MempoolConfig { max_txs: 20, max_bytes: 4_000, max_per_sender: 5, ..MempoolConfig::default() };
+        let cfg = MempoolConfig { max_txs: 20, max_bytes: 4_000, max_per_sender: 5, gapped_ttl_ms: 10, ..MempoolConfig::default() };
+        let start = Instant::now();
         let pools = [Mempool::new(cfg).unwrap(), Mempool::new(cfg).unwrap()];
         // Build each transaction once so both pools see identical ones.
         let mut seq = 0u64;
@@ -591,6 +692,7 @@ proptest! {
                     seq += 1;
                     let mut t = admit(signed(*key, *nonce, *fee, *outputs), *class);
                     t.seq = seq;
+                    t.admitted_at = start + Duration::from_millis(seq);
                     Some(t)
                 }
                 _ => None,
@@ -605,6 +707,12 @@ proptest! {
                         format!("{:?}", mp.remove_committed(&hashes))
                     }
                     Op::Advance { key, next } => format!("{:?}", mp.advance_nonces(&[(sender(*key), *next)])),
+                    Op::Expire(ms) => {
+                        let ready = mp.ready_len();
+                        let removed = mp.expire(start + Duration::from_millis(*ms));
+                        prop_assert_eq!(mp.ready_len(), ready, "expiry removed a ready transaction");
+                        format!("{removed:?}")
+                    }
                 };
                 answers.push(answer);
                 if let Err(e) = mp.check_invariants() {

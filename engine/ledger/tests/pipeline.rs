@@ -259,6 +259,39 @@ fn evicted_and_replaced_transactions_can_be_submitted_again() {
 }
 
 #[test]
+fn an_expired_transaction_is_released_and_can_be_submitted_again() {
+    let (x, sink) = (account(15), account(16));
+    let config = PipelineConfig {
+        mempool: MempoolConfig {
+            gapped_ttl_ms: 1_000,
+            ..MempoolConfig::default()
+        },
+        ..PipelineConfig::default()
+    };
+    let p = small_pipeline(config, &[(x.address, 1_000)]);
+    // Nonce 1 behind the gap at 0.
+    let x1 = transfer(&x, sink.address, 1, 5, 10);
+    accept_all(&p, &[&x1]);
+    let later = std::time::Instant::now() + Duration::from_secs(3_600);
+    let removed = p.expire(later);
+    let reasons: Vec<(TxHash, Removal)> = removed.iter().map(|r| (r.hash, r.reason)).collect();
+    assert_eq!(reasons, [(hash_of(&x1), Removal::Expired)]);
+    assert!(p.mempool().is_empty());
+    // Released from admission: the same bytes are accepted again, not refused as a
+    // duplicate, and commit once the gap is filled.
+    accept_all(&p, &[&x1]);
+    let x0 = transfer(&x, sink.address, 0, 5, 10);
+    accept_all(&p, &[&x0]);
+    assert!(
+        p.expire(later).is_empty(),
+        "ready transactions never expire"
+    );
+    let block = p.produce_block().unwrap().expect("a block");
+    assert_eq!(statuses(&block), [TxStatus::Success; 2]);
+    assert_eq!(p.state().account(&x.address).nonce, 2);
+}
+
+#[test]
 fn the_conflict_rate_follows_the_scheduled_executors_conflicts() {
     let senders: Vec<Key> = (100..200u8).map(account).collect();
     let hot = account(250);

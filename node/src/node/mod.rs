@@ -17,7 +17,9 @@
 //!   node uses [`SingleNodeLog`](aurigraph_consensus::SingleNodeLog), which passes every
 //!   block straight through. Side loops run in the same thread: `demand` forecasts the
 //!   arrival rate each second and `leader_health` scores the heartbeat window each round
-//!   (both answers are computed and not acted on yet).
+//!   (both answers are computed and not acted on yet). Each round also drops, with
+//!   `E_DROPPED_EXPIRED`, the transactions that stayed behind a nonce gap past
+//!   `block.mempool_gapped_ttl_ms`.
 //! - [`Node`] ([`server`]): a started node: the producer thread, the folder watchers and the
 //!   API server.
 
@@ -72,8 +74,8 @@ pub struct BlockEvent {
 pub struct DroppedEvent {
     /// Its hash.
     pub hash: aurigraph_ledger::tx::TxHash,
-    /// Stable code: `E_DROPPED_EVICTED`, `E_DROPPED_REPLACED` or `E_DROPPED_STALE` (or the
-    /// refusal's code when re-admission on restart refused it).
+    /// Stable code: `E_DROPPED_EVICTED`, `E_DROPPED_REPLACED`, `E_DROPPED_STALE` or
+    /// `E_DROPPED_EXPIRED` (or the refusal's code when re-admission on restart refused it).
     pub code: String,
     /// Why, in words.
     pub reason: String,

@@ -15,6 +15,7 @@ use aurigraph_storage::block::{BlockHeader, StoredBlock, tx_root};
 
 use super::{BlockEvent, DroppedEvent, NodeCore};
 use crate::error::{NodeError, NodeResult};
+use crate::service::dropped_event;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -123,6 +124,33 @@ fn published(
     });
     // No subscriber is not an error.
     let _ = core.events.send(event);
+}
+
+/// Drops the transactions that stayed behind a nonce gap past `block.mempool_gapped_ttl_ms`
+/// ([`Pipeline::expire`](aurigraph_ledger::pipeline::Pipeline::expire)): recorded as
+/// dropped with `E_DROPPED_EXPIRED`, counted and announced. Returns at once when every
+/// transaction held is ready. The committed view is held from their removal to their
+/// `dropped` record, so a read sees each one pending or dropped, never missing.
+fn expire_gapped(core: &NodeCore) {
+    let mempool = core.pipeline.mempool();
+    if mempool.config().gapped_ttl_ms == 0 || mempool.len() == mempool.ready_len() {
+        return;
+    }
+    let view = core.view.write();
+    let removed = core.pipeline.expire(Instant::now());
+    if removed.is_empty() {
+        return;
+    }
+    let height = core.head().height;
+    let expired: Vec<DroppedEvent> = removed
+        .iter()
+        .filter_map(|r| dropped_event(r, height))
+        .collect();
+    if let Err(e) = core.settle(&[], expired) {
+        // They stay in the `mempool` family: re-admitted on restart, they expire again.
+        tracing::error!(code = e.code(), error = %e, "expired transactions not recorded as dropped");
+    }
+    drop(view);
 }
 
 /// Feeds each slot's key metric to its guard, per arm, so a canary is judged on what
@@ -246,6 +274,7 @@ pub(crate) fn run(core: Arc<NodeCore>) {
                 tracing::warn!(error = %e, "demand decision failed");
             }
         }
+        expire_gapped(&core);
         core.metrics.set_mempool(core.pipeline.mempool().len());
         core.flush_telemetry();
         let mut guard = core.wake.0.lock();

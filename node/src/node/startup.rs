@@ -108,6 +108,7 @@ pub fn open_with_log(config: NodeConfig, log: Box<dyn BlockLog>) -> NodeResult<A
         mempool: MempoolConfig {
             max_txs: b.mempool_txs,
             eviction: b.mempool_eviction,
+            gapped_ttl_ms: b.mempool_gapped_ttl_ms,
             ..MempoolConfig::default()
         },
         batcher: BatcherConfig {

@@ -262,7 +262,7 @@ impl Admission {
     }
 
     /// Transactions left the mempool without being committed (evicted, replaced, skipped by
-    /// the executor, stale): forgets their hashes, so the same bytes may be submitted again,
+    /// the executor, stale, expired): forgets their hashes, so the same bytes may be submitted again,
     /// and tells the [`PendingView`] of every one but a replaced transaction (its
     /// replacement holds the same nonce and is pending). Entries removed as
     /// [`Removal::Committed`] are ignored: a committed hash stays remembered, so a replay is
@@ -274,7 +274,7 @@ impl Admission {
             match r.reason {
                 Removal::Committed => continue,
                 Removal::Replaced => {}
-                Removal::Evicted | Removal::Skipped | Removal::Stale => {
+                Removal::Evicted | Removal::Skipped | Removal::Stale | Removal::Expired => {
                     self.pending.released(&r.sender, r.nonce)
                 }
             }

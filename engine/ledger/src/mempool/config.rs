@@ -1,5 +1,7 @@
 //! [`MempoolConfig`]: the bounds and the replacement rule of a [`Mempool`](super::Mempool).
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::tx::MAX_TX_BYTES;
@@ -48,6 +50,10 @@ pub struct MempoolConfig {
     /// stays for executable transactions, so a pool full of transactions that cannot run
     /// never blocks the ones that fill the gaps. Default 50. 1 to 100.
     pub max_gapped_percent: u8,
+    /// Milliseconds after its admission that a transaction behind a nonce gap (not
+    /// executable) expires: [`Mempool::expire`](super::Mempool::expire) removes it. A ready
+    /// transaction never expires. 0 (the default): never.
+    pub gapped_ttl_ms: u64,
 }
 
 impl Default for MempoolConfig {
@@ -60,6 +66,7 @@ impl Default for MempoolConfig {
             replace_bump_percent: 10,
             eviction: Eviction::ByFee,
             max_gapped_percent: 50,
+            gapped_ttl_ms: 0,
         }
     }
 }
@@ -94,6 +101,11 @@ impl MempoolConfig {
     /// How many transactions behind a nonce gap the pool holds at most (at least 1).
     pub fn max_gapped(&self) -> usize {
         (self.max_txs * usize::from(self.max_gapped_percent) / 100).max(1)
+    }
+
+    /// `gapped_ttl_ms` as a duration; `None` when transactions never expire.
+    pub fn gapped_ttl(&self) -> Option<Duration> {
+        (self.gapped_ttl_ms > 0).then(|| Duration::from_millis(self.gapped_ttl_ms))
     }
 
     /// The smallest fee that replaces a pending transaction offering `pending_fee`:

@@ -30,6 +30,21 @@
 //! `max_per_sender` transactions (`E_SENDER_LIMIT`). The same transaction twice is
 //! `E_DUPLICATE`.
 //!
+//! # Expiry behind a nonce gap
+//!
+//! With [`gapped_ttl_ms`](MempoolConfig::gapped_ttl_ms) set, [`Mempool::expire`] removes
+//! the transactions behind a nonce gap that were admitted more than the TTL ago
+//! ([`Removal::Expired`]). The age counts from admission, so a transaction that waited
+//! ready and then fell behind a gap (its predecessor skipped) may expire at the first call
+//! after that. A ready transaction never expires. A sender's transactions behind its gap
+//! expire from its highest nonce down: the highest goes once it is older than the TTL,
+//! then the one below it, and so on; a younger one keeps those below it held until it
+//! expires itself, so an expiry never leaves a nonce gap in front of a transaction still
+//! held. The pool keeps the senders whose last transaction is behind a gap ordered by that
+//! transaction's admission time, so a call costs `O(1)` when nothing is behind a gap,
+//! `O(log n)` when nothing has expired, and a few `O(log n)` updates per expired
+//! transaction.
+//!
 //! A sender whose queue empties is forgotten, so memory stays bounded by what is held; its
 //! next nonce then comes again from the `account_nonce` of its next insertion.
 //!
@@ -154,6 +169,9 @@ pub enum Removal {
     /// pay: no state change, not even the nonce). It left the pool without using its
     /// nonce, so the sender may submit that nonce again.
     Skipped,
+    /// Behind a nonce gap for longer than the TTL after its admission
+    /// ([`Mempool::expire`]).
+    Expired,
 }
 
 impl Removal {
@@ -165,6 +183,7 @@ impl Removal {
             Removal::Evicted => "evicted",
             Removal::Replaced => "replaced",
             Removal::Skipped => "skipped",
+            Removal::Expired => "expired",
         }
     }
 }
@@ -332,6 +351,21 @@ impl Mempool {
     /// became stale. Lower values are ignored.
     pub fn advance_nonces(&self, nonces: &[(Address, u64)]) -> Vec<Removed> {
         self.with(|p| p.advance_nonces(nonces))
+    }
+
+    /// Removes every transaction behind a nonce gap admitted more than
+    /// [`gapped_ttl_ms`](MempoolConfig::gapped_ttl_ms) before `now` (strictly more), each
+    /// sender's from its highest nonce down, stopping at a sender's first transaction that
+    /// has not expired (see the [module docs](self)). Returns what was removed (reason
+    /// [`Removal::Expired`]), in the order removed: each time, the last transaction of the
+    /// sender whose last transaction behind a gap was admitted first. Returns at once,
+    /// without taking the lock, when the TTL is 0, and in `O(1)` when every transaction held
+    /// is ready.
+    pub fn expire(&self, now: std::time::Instant) -> Vec<Removed> {
+        if self.config.gapped_ttl_ms == 0 {
+            return Vec::new();
+        }
+        self.with(|p| p.expire(now))
     }
 
     /// The pending transaction with this hash.

@@ -3,6 +3,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::time::Instant;
 
 use super::Eviction;
 use super::sender::{Pooled, Rank, SenderQueue};
@@ -19,6 +20,9 @@ pub(super) const MAX_EVICTIONS_PER_INSERT: usize = 32;
 type HeadKey = (Rank, Address, u64);
 /// Key of a sender's last transaction in [`Pool::tails`] (worst first).
 type TailKey = (Reverse<Rank>, Address, u64);
+/// Key of a sender whose last transaction is behind a nonce gap in [`Pool::gapped`]: that
+/// transaction's admission time (oldest first).
+type GappedKey = (Instant, Address);
 
 /// The pool's state. Every method keeps these invariants:
 ///
@@ -26,6 +30,8 @@ type TailKey = (Reverse<Rank>, Address, u64);
 /// - a sender has an entry in `senders` iff it holds at least one transaction;
 /// - `heads` holds, for every sender with an executable transaction, the key of its first
 ///   one (`nonce == next`); `tails` holds, for every sender, the key of its last one;
+/// - `gapped` holds, for every sender whose last transaction is not executable, that
+///   transaction's admission time;
 /// - `stats` counts and bytes (total, per class) and `ready` match the held transactions.
 #[derive(Debug)]
 pub(super) struct Pool {
@@ -34,6 +40,7 @@ pub(super) struct Pool {
     senders: HashMap<Address, SenderQueue>,
     heads: BTreeSet<HeadKey>,
     tails: BTreeSet<TailKey>,
+    gapped: BTreeSet<GappedKey>,
     stats: MempoolStats,
     /// Transactions removed by the current operation. The last reference to a transaction
     /// is often the pool's, so [`Mempool`](super::Mempool) takes these out and frees them
@@ -49,6 +56,7 @@ impl Pool {
             senders: HashMap::new(),
             heads: BTreeSet::new(),
             tails: BTreeSet::new(),
+            gapped: BTreeSet::new(),
             stats: MempoolStats::empty(),
             graveyard: Vec::new(),
         }
@@ -101,7 +109,10 @@ impl Pool {
                     match r.reason {
                         Removal::Evicted => self.stats.evicted += 1,
                         Removal::Replaced => self.stats.replaced += 1,
-                        Removal::Stale | Removal::Committed | Removal::Skipped => {}
+                        Removal::Stale
+                        | Removal::Committed
+                        | Removal::Skipped
+                        | Removal::Expired => {}
                     }
                 }
             }
@@ -352,13 +363,14 @@ impl Pool {
         Some(p.rank)
     }
 
-    /// Recomputes a sender's executable run and its keys in `heads` and `tails`; forgets a
-    /// sender with no transaction left.
+    /// Recomputes a sender's executable run and its keys in `heads`, `tails` and `gapped`;
+    /// forgets a sender with no transaction left.
     fn refresh(&mut self, sender: Address) {
         let Pool {
             senders,
             heads,
             tails,
+            gapped,
             stats,
             ..
         } = self;
@@ -370,6 +382,9 @@ impl Pool {
         }
         if let Some((rank, nonce)) = q.tail.take() {
             tails.remove(&(Reverse(rank), sender, nonce));
+        }
+        if let Some(at) = q.gapped.take() {
+            gapped.remove(&(at, sender));
         }
         stats.ready = stats.ready.saturating_sub(q.ready);
         q.ready = q.consecutive_from(q.next);
@@ -384,6 +399,10 @@ impl Pool {
             Some((&nonce, p)) => {
                 tails.insert((Reverse(p.rank), sender, nonce));
                 q.tail = Some((p.rank, nonce));
+                if q.ready < q.txs.len() {
+                    gapped.insert((p.tx.admitted_at, sender));
+                    q.gapped = Some(p.tx.admitted_at);
+                }
             }
             None => {
                 senders.remove(&sender);
@@ -507,6 +526,45 @@ impl Pool {
         removed
     }
 
+    /// Removes the transactions behind a nonce gap admitted more than the TTL before `now`,
+    /// each sender's from its highest nonce down; see
+    /// [`Mempool::expire`](super::Mempool::expire).
+    pub fn expire(&mut self, now: Instant) -> Vec<Removed> {
+        let mut removed = Vec::new();
+        let Some(ttl) = self.config.gapped_ttl() else {
+            return removed;
+        };
+        if self.stats.count == self.stats.ready {
+            return removed;
+        }
+        while let Some(&(at, sender)) = self.gapped.first() {
+            if now.saturating_duration_since(at) <= ttl {
+                break;
+            }
+            self.gapped.pop_first();
+            let tail = self
+                .senders
+                .get(&sender)
+                .and_then(|q| q.txs.last_key_value())
+                .map(|(&nonce, _)| nonce);
+            if let Some(nonce) = tail
+                && let Some(rank) = self.take_entry(sender, nonce)
+            {
+                removed.push(Removed {
+                    hash: rank.hash,
+                    sender,
+                    nonce,
+                    reason: Removal::Expired,
+                });
+                self.stats.expired += 1;
+                tracing::debug!(tx = %rank.hash, %sender, nonce, "mempool: expired behind a nonce gap");
+            }
+            // Puts the sender's new tail in `gapped` when it is behind the gap too.
+            self.refresh(sender);
+        }
+        removed
+    }
+
     /// Drops a sender's transactions below its next nonce. The caller refreshes the sender.
     fn drop_stale(&mut self, sender: Address, removed: &mut Vec<Removed>) {
         let Some(q) = self.senders.get(&sender) else {
@@ -565,6 +623,17 @@ impl Pool {
             {
                 return Err(format!("sender {sender}: tail key out of date"));
             }
+            let gapped = (q.ready < q.txs.len())
+                .then(|| q.txs.last_key_value().map(|(_, p)| p.tx.admitted_at))
+                .flatten();
+            if q.gapped != gapped || gapped.is_some_and(|at| !self.gapped.contains(&(at, *sender)))
+            {
+                return Err(format!("sender {sender}: gapped key out of date"));
+            }
+        }
+        let gapped = self.senders.values().filter(|q| q.gapped.is_some()).count();
+        if self.gapped.len() != gapped {
+            return Err("gapped set has extra keys".to_string());
         }
         let heads = self.senders.values().filter(|q| q.head.is_some()).count();
         if self.heads.len() != heads || self.tails.len() != self.senders.len() {

@@ -3,6 +3,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use crate::tx::{AdmittedTx, TxHash};
 use aurigraph_decision::slot::anomaly::AnomalyClass;
@@ -63,6 +64,9 @@ pub(super) struct SenderQueue {
     pub head: Option<(Rank, u64)>,
     /// Key of the sender in the pool's set of tails (set when `txs` is not empty).
     pub tail: Option<(Rank, u64)>,
+    /// Admission time of its tail, its key in the pool's set of gapped tails (set when the
+    /// tail is behind a nonce gap: `ready < txs.len()`).
+    pub gapped: Option<Instant>,
 }
 
 impl SenderQueue {
@@ -73,6 +77,7 @@ impl SenderQueue {
             ready: 0,
             head: None,
             tail: None,
+            gapped: None,
         }
     }
 

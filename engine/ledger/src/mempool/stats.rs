@@ -60,6 +60,9 @@ pub struct MempoolStats {
     /// Transactions removed because the executor skipped them
     /// ([`Mempool::remove_skipped`](super::Mempool::remove_skipped)).
     pub skipped_dropped: u64,
+    /// Transactions that expired behind a nonce gap
+    /// ([`Mempool::expire`](super::Mempool::expire)).
+    pub expired: u64,
     /// Refusals per code, in the order of [`MempoolError::CODES`].
     pub refused: [(&'static str, u64); 6],
 }
@@ -82,6 +85,7 @@ impl MempoolStats {
             stale_dropped: 0,
             committed: 0,
             skipped_dropped: 0,
+            expired: 0,
             refused: MempoolError::CODES.map(|c| (c, 0)),
         }
     }
