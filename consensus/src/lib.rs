@@ -23,6 +23,8 @@
 //!   ledger's executor (the cluster tests' replicas; the node's own applier is a seam).
 //! - [`network`]: the Raft RPCs over tonic (`aurigraph.raft.v1.Raft`), postcard payloads,
 //!   snapshots streamed in chunks, every call authenticated by the cluster secret.
+//! - [`replica`]: a replica as the node runs it (start, the RPC routes, initialize, propose,
+//!   status): the one module the node reaches openraft through.
 //! - [`leadership`]: seam for leader hand-over and election timing.
 
 pub mod block_log;
@@ -30,6 +32,7 @@ pub mod leadership;
 pub mod ledger_applier;
 pub mod log_store;
 pub mod network;
+pub mod replica;
 pub mod state_machine;
 pub mod types;
 

@@ -53,6 +53,46 @@ pub struct NodeConfig {
     pub policies: PoliciesConfig,
     /// Decision telemetry (see [`crate::telemetry`]).
     pub telemetry: TelemetryConfig,
+    /// The replicated log (off unless `node_id` is set).
+    pub cluster: ClusterConfig,
+}
+
+/// A replica of a validator cluster (openraft). Off when `node_id` is 0: the node then runs
+/// alone, every block executing at once.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This replica's id (1 and up); 0: no cluster.
+    pub node_id: u64,
+    /// The voters the cluster is initialized with (by the replica with `bootstrap = true`).
+    pub members: Vec<ClusterMember>,
+    /// Whether this replica initializes the cluster (once, on an empty log).
+    pub bootstrap: bool,
+    /// The secret every Raft RPC carries (`AURIGRAPH_CLUSTER_SECRET` overrides it). Required.
+    pub secret: Option<String>,
+    /// Leader heartbeat, ms (0: 100).
+    pub heartbeat_ms: u64,
+    /// Election timeout range, ms (0: 500 and 1,000).
+    pub election_min_ms: u64,
+    /// Upper end of the election timeout range, ms.
+    pub election_max_ms: u64,
+}
+
+/// One voter of the cluster.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterMember {
+    /// Its id.
+    pub id: u64,
+    /// `host:port` of its API (the Raft service shares it).
+    pub addr: String,
+}
+
+impl ClusterConfig {
+    /// Whether the node is a replica of a cluster.
+    pub fn enabled(&self) -> bool {
+        self.node_id != 0
+    }
 }
 
 impl Default for NodeConfig {
@@ -69,6 +109,7 @@ impl Default for NodeConfig {
             admin: AdminConfig::default(),
             policies: PoliciesConfig::default(),
             telemetry: TelemetryConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -378,6 +419,9 @@ impl NodeConfig {
                 .parse()
                 .map_err(|e| ConfigError(format!("AURIGRAPH_BLOCK_INTERVAL_MS={v}: {e}")))?;
         }
+        if let Some(v) = get("AURIGRAPH_CLUSTER_SECRET") {
+            self.cluster.secret = Some(v);
+        }
         if let Some(v) = get("AURIGRAPH_SYNC") {
             self.storage.sync = v
                 .parse()
@@ -401,6 +445,21 @@ impl NodeConfig {
             return Err(ConfigError(
                 "block.retry_backoff_max_ms must be at least 50".into(),
             ));
+        }
+        let c = &self.cluster;
+        if c.enabled() {
+            if c.secret.as_deref().is_none_or(|s| s.len() < 16) {
+                return Err(ConfigError(
+                    "cluster.secret (or AURIGRAPH_CLUSTER_SECRET) of at least 16 characters is \
+                     required in a cluster"
+                        .into(),
+                ));
+            }
+            if c.bootstrap && !c.members.iter().any(|m| m.id == c.node_id) {
+                return Err(ConfigError(
+                    "cluster.members must list this node (cluster.node_id) to bootstrap".into(),
+                ));
+            }
         }
         let a = &self.api;
         if a.max_body_bytes < 1024

@@ -177,6 +177,10 @@ pub enum NodeError {
     /// A part of the node failed to start (`E_STARTUP`).
     #[error("[E_STARTUP] {0}")]
     Startup(String),
+    /// The replicated log refused or failed a block (`E_NOT_LEADER`, `E_RAFT`,
+    /// `E_RAFT_START`).
+    #[error(transparent)]
+    Replica(#[from] aurigraph_consensus::replica::ReplicaError),
 }
 
 impl NodeError {
@@ -191,6 +195,7 @@ impl NodeError {
             NodeError::GenesisMismatch { .. } => "E_GENESIS_MISMATCH",
             NodeError::Io { code, .. } => code,
             NodeError::Startup(_) => "E_STARTUP",
+            NodeError::Replica(e) => e.code(),
         }
     }
 

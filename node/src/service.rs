@@ -468,6 +468,7 @@ impl NodeCore {
             ));
         }
         self.check_ready()?;
+        self.check_leader()?;
         let api = &self.config.api;
         if txs.is_empty() {
             return Err(ApiError::bad_request(
@@ -798,6 +799,44 @@ impl NodeCore {
         host.rollback(reason)
             .map_err(|e| ApiError::from_engine(&e))?;
         Ok(host.status())
+    }
+
+    /// This replica's status, or `None` when the node runs alone.
+    pub fn cluster_status(&self) -> Option<aurigraph_consensus::replica::ReplicaStatus> {
+        self.cluster
+            .get()
+            .map(|c| aurigraph_consensus::replica::status(&c.raft))
+    }
+
+    /// `E_NOT_LEADER` (with the leader's address) when this node is a follower of a cluster.
+    pub(crate) fn check_leader(&self) -> Result<(), crate::error::ApiError> {
+        let Some(c) = self.cluster.get() else {
+            return Ok(());
+        };
+        if aurigraph_consensus::replica::is_leader(&c.raft) {
+            return Ok(());
+        }
+        let s = aurigraph_consensus::replica::status(&c.raft);
+        let leader = s
+            .leader
+            .and_then(|l| s.members.iter().find(|m| m.0 == l))
+            .map_or("not known yet".to_string(), |m| {
+                format!("{} at {}", m.0, m.1)
+            });
+        Err(crate::error::ApiError::new(
+            crate::error::ErrorKind::Unavailable,
+            "E_NOT_LEADER",
+            format!("this node is not the cluster's leader; submit to the leader: {leader}"),
+        ))
+    }
+
+    /// Stops this node's replica (its Raft tasks), if it has one.
+    pub(crate) async fn stop_replica(&self) {
+        if let Some(c) = self.cluster.get()
+            && let Err(e) = c.raft.shutdown().await
+        {
+            tracing::warn!(error = %e, "replica did not stop cleanly");
+        }
     }
 
     /// Checks an admin bearer token (constant time in the token's length).

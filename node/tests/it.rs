@@ -5,6 +5,7 @@
 mod admin;
 mod api;
 mod bad_input;
+mod cluster;
 mod common;
 mod durability;
 mod overload;

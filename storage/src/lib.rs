@@ -89,6 +89,8 @@ const FAMILIES: [&str; 10] = [
 ];
 
 const KEY_HEAD: &[u8] = b"head";
+/// In `raft_meta`: the Raft state machine's own state (last applied log id, membership).
+const KEY_RAFT_STATE: &[u8] = b"state_machine";
 const KEY_GENESIS: &[u8] = b"genesis";
 const KEY_FORMAT: &[u8] = b"format";
 const KEY_CHAIN: &[u8] = b"chain_id";
@@ -177,6 +179,9 @@ pub struct BlockWrite<'a> {
     pub writes: &'a [(Address, Account)],
     /// Telemetry written (and pruned) in the same batch, if any.
     pub telemetry: Option<TelemetryWrite>,
+    /// The Raft state machine's own state after this block (a replica of a cluster), kept in
+    /// `raft_meta` under `state_machine` in the same batch.
+    pub raft_state: Option<&'a [u8]>,
 }
 
 /// An accepted transaction that left the mempool without committing: why, when, and the
@@ -469,6 +474,9 @@ impl Storage {
         if let Some(t) = &w.telemetry {
             self.telemetry_into(&mut b, t)?;
         }
+        if let Some(r) = w.raft_state {
+            b.put_cf(self.cf(CF_RAFT_META)?, KEY_RAFT_STATE, r);
+        }
         let head = Head {
             height,
             hash: block.hash(),
@@ -477,6 +485,21 @@ impl Storage {
         b.put(KEY_HEAD, head.encode());
         self.db.write_opt(b, &self.write_options())?;
         Ok(head)
+    }
+
+    /// The Raft state machine's own state, as last written with a block or by
+    /// [`Storage::save_raft_state`].
+    pub fn raft_state(&self) -> StorageResult<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(CF_RAFT_META)?, KEY_RAFT_STATE)?)
+    }
+
+    /// Writes the Raft state machine's own state alone (synced).
+    pub fn save_raft_state(&self, state: &[u8]) -> StorageResult<()> {
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db
+            .put_cf_opt(self.cf(CF_RAFT_META)?, KEY_RAFT_STATE, state, &w)?;
+        Ok(())
     }
 
     /// The block at `height`.

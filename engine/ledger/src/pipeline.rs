@@ -392,6 +392,33 @@ impl Pipeline {
         })
     }
 
+    /// A proposal of a block decided elsewhere (a replica applying a block of the replicated
+    /// log): `txs` in the given order, no slot consulted (their answers are `NotAsked`).
+    pub fn proposal_of(&self, height: u64, txs: Vec<Arc<crate::tx::SignedTransaction>>) -> Proposal {
+        let now = Instant::now();
+        let txs: Vec<AdmittedTx> = txs
+            .into_iter()
+            .map(|tx| AdmittedTx {
+                tx,
+                anomaly_score: 0.0,
+                class: aurigraph_decision::slot::anomaly::AnomalyClass::Normal,
+                seq: 0,
+                admitted_at: now,
+            })
+            .collect();
+        Proposal {
+            height,
+            batch: Batch {
+                target_size: txs.len(),
+                queue_depth: 0,
+                txs,
+                batch_size: crate::batcher::SlotAnswer::NotAsked,
+                ordering: crate::batcher::SlotAnswer::NotAsked,
+            },
+            proposed_at: now,
+        }
+    }
+
     /// Executes and commits a proposed block, then cleans the mempool (see the
     /// [module docs](self) for what leaves it).
     ///

@@ -69,6 +69,7 @@ pub fn router(core: Arc<NodeCore>, slots: Arc<tokio::sync::Semaphore>) -> Router
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/accounts/{address}", get(account))
         .route("/v1/head", get(head))
+        .route("/v1/cluster", get(cluster))
         .route("/v1/policies", get(policies))
         .route("/v1/policies/{slot}", get(policy))
         .route("/v1/policies/{slot}/{action}", post(policy_action))
@@ -121,6 +122,28 @@ async fn method_not_allowed() -> ApiError {
         "E_METHOD_NOT_ALLOWED",
         "this endpoint does not take that HTTP method",
     )
+}
+
+/// `GET /v1/cluster`: this replica's view of the cluster, or `{"enabled": false}` for a node
+/// running alone.
+async fn cluster(State(core): Core) -> Response {
+    match core.cluster_status() {
+        Some(s) => Json(json!({
+            "enabled": true,
+            "id": s.id,
+            "leader": s.leader,
+            "term": s.term,
+            "state": s.state,
+            "last_applied": s.last_applied,
+            "last_log": s.last_log,
+            "height": core.head().height,
+            "state_root": core.head().state_root.to_string(),
+            "members": s.members.iter().map(|(id, addr)| json!({"id": id, "url": format!("http://{addr}")})).collect::<Vec<_>>(),
+            "stopped": s.stopped,
+        }))
+        .into_response(),
+        None => Json(json!({"enabled": false})).into_response(),
+    }
 }
 
 async fn readyz(State(core): Core) -> Response {

@@ -23,6 +23,7 @@
 //! - [`Node`] ([`server`]): a started node: the producer thread, the folder watchers and the
 //!   API server.
 
+pub(crate) mod cluster;
 pub mod producer;
 pub mod server;
 pub mod startup;
@@ -121,6 +122,8 @@ pub struct NodeCore {
     pub(crate) stop: AtomicBool,
     pub(crate) wake: (Mutex<()>, Condvar),
     pub(crate) log: Box<dyn BlockLog>,
+    /// This node's replica of the replicated log, when `[cluster]` is on (set at start).
+    pub(crate) cluster: std::sync::OnceLock<cluster::Cluster>,
 }
 
 impl std::fmt::Debug for NodeCore {

@@ -17,7 +17,7 @@ use super::{BlockEvent, DroppedEvent, NodeCore};
 use crate::error::{NodeError, NodeResult};
 use crate::service::dropped_event;
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -31,6 +31,9 @@ fn now_ms() -> u64 {
 /// write fails the pipeline puts the state back, the mempool keeps the transactions and the
 /// error is returned (the caller retries).
 pub fn produce_ready_blocks(core: &NodeCore, max_blocks: usize) -> NodeResult<usize> {
+    if let Some(cluster) = core.cluster.get() {
+        return super::cluster::produce(core, cluster, max_blocks);
+    }
     let mut n = 0;
     // An empty mempool proposes nothing: the slots are not asked for an idle round.
     while n < max_blocks && core.pipeline.mempool().ready_len() > 0 {
@@ -42,9 +45,10 @@ pub fn produce_ready_blocks(core: &NodeCore, max_blocks: usize) -> NodeResult<us
         core.log.append(proposal.height, &txs)?;
         let executed = core.pipeline.execute(proposal)?;
         let view = core.view.write();
-        let (produced, (head, block)) = core
-            .pipeline
-            .commit_with(executed, |produced| persist(core, produced, &txs))?;
+        let parent = core.head().hash;
+        let (produced, (head, block)) = core.pipeline.commit_with(executed, |produced| {
+            persist(core, produced, &txs, parent, now_ms(), None)
+        })?;
         *core.head.write() = head;
         drop(view);
         published(core, produced, block, head);
@@ -54,17 +58,21 @@ pub fn produce_ready_blocks(core: &NodeCore, max_blocks: usize) -> NodeResult<us
 }
 
 /// Writes an executed block to RocksDB (block, index, receipts, state writes, head,
-/// telemetry, and its transactions out of the `mempool` family) in one batch.
-fn persist(
+/// telemetry, its transactions out of the `mempool` family, and a replica's Raft state) in
+/// one batch.
+pub(crate) fn persist(
     core: &NodeCore,
     produced: &ProducedBlock,
     txs: &[SignedTransaction],
+    parent: [u8; 32],
+    timestamp_ms: u64,
+    raft_state: Option<&[u8]>,
 ) -> NodeResult<(aurigraph_storage::Head, StoredBlock)> {
     let header = BlockHeader {
         height: produced.height,
-        parent: core.head().hash,
+        parent,
         state_root: produced.outcome.state_root,
-        timestamp_ms: now_ms(),
+        timestamp_ms,
         tx_root: tx_root(txs.iter().map(|t| t.hash())),
     };
     let block = StoredBlock {
@@ -80,13 +88,14 @@ fn persist(
         block: &block,
         writes: &produced.outcome.execution.write_set,
         telemetry,
+        raft_state,
     })?;
     Ok((head, block))
 }
 
 /// After a block is committed: metrics, the guards' outcomes, the transactions it made
 /// stale recorded as dropped, and the block published to subscribers.
-fn published(
+pub(crate) fn published(
     core: &NodeCore,
     produced: ProducedBlock,
     block: StoredBlock,

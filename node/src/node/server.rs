@@ -82,8 +82,12 @@ impl Node {
                 .map_err(|e| NodeError::io("cannot start the plugins watcher", e))?,
             ));
         }
+        let raft_routes = super::cluster::start(&core).await?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = crate::api::router(core.clone());
+        let mut app = crate::api::router(core.clone());
+        if let Some(r) = raft_routes {
+            app = app.merge(r);
+        }
         let server = tokio::spawn(async move {
             // No Nagle delay: small gRPC answers otherwise wait for the client's delayed ACK
             // (about 40 ms each).
@@ -147,6 +151,7 @@ impl Node {
         if let Some(p) = self.producer.take() {
             let _ = tokio::task::spawn_blocking(move || p.join()).await;
         }
+        self.core.stop_replica().await;
         self.core.flush_telemetry();
     }
 }

@@ -158,6 +158,7 @@ pub fn open_with_log(config: NodeConfig, log: Box<dyn BlockLog>) -> NodeResult<A
         stop: AtomicBool::new(false),
         wake: (Mutex::new(()), Condvar::new()),
         log,
+        cluster: std::sync::OnceLock::new(),
     });
     core.metrics.set_head(head.height);
     readmit_pending(&core)?;

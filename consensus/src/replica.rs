@@ -1,0 +1,184 @@
+//! A replica of the replicated block log, as the node runs it: openraft over the node's
+//! RocksDB ([`RaftLogStore`]), a [`BlockStateMachine`] over the node's [`BlockApplier`], and
+//! the tonic network ([`RaftNetwork`], [`RaftService`]) with the cluster secret. The node
+//! reaches openraft through this module only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aurigraph_storage::Storage;
+use serde::Serialize;
+
+use crate::log_store::RaftLogStore;
+use crate::network::{RaftNetwork, RaftService};
+use crate::state_machine::{BlockApplier, BlockStateMachine};
+use crate::types::{BlockApplied, BlockEntry, NodeId, NodeInfo, TypeConfig};
+use openraft::async_runtime::WatchReceiver;
+
+/// A replica's Raft handle.
+pub type Replica<A> = openraft::Raft<TypeConfig, BlockStateMachine<A>>;
+
+/// Timing of a replica.
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    /// Leader heartbeat, ms.
+    pub heartbeat_ms: u64,
+    /// Election timeout range, ms.
+    pub election_min_ms: u64,
+    /// Upper end of the election timeout range, ms.
+    pub election_max_ms: u64,
+}
+
+/// Why a replica could not start or a block could not be proposed. Codes: `E_RAFT_START`,
+/// `E_NOT_LEADER`, `E_RAFT`.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    /// The replica did not start (configuration, storage).
+    #[error("[E_RAFT_START] {0}")]
+    Start(String),
+    /// This replica is not the leader; the leader is the one named, when known.
+    #[error("[E_NOT_LEADER] this replica is not the leader (leader: {})", leader.as_ref().map_or("unknown".to_string(), |l| format!("{} at {}", l.0, l.1)))]
+    NotLeader {
+        /// The leader's id and address, when known.
+        leader: Option<(NodeId, String)>,
+    },
+    /// Raft refused or failed the write (a stopped replica, a lost quorum, a failed apply).
+    #[error("[E_RAFT] {0}")]
+    Raft(String),
+}
+
+impl ReplicaError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ReplicaError::Start(_) => "E_RAFT_START",
+            ReplicaError::NotLeader { .. } => "E_NOT_LEADER",
+            ReplicaError::Raft(_) => "E_RAFT",
+        }
+    }
+}
+
+/// Starts replica `id`: its log in `storage`'s Raft families, its state machine over
+/// `applier`. It does not build snapshots by itself (the node's applier has none yet): a
+/// replica that falls behind catches up from the log, which is never purged.
+pub async fn start<A: BlockApplier>(
+    id: NodeId,
+    config: &ReplicaConfig,
+    storage: Arc<Storage>,
+    applier: A,
+    secret: &str,
+) -> Result<Replica<A>, ReplicaError> {
+    let raft_config = openraft::Config {
+        cluster_name: "aurigraph".into(),
+        heartbeat_interval: config.heartbeat_ms,
+        election_timeout_min: config.election_min_ms,
+        election_timeout_max: config.election_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::Never,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| ReplicaError::Start(format!("raft configuration: {e}")))?;
+    let log = RaftLogStore::new(storage).map_err(|e| ReplicaError::Start(e.to_string()))?;
+    let sm = BlockStateMachine::new(applier).map_err(|e| ReplicaError::Start(e.to_string()))?;
+    openraft::Raft::new(
+        id,
+        Arc::new(raft_config),
+        RaftNetwork::new(secret.to_string()),
+        log,
+        sm,
+    )
+    .await
+    .map_err(|e| ReplicaError::Start(e.to_string()))
+}
+
+/// The Raft RPC routes (`/aurigraph.raft.v1.Raft/*`) of `raft`, to merge into the node's router.
+pub fn router<A: BlockApplier>(raft: &Replica<A>, secret: &str) -> axum::Router {
+    RaftService::new(raft.clone(), secret.to_string()).into_router()
+}
+
+/// Initializes a new cluster with `members` as voters; nothing when this replica already
+/// holds a log or a vote (a restart).
+pub async fn initialize<A: BlockApplier>(
+    raft: &Replica<A>,
+    members: &[(NodeId, String)],
+) -> Result<(), ReplicaError> {
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| ReplicaError::Raft(e.to_string()))?;
+    if initialized {
+        return Ok(());
+    }
+    let nodes: BTreeMap<NodeId, NodeInfo> = members
+        .iter()
+        .map(|(id, addr)| (*id, NodeInfo { addr: addr.clone() }))
+        .collect();
+    raft.initialize(nodes)
+        .await
+        .map_err(|e| ReplicaError::Raft(e.to_string()))
+}
+
+/// Proposes a block and waits until it is committed and applied here.
+pub async fn propose<A: BlockApplier>(
+    raft: &Replica<A>,
+    entry: BlockEntry,
+) -> Result<BlockApplied, ReplicaError> {
+    match raft.client_write(entry).await {
+        Ok(resp) => Ok(resp.data),
+        Err(e) => match e.forward_to_leader() {
+            Some(f) => Err(ReplicaError::NotLeader {
+                leader: f
+                    .leader_id
+                    .zip(f.leader_node.clone())
+                    .map(|(id, n)| (id, n.addr)),
+            }),
+            None => Err(ReplicaError::Raft(e.to_string())),
+        },
+    }
+}
+
+/// Where a replica stands, as `GET /v1/cluster` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplicaStatus {
+    /// This replica's id.
+    pub id: NodeId,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Its term.
+    pub term: u64,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub state: String,
+    /// Index of the last applied log entry.
+    pub last_applied: Option<u64>,
+    /// Index of the last log entry.
+    pub last_log: Option<u64>,
+    /// The members (voters and learners) with their addresses.
+    pub members: Vec<(NodeId, String)>,
+    /// The error that stopped this replica's Raft, if it stopped.
+    pub stopped: Option<String>,
+}
+
+/// This replica's status from its metrics.
+pub fn status<A: BlockApplier>(raft: &Replica<A>) -> ReplicaStatus {
+    let m = raft.metrics().borrow_watched().clone();
+    ReplicaStatus {
+        id: m.id,
+        leader: m.current_leader,
+        term: m.current_term,
+        state: format!("{:?}", m.state).to_lowercase(),
+        last_applied: m.last_applied.map(|l| l.index),
+        last_log: m.last_log_index,
+        members: m
+            .membership_config
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect(),
+        stopped: m.running_state.err().map(|e| e.to_string()),
+    }
+}
+
+/// Whether this replica is the leader now.
+pub fn is_leader<A: BlockApplier>(raft: &Replica<A>) -> bool {
+    let m = raft.metrics().borrow_watched().clone();
+    m.current_leader == Some(m.id)
+}

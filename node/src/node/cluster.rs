@@ -1,0 +1,235 @@
+//! The node as a replica of a validator cluster (`[cluster]` with a `node_id`): block
+//! production goes through the replicated log instead of executing at once.
+//!
+//! - The leader's producer proposes a block from its mempool, executes it to learn the state
+//!   root it reaches (then puts the state back), and proposes the [`BlockEntry`] (its header:
+//!   height, parent, timestamp, root; its transactions) to openraft. It returns once the
+//!   block is committed and applied here.
+//! - Every replica, the leader included, applies committed blocks through [`NodeApplier`]:
+//!   the block's transactions are executed with the ledger's executor, the root must be the
+//!   entry's (`E_ROOT_MISMATCH` stops this replica's Raft, nothing of the block applied), and
+//!   the block is written to RocksDB in one batch with the Raft state (last applied log id,
+//!   membership), under the committed view, then published to subscribers.
+//! - Submissions are taken by the leader only; a follower refuses them with `E_NOT_LEADER`
+//!   and the leader's address (forwarding is not built yet).
+//! - Replicas build no snapshots yet: a replica that falls behind catches up from the log,
+//!   which is never purged.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use aurigraph_consensus::replica::{self, Replica, ReplicaConfig, ReplicaError};
+use aurigraph_consensus::state_machine::{ApplyError, BlockApplier};
+use aurigraph_consensus::types::{BlockApplied, BlockEntry};
+use aurigraph_ledger::state::StateRoot;
+use aurigraph_ledger::tx::SignedTransaction;
+
+use super::NodeCore;
+use super::producer::{now_ms, persist, published};
+use crate::error::{NodeError, NodeResult};
+
+/// How long the leader's producer waits for a proposed block to commit before it counts a
+/// failure (and retries with backoff).
+const COMMIT_WAIT: Duration = Duration::from_secs(10);
+
+/// This node's replica.
+pub(crate) struct Cluster {
+    pub(crate) raft: Replica<NodeApplier>,
+    pub(crate) rt: tokio::runtime::Handle,
+}
+
+/// Applies committed blocks to the node: its pipeline, its RocksDB, its subscribers.
+pub struct NodeApplier {
+    core: Weak<NodeCore>,
+}
+
+impl NodeApplier {
+    fn core(&self) -> Result<Arc<NodeCore>, ApplyError> {
+        self.core
+            .upgrade()
+            .ok_or_else(|| ApplyError::Storage("the node is stopping".into()))
+    }
+}
+
+impl BlockApplier for NodeApplier {
+    fn apply(&self, entry: &BlockEntry, raft_state: &[u8]) -> Result<BlockApplied, ApplyError> {
+        let core = self.core()?;
+        let height = entry.height;
+        let applied = core.head().height;
+        if height != applied + 1 {
+            return Err(ApplyError::BlockHeight {
+                applied,
+                got: height,
+            });
+        }
+        let mut txs = Vec::with_capacity(entry.txs.len());
+        for (index, bytes) in entry.txs.iter().enumerate() {
+            let tx = SignedTransaction::decode(bytes).map_err(|e| ApplyError::BlockDecode {
+                height,
+                index,
+                tx_code: e.code(),
+                reason: e.to_string(),
+            })?;
+            txs.push(tx);
+        }
+        let proposal = core
+            .pipeline
+            .proposal_of(height, txs.iter().cloned().map(Arc::new).collect());
+        let executed = core
+            .pipeline
+            .execute(proposal)
+            .map_err(|e| ApplyError::Execution {
+                height,
+                exec_code: e.code(),
+                reason: e.to_string(),
+            })?;
+        let view = core.view.write();
+        let (produced, (head, block)) = core.pipeline.commit_with(executed, |produced| {
+            if produced.outcome.state_root.0 != entry.state_root {
+                return Err(ApplyError::RootMismatch {
+                    height,
+                    expected: StateRoot(entry.state_root),
+                    got: produced.outcome.state_root,
+                });
+            }
+            persist(
+                &core,
+                produced,
+                &txs,
+                entry.parent,
+                entry.timestamp_ms,
+                Some(raft_state),
+            )
+            .map_err(|e| ApplyError::Storage(e.to_string()))
+        })?;
+        *core.head.write() = head;
+        drop(view);
+        published(&core, produced, block, head);
+        Ok(BlockApplied {
+            height,
+            state_root: head.state_root.0,
+        })
+    }
+
+    fn save_raft_state(&self, raft_state: &[u8]) -> Result<(), ApplyError> {
+        self.core()?
+            .storage
+            .save_raft_state(raft_state)
+            .map_err(|e| ApplyError::Storage(e.to_string()))
+    }
+
+    fn raft_state(&self) -> Result<Option<Vec<u8>>, ApplyError> {
+        self.core()?
+            .storage
+            .raft_state()
+            .map_err(|e| ApplyError::Storage(e.to_string()))
+    }
+
+    fn snapshot(&self) -> Result<(u64, Vec<u8>), ApplyError> {
+        Err(ApplyError::Snapshot(
+            "the node builds no snapshots yet: replicas catch up from the log".into(),
+        ))
+    }
+
+    fn install(&self, _height: u64, _data: &[u8], _raft_state: &[u8]) -> Result<(), ApplyError> {
+        Err(ApplyError::Snapshot(
+            "the node installs no snapshots yet: replicas catch up from the log".into(),
+        ))
+    }
+}
+
+/// Starts this node's replica when `[cluster]` is on: Raft over the node's RocksDB,
+/// initialized from the configured members by the bootstrap replica. Returns the Raft RPC
+/// routes to serve on the node's address. Call inside the tokio runtime.
+pub(crate) async fn start(core: &Arc<NodeCore>) -> NodeResult<Option<axum::Router>> {
+    let c = &core.config.cluster;
+    if !c.enabled() {
+        return Ok(None);
+    }
+    let secret = c.secret.clone().unwrap_or_default();
+    let or = |v: u64, d: u64| if v == 0 { d } else { v };
+    let config = ReplicaConfig {
+        heartbeat_ms: or(c.heartbeat_ms, 100),
+        election_min_ms: or(c.election_min_ms, 500),
+        election_max_ms: or(c.election_max_ms, 1_000),
+    };
+    let applier = NodeApplier {
+        core: Arc::downgrade(core),
+    };
+    let raft = replica::start(c.node_id, &config, core.storage.clone(), applier, &secret).await?;
+    if c.bootstrap {
+        let members: Vec<(u64, String)> =
+            c.members.iter().map(|m| (m.id, m.addr.clone())).collect();
+        replica::initialize(&raft, &members).await?;
+    }
+    let routes = replica::router(&raft, &secret);
+    let cluster = Cluster {
+        raft,
+        rt: tokio::runtime::Handle::current(),
+    };
+    if core.cluster.set(cluster).is_err() {
+        return Err(NodeError::Startup("the replica was started twice".into()));
+    }
+    tracing::info!(
+        node_id = c.node_id,
+        bootstrap = c.bootstrap,
+        "replica started"
+    );
+    Ok(Some(routes))
+}
+
+/// One production round of a replica: nothing unless it is the leader; the leader proposes
+/// blocks from its mempool through the replicated log (see the module docs).
+pub(crate) fn produce(core: &NodeCore, cluster: &Cluster, max_blocks: usize) -> NodeResult<usize> {
+    if !replica::is_leader(&cluster.raft) {
+        return Ok(0);
+    }
+    let mut n = 0;
+    while n < max_blocks && core.pipeline.mempool().ready_len() > 0 {
+        let Some(proposal) = core.pipeline.propose() else {
+            break;
+        };
+        let height = proposal.height;
+        let txs: Vec<Vec<u8>> = proposal
+            .batch
+            .txs
+            .iter()
+            .map(|t| t.tx.encoded().to_vec())
+            .collect();
+        let executed = core.pipeline.execute(proposal)?;
+        // The root the block reaches: commit it in the engine, read the root, put it back.
+        let root = match core
+            .pipeline
+            .commit_with(executed, |p| Err::<(), _>(p.outcome.state_root))
+        {
+            Err(root) => root,
+            Ok(_) => {
+                return Err(NodeError::Startup(
+                    "a block executed for its root was committed".into(),
+                ));
+            }
+        };
+        let entry = BlockEntry {
+            height,
+            parent: core.head().hash,
+            timestamp_ms: now_ms(),
+            state_root: root.0,
+            txs,
+        };
+        let proposed = cluster.rt.block_on(async {
+            tokio::time::timeout(COMMIT_WAIT, replica::propose(&cluster.raft, entry)).await
+        });
+        match proposed {
+            Ok(Ok(_)) => n += 1,
+            Ok(Err(ReplicaError::NotLeader { .. })) => break,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => {
+                return Err(ReplicaError::Raft(format!(
+                    "block {height} not committed within {COMMIT_WAIT:?}"
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(n)
+}

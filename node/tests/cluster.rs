@@ -1,0 +1,190 @@
+//! Three nodes as one validator cluster, in this process, on 127.0.0.1: real openraft, real
+//! RocksDB, the Raft RPCs on each node's own address with the cluster secret. Transactions
+//! submitted to the leader commit on every node with one state root per height; a follower
+//! refuses submissions with `E_NOT_LEADER`; when the leader stops, the two left elect a new
+//! one and go on, nothing committed lost; the stopped node, started again from its config and
+//! its data, catches up from the log to the same root.
+
+use std::time::Duration;
+
+use crate::common::*;
+use aurigraph_node::config::{ClusterConfig, ClusterMember};
+use aurigraph_node::{Node, NodeConfig};
+use serde_json::{Value, json};
+
+const SECRET: &str = "cluster-secret-for-the-node-tests";
+
+/// Free ports on 127.0.0.1, picked by binding and releasing.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
+fn replica_config(dir: &std::path::Path, id: u64, ports: &[u16]) -> NodeConfig {
+    let mut c = config(&dir.join(format!("node-{id}")));
+    c.listen = format!("127.0.0.1:{}", ports[id as usize - 1])
+        .parse()
+        .expect("address");
+    c.storage.sync = false;
+    c.cluster = ClusterConfig {
+        node_id: id,
+        members: ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ClusterMember {
+                id: i as u64 + 1,
+                addr: format!("127.0.0.1:{p}"),
+            })
+            .collect(),
+        bootstrap: id == 1,
+        secret: Some(SECRET.to_string()),
+        heartbeat_ms: 100,
+        election_min_ms: 500,
+        election_max_ms: 1_000,
+    };
+    c
+}
+
+async fn cluster_of(c: &reqwest::Client, node: &Node) -> Value {
+    let (s, v) = get_json(c, &format!("{}/v1/cluster", base(node))).await;
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+async fn leader(c: &reqwest::Client, nodes: &[&Node]) -> usize {
+    poll_until(Duration::from_secs(20), "a leader", || async {
+        for (i, n) in nodes.iter().enumerate() {
+            let v = cluster_of(c, n).await;
+            if v["state"] == "leader" {
+                return Some(i);
+            }
+        }
+        None
+    })
+    .await
+}
+
+/// Waits until every node is at `height` or above with one state root at the lowest height
+/// they share.
+async fn converged(c: &reqwest::Client, nodes: &[&Node], height: u64) -> String {
+    poll_until(
+        Duration::from_secs(20),
+        "every node at the height",
+        || async {
+            let mut roots = Vec::new();
+            for n in nodes {
+                let h = rest_head(c, &base(n)).await;
+                if h["height"].as_u64() != Some(height) {
+                    return None;
+                }
+                roots.push(h["state_root"].as_str().unwrap_or("").to_string());
+            }
+            roots.dedup();
+            assert_eq!(roots.len(), 1, "two roots at height {height}: {roots:?}");
+            Some(roots.remove(0))
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_validators_commit_the_same_blocks_and_survive_losing_the_leader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports = free_ports(3);
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(Some(
+            Node::start(replica_config(dir.path(), id, &ports))
+                .await
+                .expect("the node starts"),
+        ));
+    }
+    let c = http();
+    let all: Vec<&Node> = nodes.iter().flatten().collect();
+    let l = leader(&c, &all).await;
+    let follower = (l + 1) % 3;
+
+    // A follower refuses submissions and names the leader.
+    let (s, v) = post_json(
+        &c,
+        &format!("{}/v1/transactions", base(all[follower])),
+        &json!(hex_of(&transfer(0, 0, 1, 5))),
+        None,
+    )
+    .await;
+    assert_eq!((s, code(&v)), (503, "E_NOT_LEADER"), "{v}");
+
+    // 40 transfers through the leader commit on all three, one root per height.
+    let txs: Vec<String> = (0..40)
+        .map(|n| hex_of(&transfer((n % 4) as u32, n / 4, 9, 1)))
+        .collect();
+    let (s, v) = post_json(
+        &c,
+        &format!("{}/v1/transactions", base(all[l])),
+        &json!(txs),
+        None,
+    )
+    .await;
+    assert_eq!((s, v["accepted"].as_u64()), (200, Some(40)), "{v}");
+    let last = txs.len() - 1;
+    let hash = transfer(3, 9, 9, 1).hash().to_string();
+    assert_eq!(last, 39);
+    wait_committed(&c, &base(all[l]), &hash).await;
+    let height = rest_head(&c, &base(all[l])).await["height"]
+        .as_u64()
+        .expect("height");
+    converged(&c, &all, height).await;
+    for n in &all {
+        let v = wait_committed(&c, &base(n), &hash).await;
+        assert_eq!(v["receipt"]["code"], "OK", "{v}");
+        let acc = get_json(&c, &format!("{}/v1/accounts/{}", base(n), addr_hex(9)))
+            .await
+            .1;
+        assert_eq!(acc["balance"], all_balance_of_9(&c, all[l]).await);
+    }
+
+    // The leader stops; the two left elect a new one and commit from the same state.
+    let stopped = nodes[l].take().expect("the leader");
+    stopped.shutdown().await;
+    // Its port may be taken again by the restart below once the listener is gone.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let left: Vec<&Node> = nodes.iter().flatten().collect();
+    let l2 = leader(&c, &left).await;
+    let next = transfer(0, 10, 9, 1);
+    let (s, v) = post_json(
+        &c,
+        &format!("{}/v1/transactions", base(left[l2])),
+        &json!(hex_of(&next)),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    for n in &left {
+        wait_committed(&c, &base(n), &next.hash().to_string()).await;
+    }
+    converged(&c, &left, height + 1).await;
+
+    // The stopped node comes back from its config and data, and catches up from the log.
+    let again = Node::start(replica_config(dir.path(), l as u64 + 1, &ports))
+        .await
+        .expect("the stopped node starts again");
+    wait_committed(&c, &base(&again), &next.hash().to_string()).await;
+    nodes[l] = Some(again);
+    let all: Vec<&Node> = nodes.iter().flatten().collect();
+    converged(&c, &all, height + 1).await;
+    for n in nodes.into_iter().flatten() {
+        n.shutdown().await;
+    }
+}
+
+async fn all_balance_of_9(c: &reqwest::Client, node: &Node) -> Value {
+    get_json(c, &format!("{}/v1/accounts/{}", base(node), addr_hex(9)))
+        .await
+        .1["balance"]
+        .clone()
+}
