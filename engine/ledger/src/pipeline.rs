@@ -394,7 +394,11 @@ impl Pipeline {
 
     /// A proposal of a block decided elsewhere (a replica applying a block of the replicated
     /// log): `txs` in the given order, no slot consulted (their answers are `NotAsked`).
-    pub fn proposal_of(&self, height: u64, txs: Vec<Arc<crate::tx::SignedTransaction>>) -> Proposal {
+    pub fn proposal_of(
+        &self,
+        height: u64,
+        txs: Vec<Arc<crate::tx::SignedTransaction>>,
+    ) -> Proposal {
         let now = Instant::now();
         let txs: Vec<AdmittedTx> = txs
             .into_iter()
