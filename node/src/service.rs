@@ -502,6 +502,11 @@ impl NodeCore {
                 ),
             ));
         }
+        // In a cluster the answer waits for the commit: subscribe before anything can commit.
+        let mut commits = self
+            .cluster
+            .get()
+            .map(|_| (self.subscribe(), self.subscribe_dropped()));
         // Admission first, then the durable record, then the mempool: a transaction is never
         // in the mempool (and so never in a block) before it is on disk, and a failed write
         // leaves nothing behind.
@@ -545,6 +550,10 @@ impl NodeCore {
         if self.pipeline.mempool().ready_len() >= self.config.block.max_txs {
             self.wake_producer();
         }
+        let mut results = results;
+        if let Some((blocks, drops)) = commits.as_mut() {
+            self.wait_committed(&mut results, blocks, drops);
+        }
         Ok(results
             .into_iter()
             .map(|r| match r {
@@ -565,6 +574,77 @@ impl NodeCore {
                 }
             })
             .collect())
+    }
+
+    /// A replica of a cluster answers "accepted" once a transaction is committed, so an
+    /// acknowledged transaction is on a quorum: waits (the request timeout, from now) for the accepted ones to be committed or dropped. One dropped
+    /// meanwhile becomes a refusal with its drop code; one still pending at the deadline
+    /// becomes `E_COMMIT_PENDING` (it may still commit: its hash answers).
+    fn wait_committed(
+        &self,
+        results: &mut [aurigraph_ledger::pipeline::Submitted],
+        blocks: &mut broadcast::Receiver<Arc<BlockEvent>>,
+        drops: &mut broadcast::Receiver<Arc<Vec<DroppedEvent>>>,
+    ) {
+        use std::collections::HashMap;
+        let Some(cluster) = self.cluster.get() else {
+            return;
+        };
+        let mut waiting: HashMap<TxHash, usize> = results
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().ok().map(|h| (*h, i)))
+            .collect();
+        let timeout = std::time::Duration::from_millis(self.config.api.request_timeout_ms);
+        let until = std::time::Instant::now() + timeout;
+        while !waiting.is_empty() {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let event = cluster.rt.block_on(async {
+                tokio::time::timeout(left, async {
+                    tokio::select! {
+                        b = blocks.recv() => Ok(b),
+                        d = drops.recv() => Err(d),
+                    }
+                })
+                .await
+            });
+            match event {
+                Err(_) => break,
+                Ok(Ok(Ok(block))) => {
+                    for r in &block.receipts {
+                        waiting.remove(&r.tx_hash);
+                    }
+                }
+                Ok(Err(Ok(dropped))) => {
+                    for d in dropped.iter() {
+                        if let Some(i) = waiting.remove(&d.hash) {
+                            results[i] = Err(aurigraph_ledger::pipeline::Refused {
+                                code: "E_DROPPED",
+                                reason: format!("[{}] {}", d.code, d.reason),
+                            });
+                        }
+                    }
+                }
+                // Fell behind or closed: ask the index for what is left.
+                Ok(Ok(Err(_))) | Ok(Err(Err(_))) => {
+                    waiting.retain(|h, _| !matches!(self.storage.tx_location(h), Ok(Some(_))));
+                    if blocks.is_empty() && drops.is_empty() {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                }
+            }
+        }
+        for (_, i) in waiting {
+            results[i] = Err(aurigraph_ledger::pipeline::Refused {
+                code: "E_COMMIT_PENDING",
+                reason: "accepted by the leader but not committed within api.request_timeout_ms: \
+                         it may still commit or be dropped; its hash answers which"
+                    .to_string(),
+            });
+        }
     }
 
     /// Settles recorded submissions that will not commit: `forget` leave the `mempool`

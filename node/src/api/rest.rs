@@ -222,6 +222,7 @@ async fn submit(
         let code = item.code.clone().unwrap_or_default();
         let kind = match code.as_str() {
             "E_MEMPOOL_FULL" | "E_SENDER_LIMIT" => ErrorKind::Overloaded,
+            "E_COMMIT_PENDING" => ErrorKind::Unavailable,
             _ => ErrorKind::BadRequest,
         };
         return Err(ApiError::new(
