@@ -468,7 +468,9 @@ impl NodeCore {
             ));
         }
         self.check_ready()?;
-        self.check_leader()?;
+        if let Some(answer) = self.forward_to_leader(txs)? {
+            return Ok(answer);
+        }
         let api = &self.config.api;
         if txs.is_empty() {
             return Err(ApiError::bad_request(
@@ -888,26 +890,86 @@ impl NodeCore {
             .map(|c| aurigraph_consensus::replica::status(&c.raft))
     }
 
-    /// `E_NOT_LEADER` (with the leader's address) when this node is a follower of a cluster.
-    pub(crate) fn check_leader(&self) -> Result<(), crate::error::ApiError> {
+    /// On a follower of a cluster: the submission forwarded to the leader over gRPC, and the
+    /// leader's answer (`Some`). `None` on the leader or a node alone. `E_NOT_LEADER` when no
+    /// leader is known; `E_FORWARD` when the leader does not answer.
+    fn forward_to_leader(&self, txs: &[Vec<u8>]) -> Result<Option<Vec<SubmitItem>>, ApiError> {
         let Some(c) = self.cluster.get() else {
-            return Ok(());
+            return Ok(None);
         };
         if aurigraph_consensus::replica::is_leader(&c.raft) {
-            return Ok(());
+            return Ok(None);
         }
         let s = aurigraph_consensus::replica::status(&c.raft);
-        let leader = s
+        let Some(addr) = s
             .leader
             .and_then(|l| s.members.iter().find(|m| m.0 == l))
-            .map_or("not known yet".to_string(), |m| {
-                format!("{} at {}", m.0, m.1)
-            });
-        Err(crate::error::ApiError::new(
-            crate::error::ErrorKind::Unavailable,
-            "E_NOT_LEADER",
-            format!("this node is not the cluster's leader; submit to the leader: {leader}"),
-        ))
+            .map(|m| m.1.clone())
+        else {
+            return Err(ApiError::new(
+                ErrorKind::Unavailable,
+                "E_NOT_LEADER",
+                "this node is not the cluster's leader and knows of none yet: retry later",
+            ));
+        };
+        let channel = {
+            let mut cached = c.leader_channel.lock();
+            match cached.as_ref() {
+                Some((a, ch)) if *a == addr => ch.clone(),
+                _ => {
+                    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                        .map_err(|e| {
+                            ApiError::internal("E_FORWARD", format!("leader address {addr}: {e}"))
+                        })?
+                        .timeout(std::time::Duration::from_millis(
+                            self.config.api.request_timeout_ms.saturating_mul(2),
+                        ))
+                        .connect_lazy();
+                    *cached = Some((addr.clone(), ch.clone()));
+                    ch
+                }
+            }
+        };
+        let request = crate::proto::SubmitRequest {
+            transactions: txs.to_vec(),
+        };
+        let answer = c.rt.block_on(async move {
+            crate::proto::transactions_client::TransactionsClient::new(channel)
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20)
+                .submit(request)
+                .await
+        });
+        match answer {
+            Ok(r) => Ok(Some(
+                r.into_inner()
+                    .results
+                    .into_iter()
+                    .map(|i| SubmitItem {
+                        accepted: i.accepted,
+                        hash: (!i.hash.is_empty()).then_some(i.hash),
+                        code: (!i.code.is_empty()).then_some(i.code),
+                        message: (!i.message.is_empty()).then_some(i.message),
+                    })
+                    .collect(),
+            )),
+            Err(status) => {
+                let code = status
+                    .metadata()
+                    .get(crate::error::CODE_METADATA)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("E_FORWARD")
+                    .to_string();
+                Err(ApiError::new(
+                    ErrorKind::Unavailable,
+                    code,
+                    format!(
+                        "forwarded to the leader at {addr}, which answered: {}",
+                        status.message()
+                    ),
+                ))
+            }
+        }
     }
 
     /// Stops this node's replica (its Raft tasks), if it has one.

@@ -10,8 +10,9 @@
 //!   entry's (`E_ROOT_MISMATCH` stops this replica's Raft, nothing of the block applied), and
 //!   the block is written to RocksDB in one batch with the Raft state (last applied log id,
 //!   membership), under the committed view, then published to subscribers.
-//! - Submissions are taken by the leader only; a follower refuses them with `E_NOT_LEADER`
-//!   and the leader's address (forwarding is not built yet).
+//! - A follower forwards submissions to the leader over gRPC and answers with the leader's
+//!   answer (so "accepted" means committed there too); with no leader known it refuses with
+//!   `E_NOT_LEADER`.
 //! - Replicas build no snapshots yet: a replica that falls behind catches up from the log,
 //!   which is never purged.
 
@@ -36,6 +37,8 @@ const COMMIT_WAIT: Duration = Duration::from_secs(10);
 pub(crate) struct Cluster {
     pub(crate) raft: Replica<NodeApplier>,
     pub(crate) rt: tokio::runtime::Handle,
+    /// The gRPC channel to the leader submissions are forwarded to, and its address.
+    pub(crate) leader_channel: parking_lot::Mutex<Option<(String, tonic::transport::Channel)>>,
 }
 
 /// Applies committed blocks to the node: its pipeline, its RocksDB, its subscribers.
@@ -166,6 +169,7 @@ pub(crate) async fn start(core: &Arc<NodeCore>) -> NodeResult<Option<axum::Route
     let cluster = Cluster {
         raft,
         rt: tokio::runtime::Handle::current(),
+        leader_channel: parking_lot::Mutex::new(None),
     };
     if core.cluster.set(cluster).is_err() {
         return Err(NodeError::Startup("the replica was started twice".into()));
