@@ -156,11 +156,44 @@ pub struct ReplicaStatus {
     pub members: Vec<(NodeId, String)>,
     /// The error that stopped this replica's Raft, if it stopped.
     pub stopped: Option<String>,
+    /// On the leader: how many log entries each other replica is behind its last log entry.
+    pub lags: Vec<(NodeId, u64)>,
 }
 
 /// This replica's status from its metrics.
 pub fn status<A: BlockApplier>(raft: &Replica<A>) -> ReplicaStatus {
     let m = raft.metrics().borrow_watched().clone();
+    status_of(&m)
+}
+
+/// Calls `f` with the replica's status now and at every change of its metrics, until the
+/// replica stops.
+pub async fn watch<A: BlockApplier>(raft: Replica<A>, mut f: impl FnMut(&ReplicaStatus)) {
+    let mut rx = raft.metrics();
+    loop {
+        let m = rx.borrow_watched().clone();
+        f(&status_of(&m));
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn status_of(m: &openraft::RaftMetrics<TypeConfig>) -> ReplicaStatus {
+    let last_log = m.last_log_index.unwrap_or(0);
+    let lags = m
+        .replication
+        .as_ref()
+        .map(|r| {
+            r.iter()
+                .filter(|(id, _)| **id != m.id)
+                .map(|(id, matched)| {
+                    let at = matched.as_ref().map_or(0, |l| l.index);
+                    (*id, last_log.saturating_sub(at))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     ReplicaStatus {
         id: m.id,
         leader: m.current_leader,
@@ -173,7 +206,8 @@ pub fn status<A: BlockApplier>(raft: &Replica<A>) -> ReplicaStatus {
             .nodes()
             .map(|(id, n)| (*id, n.addr.clone()))
             .collect(),
-        stopped: m.running_state.err().map(|e| e.to_string()),
+        stopped: m.running_state.as_ref().err().map(|e| e.to_string()),
+        lags,
     }
 }
 

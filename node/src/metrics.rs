@@ -36,6 +36,30 @@ pub struct NodeMetrics {
     block_failures: Family<CodeLabels, Counter>,
     production_stalled: Gauge,
     subscribers: Gauge,
+    raft: RaftMetrics,
+}
+
+/// The replicated log's families (`aurigraph_raft_*`), set by a cluster replica only.
+#[derive(Clone)]
+struct RaftMetrics {
+    term: Gauge,
+    leader: Gauge,
+    is_leader: Gauge,
+    leader_changes: Counter,
+    last_log_index: Gauge,
+    applied_index: Gauge,
+    stopped: Gauge,
+    replication_lag: Family<PeerLabels, Gauge>,
+    commit_seconds: Histogram,
+    apply_seconds: Histogram,
+    last_leader: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Labels of a per-replica figure.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    /// The other replica's id.
+    pub peer: String,
 }
 
 /// Labels of a counter by stable code.
@@ -73,6 +97,68 @@ impl NodeMetrics {
         let block_failures = Family::<CodeLabels, Counter>::default();
         let production_stalled = Gauge::default();
         let subscribers = Gauge::default();
+        let raft = RaftMetrics {
+            term: Gauge::default(),
+            leader: Gauge::default(),
+            is_leader: Gauge::default(),
+            leader_changes: Counter::default(),
+            last_log_index: Gauge::default(),
+            applied_index: Gauge::default(),
+            stopped: Gauge::default(),
+            replication_lag: Family::default(),
+            commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            apply_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            last_leader: Arc::default(),
+        };
+        {
+            let r = registry.sub_registry_with_prefix("aurigraph_raft");
+            r.register("term", "This replica's Raft term", raft.term.clone());
+            r.register(
+                "leader",
+                "Id of the leader this replica knows (0: none)",
+                raft.leader.clone(),
+            );
+            r.register(
+                "is_leader",
+                "1 while this replica is the leader",
+                raft.is_leader.clone(),
+            );
+            r.register(
+                "leader_changes",
+                "Times the leader this replica knows changed",
+                raft.leader_changes.clone(),
+            );
+            r.register(
+                "last_log_index",
+                "Index of this replica's last log entry",
+                raft.last_log_index.clone(),
+            );
+            r.register(
+                "applied_index",
+                "Index of the last entry applied here",
+                raft.applied_index.clone(),
+            );
+            r.register(
+                "stopped",
+                "1 when this replica's Raft stopped (e.g. E_ROOT_MISMATCH)",
+                raft.stopped.clone(),
+            );
+            r.register(
+                "replication_lag_entries",
+                "On the leader: entries each other replica is behind its last log entry",
+                raft.replication_lag.clone(),
+            );
+            r.register(
+                "commit_seconds",
+                "On the leader: a block's proposal through the log to its apply here",
+                raft.commit_seconds.clone(),
+            );
+            r.register(
+                "apply_seconds",
+                "A committed block's execution and write on this replica",
+                raft.apply_seconds.clone(),
+            );
+        }
         {
             let r = registry.sub_registry_with_prefix("aurigraph_node");
             r.register("blocks", "Blocks committed", blocks.clone());
@@ -131,6 +217,7 @@ impl NodeMetrics {
             block_failures,
             production_stalled,
             subscribers,
+            raft,
         }
     }
 
@@ -180,6 +267,39 @@ impl NodeMetrics {
 
     pub(crate) fn set_production_stalled(&self, stalled: bool) {
         self.production_stalled.set(i64::from(stalled));
+    }
+
+    pub(crate) fn raft_status(&self, s: &aurigraph_consensus::replica::ReplicaStatus) {
+        let r = &self.raft;
+        r.term.set(s.term as i64);
+        let leader = s.leader.unwrap_or(0);
+        r.leader.set(leader as i64);
+        r.is_leader.set(i64::from(s.leader == Some(s.id)));
+        let before = r
+            .last_leader
+            .swap(leader, std::sync::atomic::Ordering::Relaxed);
+        if leader != 0 && before != leader {
+            r.leader_changes.inc();
+        }
+        r.last_log_index.set(s.last_log.unwrap_or(0) as i64);
+        r.applied_index.set(s.last_applied.unwrap_or(0) as i64);
+        r.stopped.set(i64::from(s.stopped.is_some()));
+        r.replication_lag.clear();
+        for (peer, lag) in &s.lags {
+            r.replication_lag
+                .get_or_create(&PeerLabels {
+                    peer: peer.to_string(),
+                })
+                .set(*lag as i64);
+        }
+    }
+
+    pub(crate) fn raft_commit(&self, d: Duration) {
+        self.raft.commit_seconds.observe(d.as_secs_f64());
+    }
+
+    pub(crate) fn raft_apply(&self, d: Duration) {
+        self.raft.apply_seconds.observe(d.as_secs_f64());
     }
 
     pub(crate) fn subscribers(&self, delta: i64) {

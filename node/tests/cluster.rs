@@ -155,6 +155,20 @@ async fn three_validators_commit_the_same_blocks_and_survive_losing_the_leader()
         assert_eq!(acc["balance"], all_balance_of_9(&c, all[l]).await);
     }
 
+    // The leader's metrics: it leads, nothing lags once converged, blocks went through the log.
+    let m = poll_until(Duration::from_secs(10), "no replication lag", || async {
+        let m = all[l].core().metrics.encode();
+        (m.contains("aurigraph_raft_is_leader 1")
+            && m.contains(r#"aurigraph_raft_replication_lag_entries{peer=""#)
+            && m.lines()
+                .filter(|l| l.starts_with("aurigraph_raft_replication_lag_entries{"))
+                .all(|l| l.ends_with(" 0")))
+        .then_some(m)
+    })
+    .await;
+    assert!(m.contains("aurigraph_raft_stopped 0"), "{m}");
+    assert!(!m.contains("aurigraph_raft_commit_seconds_count 0"), "{m}");
+
     // Acknowledged, then the leader stops at once: the acknowledged transaction is on the
     // others already. The two left elect a new leader and commit from the same state.
     let acked = transfer(1, 10, 9, 1);

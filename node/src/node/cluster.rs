@@ -57,6 +57,7 @@ impl NodeApplier {
 impl BlockApplier for NodeApplier {
     fn apply(&self, entry: &BlockEntry, raft_state: &[u8]) -> Result<BlockApplied, ApplyError> {
         let core = self.core()?;
+        let started = std::time::Instant::now();
         let height = entry.height;
         let applied = core.head().height;
         if height != applied + 1 {
@@ -108,6 +109,7 @@ impl BlockApplier for NodeApplier {
         *core.head.write() = head;
         drop(view);
         published(&core, produced, block, head);
+        core.metrics.raft_apply(started.elapsed());
         Ok(BlockApplied {
             height,
             state_root: head.state_root.0,
@@ -166,6 +168,10 @@ pub(crate) async fn start(core: &Arc<NodeCore>) -> NodeResult<Option<axum::Route
         replica::initialize(&raft, &members).await?;
     }
     let routes = replica::router(&raft, &secret);
+    let metrics = core.metrics.clone();
+    tokio::spawn(replica::watch(raft.clone(), move |s| {
+        metrics.raft_status(s)
+    }));
     let cluster = Cluster {
         raft,
         rt: tokio::runtime::Handle::current(),
@@ -220,11 +226,15 @@ pub(crate) fn produce(core: &NodeCore, cluster: &Cluster, max_blocks: usize) -> 
             state_root: root.0,
             txs,
         };
+        let started = std::time::Instant::now();
         let proposed = cluster.rt.block_on(async {
             tokio::time::timeout(COMMIT_WAIT, replica::propose(&cluster.raft, entry)).await
         });
         match proposed {
-            Ok(Ok(_)) => n += 1,
+            Ok(Ok(_)) => {
+                core.metrics.raft_commit(started.elapsed());
+                n += 1;
+            }
             Ok(Err(ReplicaError::NotLeader { .. })) => break,
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => {
