@@ -216,3 +216,80 @@ pub fn is_leader<A: BlockApplier>(raft: &Replica<A>) -> bool {
     let m = raft.metrics().borrow_watched().clone();
     m.current_leader == Some(m.id)
 }
+
+/// A change of the cluster's membership, as an operator asks for it.
+#[derive(Clone, Debug)]
+pub enum MembershipChange {
+    /// Add a learner (a replica that applies blocks and serves the API, without a vote).
+    AddLearner {
+        /// Its id.
+        id: NodeId,
+        /// `host:port` of its API.
+        addr: String,
+    },
+    /// Make a learner a voter.
+    Promote(NodeId),
+    /// Remove a replica from the membership (voter or learner).
+    Remove(NodeId),
+}
+
+/// Applies a membership change through the leader (`E_NOT_LEADER` elsewhere). An added
+/// learner is being caught up when this returns (not waited for).
+pub async fn change_membership<A: BlockApplier>(
+    raft: &Replica<A>,
+    change: MembershipChange,
+) -> Result<(), ReplicaError> {
+    use std::collections::BTreeSet;
+    let result = match change {
+        MembershipChange::AddLearner { id, addr } => {
+            raft.add_learner(id, NodeInfo { addr }, false).await
+        }
+        MembershipChange::Promote(id) => {
+            raft.change_membership(
+                openraft::ChangeMembers::AddVoterIds(BTreeSet::from([id])),
+                true,
+            )
+            .await
+        }
+        MembershipChange::Remove(id) => {
+            let m = raft.metrics().borrow_watched().clone();
+            let is_voter = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == id);
+            let change = if is_voter {
+                openraft::ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+            } else {
+                openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+            };
+            raft.change_membership(change, false).await
+        }
+    };
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => match e.forward_to_leader() {
+            Some(f) => Err(ReplicaError::NotLeader {
+                leader: f
+                    .leader_id
+                    .zip(f.leader_node.clone())
+                    .map(|(id, n)| (id, n.addr)),
+            }),
+            None => Err(ReplicaError::Raft(e.to_string())),
+        },
+    }
+}
+
+/// Asks the leader to hand leadership over to `to` (a voter that is up to date).
+pub async fn transfer_leader<A: BlockApplier>(
+    raft: &Replica<A>,
+    to: NodeId,
+) -> Result<(), ReplicaError> {
+    if !is_leader(raft) {
+        return Err(ReplicaError::NotLeader { leader: None });
+    }
+    raft.trigger()
+        .transfer_leader(to)
+        .await
+        .map_err(|e| ReplicaError::Raft(e.to_string()))
+}

@@ -280,6 +280,24 @@ pub fn parse_backend(s: &str) -> Result<BackendKind, ApiError> {
     }
 }
 
+/// A change of a cluster an operator asks for (`POST /v1/cluster/{action}`).
+#[derive(Clone, Debug)]
+pub enum ClusterChange {
+    /// Add a learner at `addr` (a node started with `[cluster]`, this `id`, not bootstrapping).
+    AddLearner {
+        /// Its id.
+        id: u64,
+        /// `host:port` of its API.
+        addr: String,
+    },
+    /// Make a learner a voter.
+    Promote(u64),
+    /// Remove a replica.
+    Remove(u64),
+    /// Hand leadership over to a voter.
+    Transfer(u64),
+}
+
 /// An open subscription's slot; released (and the gauge lowered) when dropped.
 #[derive(Debug)]
 pub struct SubscriberPermit {
@@ -970,6 +988,37 @@ impl NodeCore {
                 ))
             }
         }
+    }
+
+    /// Applies an operator's change to the cluster, through this node's replica (the leader:
+    /// `E_NOT_LEADER` elsewhere). `E_NO_CLUSTER` on a node running alone.
+    pub async fn change_cluster(&self, change: ClusterChange) -> Result<(), ApiError> {
+        use aurigraph_consensus::replica::{self, MembershipChange, ReplicaError};
+        let Some(c) = self.cluster.get() else {
+            return Err(ApiError::new(
+                ErrorKind::Conflict,
+                "E_NO_CLUSTER",
+                "this node runs alone: it has no cluster to change",
+            ));
+        };
+        let result = match change {
+            ClusterChange::AddLearner { id, addr } => {
+                replica::change_membership(&c.raft, MembershipChange::AddLearner { id, addr }).await
+            }
+            ClusterChange::Promote(id) => {
+                replica::change_membership(&c.raft, MembershipChange::Promote(id)).await
+            }
+            ClusterChange::Remove(id) => {
+                replica::change_membership(&c.raft, MembershipChange::Remove(id)).await
+            }
+            ClusterChange::Transfer(id) => replica::transfer_leader(&c.raft, id).await,
+        };
+        result.map_err(|e| match e {
+            ReplicaError::NotLeader { .. } => {
+                ApiError::new(ErrorKind::Unavailable, "E_NOT_LEADER", e.to_string())
+            }
+            other => ApiError::new(ErrorKind::Conflict, other.code(), other.to_string()),
+        })
     }
 
     /// Stops this node's replica (its Raft tasks), if it has one.

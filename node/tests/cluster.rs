@@ -223,3 +223,86 @@ async fn all_balance_of_9(c: &reqwest::Client, node: &Node) -> Value {
         .1["balance"]
         .clone()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_learner_joins_catches_up_is_promoted_and_takes_over_the_leadership() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports = free_ports(4);
+    let voters = &ports[..3];
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(
+            Node::start(replica_config(dir.path(), id, voters))
+                .await
+                .expect("the node starts"),
+        );
+    }
+    let c = http();
+    let all: Vec<&Node> = nodes.iter().collect();
+    let l = leader(&c, &all).await;
+    let first = transfer(0, 0, 9, 1);
+    let (s, v) = post_json(
+        &c,
+        &format!("{}/v1/transactions", base(all[l])),
+        &json!(hex_of(&first)),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+
+    // Node 4: a replica that is not in the initial membership.
+    let mut cfg4 = replica_config(dir.path(), 4, &ports);
+    cfg4.cluster.bootstrap = false;
+    let learner = Node::start(cfg4).await.expect("node 4 starts");
+    let admin = |action: &'static str, body: Value| {
+        let (c, url) = (c.clone(), format!("{}/v1/cluster/{action}", base(all[l])));
+        async move { post_json(&c, &url, &body, Some(TOKEN)).await }
+    };
+    let (s, v) = post_json(
+        &c,
+        &format!("{}/v1/cluster/learner", base(all[l])),
+        &json!({"id": 4, "addr": format!("127.0.0.1:{}", ports[3])}),
+        None,
+    )
+    .await;
+    assert_eq!((s, code(&v)), (401, "E_UNAUTHENTICATED"), "{v}");
+    let (s, v) = admin(
+        "learner",
+        json!({"id": 4, "addr": format!("127.0.0.1:{}", ports[3])}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    wait_committed(&c, &base(&learner), &first.hash().to_string()).await;
+    let (_, v4) = get_json(&c, &format!("{}/v1/cluster", base(&learner))).await;
+    assert_eq!(v4["state"], "learner", "{v4}");
+
+    // Promoted to voter, then handed the leadership.
+    let (s, v) = admin("promote", json!({"id": 4})).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = admin("transfer", json!({"id": 4})).await;
+    assert_eq!(s, 200, "{v}");
+    poll_until(Duration::from_secs(15), "node 4 leading", || async {
+        let (_, v) = get_json(&c, &format!("{}/v1/cluster", base(&learner))).await;
+        (v["state"] == "leader").then_some(())
+    })
+    .await;
+    let second = transfer(0, 1, 9, 1);
+    let (s, v) = post_json(
+        &c,
+        &format!("{}/v1/transactions", base(&learner)),
+        &json!(hex_of(&second)),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let mut four = all.clone();
+    four.push(&learner);
+    let height = rest_head(&c, &base(&learner)).await["height"]
+        .as_u64()
+        .expect("height");
+    converged(&c, &four, height).await;
+    learner.shutdown().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}

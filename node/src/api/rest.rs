@@ -70,6 +70,7 @@ pub fn router(core: Arc<NodeCore>, slots: Arc<tokio::sync::Semaphore>) -> Router
         .route("/v1/accounts/{address}", get(account))
         .route("/v1/head", get(head))
         .route("/v1/cluster", get(cluster))
+        .route("/v1/cluster/{action}", post(cluster_action))
         .route("/v1/policies", get(policies))
         .route("/v1/policies/{slot}", get(policy))
         .route("/v1/policies/{slot}/{action}", post(policy_action))
@@ -144,6 +145,50 @@ async fn cluster(State(core): Core) -> Response {
         .into_response(),
         None => Json(json!({"enabled": false})).into_response(),
     }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct ClusterBody {
+    id: Option<u64>,
+    addr: Option<String>,
+}
+
+/// `POST /v1/cluster/{learner|promote|remove|transfer}` (admin): `{"id", "addr"}` for a new
+/// learner, `{"id"}` for the others. Answered by the leader (`E_NOT_LEADER` elsewhere).
+async fn cluster_action(
+    State(core): Core,
+    Path(action): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    core.check_admin(auth)?;
+    let bytes = body_bytes(body)?;
+    let b: ClusterBody = parse_json(&bytes)?;
+    let id =
+        b.id.ok_or_else(|| ApiError::bad_request("E_MISSING_FIELD", "the field `id` is required"))?;
+    let change = match action.as_str() {
+        "learner" => {
+            let addr = b.addr.ok_or_else(|| {
+                ApiError::bad_request("E_MISSING_FIELD", "`learner` needs the field `addr`")
+            })?;
+            crate::service::ClusterChange::AddLearner { id, addr }
+        }
+        "promote" => crate::service::ClusterChange::Promote(id),
+        "remove" => crate::service::ClusterChange::Remove(id),
+        "transfer" => crate::service::ClusterChange::Transfer(id),
+        other => {
+            return Err(ApiError::not_found(
+                "E_UNKNOWN_ACTION",
+                format!("no cluster action `{other}`: learner, promote, remove, transfer"),
+            ));
+        }
+    };
+    core.change_cluster(change).await?;
+    Ok(cluster(State(core)).await)
 }
 
 async fn readyz(State(core): Core) -> Response {
