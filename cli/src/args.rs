@@ -50,6 +50,61 @@ pub enum Command {
     /// Decision telemetry recorded by a node: export it for notebooks and training.
     #[command(subcommand)]
     Telemetry(TelemetryCommand),
+    /// A validator cluster on this machine: `aurigraph start` processes on 127.0.0.1, one
+    /// folder each under DIR (up, status, down).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// `aurigraph cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Write DIR/node-<id>/aurigraph.toml for each validator, start each as a background
+    /// process (its output in DIR/node-<id>/node.log), and return once a leader is elected
+    /// and every node is ready. A stopped cluster in DIR starts again from its files.
+    Up(ClusterUpArgs),
+    /// Each node of DIR's cluster: state, height, state root, lag behind the leader's log.
+    Status(ClusterStatusArgs),
+    /// Stop DIR's nodes: SIGTERM, SIGKILL after 10 s. Their files and data stay.
+    Down(ClusterDirArgs),
+}
+
+/// Arguments of `aurigraph cluster up`.
+#[derive(Debug, Args)]
+pub struct ClusterUpArgs {
+    /// Validators (voters), ids 1 to N [default: 3, or the stopped cluster's count].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=32))]
+    pub nodes: Option<u64>,
+    /// The cluster's folder: cluster.json, and node-<id>/ (config, data, log, pid) per node.
+    #[arg(long)]
+    pub dir: std::path::PathBuf,
+    /// Node N listens on 127.0.0.1:(P+N-1) (API and Raft) [default: 7601].
+    #[arg(long, value_name = "P")]
+    pub base_port: Option<u16>,
+    /// The cluster secret every Raft RPC carries, 16+ characters [default: 32 random hex
+    /// characters].
+    #[arg(long, value_name = "S", hide_env_values = true)]
+    pub secret: Option<String>,
+}
+
+/// Arguments of `aurigraph cluster status`.
+#[derive(Debug, Args)]
+pub struct ClusterStatusArgs {
+    /// The cluster's folder (as given to `cluster up`).
+    #[arg(long)]
+    pub dir: std::path::PathBuf,
+    /// Print JSON: {"leader", "term", "nodes": [{"id", "role", "url", "pid", "state",
+    /// "height", "state_root", "lag"}]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `aurigraph cluster down`.
+#[derive(Debug, Args)]
+pub struct ClusterDirArgs {
+    /// The cluster's folder (as given to `cluster up`).
+    #[arg(long)]
+    pub dir: std::path::PathBuf,
 }
 
 /// `aurigraph telemetry ...`
@@ -538,6 +593,7 @@ pub fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

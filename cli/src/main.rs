@@ -4,8 +4,8 @@
 
 use std::process::ExitCode;
 
-use aurigraph_cli::args::{self, BenchCommand, Command, TelemetryCommand};
-use aurigraph_cli::{bench, demo, load, models, policy, start, telemetry, tx};
+use aurigraph_cli::args::{self, BenchCommand, ClusterCommand, Command, TelemetryCommand};
+use aurigraph_cli::{bench, cluster, demo, load, models, policy, start, telemetry, tx};
 use clap::Parser;
 
 /// Errors print as `error: [CODE] message` and their causes on one line each; the stack
@@ -40,5 +40,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Models(cmd) => models::run(&cmd),
         Command::Bench(BenchCommand::Ab(args)) => bench::ab(&args),
         Command::Telemetry(TelemetryCommand::Export(args)) => telemetry::export(&args),
+        Command::Cluster(ClusterCommand::Up(args)) => cluster::up(&args),
+        Command::Cluster(ClusterCommand::Status(args)) => cluster::status(&args),
+        Command::Cluster(ClusterCommand::Down(args)) => cluster::down(&args),
     }
 }

@@ -11,6 +11,7 @@
 mod common;
 
 mod architecture;
+mod cluster;
 mod crash;
 mod errors;
 mod load;

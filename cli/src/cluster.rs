@@ -1,0 +1,731 @@
+//! `aurigraph cluster up|status|down`: a validator cluster on this machine, each validator
+//! an `aurigraph start` process on 127.0.0.1 with its own folder under DIR.
+//!
+//! DIR holds `cluster.json` (each node's id, url, config, log and pid) and, per node,
+//! `node-<id>/`: `aurigraph.toml` (a complete config: `aurigraph start --config` runs the
+//! node alone), `data/`, `node.log` and `pid` while it runs. The nodes share empty
+//! `DIR/models` and `DIR/plugins` folders, one admin token and the cluster secret (both in
+//! every config, which is written readable by its owner only). They run on their configs
+//! alone: no `AURIGRAPH_*` variable is passed on.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use aurigraph_node::NodeConfig;
+use aurigraph_node::config::{ClusterConfig, ClusterMember};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::args::{ClusterDirArgs, ClusterStatusArgs, ClusterUpArgs};
+
+/// Validators of a new cluster unless `--nodes` says otherwise.
+const DEFAULT_NODES: u64 = 3;
+/// Node N listens on 127.0.0.1:(DEFAULT_BASE_PORT+N-1) unless `--base-port` says otherwise.
+const DEFAULT_BASE_PORT: u16 = 7601;
+/// How long `up` waits for a leader and every node ready.
+const UP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `down` waits after SIGTERM before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(10);
+
+/// `DIR/cluster.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct ClusterFile {
+    nodes: Vec<NodeEntry>,
+}
+
+/// One node of `DIR/cluster.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct NodeEntry {
+    id: u64,
+    url: String,
+    config: PathBuf,
+    log: PathBuf,
+    /// The running process; `null` once `down` stopped it.
+    pid: Option<u32>,
+}
+
+impl NodeEntry {
+    fn pid_file(&self) -> PathBuf {
+        self.config.with_file_name("pid")
+    }
+
+    /// The pid of this node's process if it is running: from cluster.json, else the pid
+    /// file.
+    fn running_pid(&self) -> Option<u32> {
+        let pid = self.pid.or_else(|| {
+            fs::read_to_string(self.pid_file())
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        })?;
+        alive(pid, &self.config).then_some(pid)
+    }
+}
+
+fn cluster_file(dir: &Path) -> PathBuf {
+    dir.join("cluster.json")
+}
+
+fn node_dir(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("node-{id}"))
+}
+
+fn read_cluster(dir: &Path) -> Result<ClusterFile> {
+    let path = cluster_file(dir);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "[E_NO_CLUSTER] {} holds no cluster ({} is missing; `aurigraph cluster up --dir` \
+             makes one)",
+            dir.display(),
+            path.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    serde_json::from_str(&text)
+        .with_context(|| format!("[E_CLUSTER_FILE] {} is not a cluster file", path.display()))
+}
+
+fn write_cluster(dir: &Path, c: &ClusterFile) -> Result<()> {
+    let path = cluster_file(dir);
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(c)?;
+    fs::write(&tmp, text + "\n").with_context(|| format!("cannot write {}", tmp.display()))?;
+    fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Whether `pid` is a running (not zombie) process started with `config` on its command
+/// line. Elsewhere than Linux: whether `kill -0 pid` succeeds.
+#[cfg(target_os = "linux")]
+fn alive(pid: u32, config: &Path) -> bool {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let Ok(stat) = fs::read_to_string(proc.join("stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    if matches!(state, Some("Z" | "X" | "x") | None) {
+        return false;
+    }
+    let Ok(cmdline) = fs::read(proc.join("cmdline")) else {
+        return false;
+    };
+    let want = config.as_os_str().as_encoded_bytes();
+    cmdline.split(|b| *b == 0).any(|arg| arg == want)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn alive(pid: u32, _config: &Path) -> bool {
+    signal(pid, "0")
+}
+
+/// Sends `kill -SIG pid`; whether it was delivered.
+fn signal(pid: u32, sig: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 16];
+    rand::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn http() -> Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .context("cannot build the HTTP client")
+}
+
+/// `GET url/v1/cluster`, `None` when the node does not answer 200 with JSON.
+fn cluster_view(c: &reqwest::blocking::Client, url: &str) -> Option<Value> {
+    let r = c.get(format!("{url}/v1/cluster")).send().ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().ok()
+}
+
+fn ready(c: &reqwest::blocking::Client, url: &str) -> bool {
+    c.get(format!("{url}/readyz"))
+        .send()
+        .is_ok_and(|r| r.status().as_u16() == 200)
+}
+
+/// The last `n` lines of a log file, indented, for an error message.
+fn log_tail(path: &Path, n: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = String::new();
+    for l in &lines[lines.len().saturating_sub(n)..] {
+        let _ = write!(out, "\n    {l}");
+    }
+    out
+}
+
+/// The config of node `id` of `n`, every path absolute under `dir`.
+fn node_config(dir: &Path, id: u64, n: u64, base: u16, secret: &str, token: &str) -> NodeConfig {
+    let mut c = NodeConfig::default();
+    let own = node_dir(dir, id);
+    c.data_dir = own.join("data");
+    c.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port(base, id)));
+    c.admin.token = Some(token.to_string());
+    c.policies.models_dir = dir.join("models");
+    c.policies.plugins_dir = dir.join("plugins");
+    c.cluster = ClusterConfig {
+        node_id: id,
+        members: (1..=n)
+            .map(|m| ClusterMember {
+                id: m,
+                addr: format!("127.0.0.1:{}", port(base, m)),
+            })
+            .collect(),
+        bootstrap: id == 1,
+        secret: Some(secret.to_string()),
+        heartbeat_ms: 100,
+        election_min_ms: 500,
+        election_max_ms: 1_000,
+    };
+    c
+}
+
+/// `base + id - 1`; `up` checks the range before.
+fn port(base: u16, id: u64) -> u16 {
+    u16::try_from(u64::from(base) + id - 1).unwrap_or(u16::MAX)
+}
+
+/// Writes `config` to `path`, readable by its owner only (it holds the secret and token).
+fn write_config(path: &Path, config: &NodeConfig, id: u64, dir: &Path) -> Result<()> {
+    let body = toml::to_string_pretty(config).context("cannot write the node's config")?;
+    // The text must read back as the same config.
+    NodeConfig::parse(&body)
+        .map_err(|e| anyhow::anyhow!("[E_CONFIG] the written config does not parse: {}", e.0))?;
+    let text = format!(
+        "# Node {id} of the validator cluster in {} (written by `aurigraph cluster up`).\n\
+         # Run alone: aurigraph start --config {}\n\n{body}",
+        dir.display(),
+        path.display()
+    );
+    let mut open = fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let mut f = open
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Starts `aurigraph start --config CONFIG` in the background, its output appended to
+/// `log`, in its own process group so that the terminal's Ctrl-C does not reach it.
+fn spawn_node(config: &Path, log: &Path) -> Result<Child> {
+    let exe = std::env::current_exe().context("cannot find the aurigraph binary")?;
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let err = out.try_clone()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("start")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AURIGRAPH_") {
+            cmd.env_remove(k);
+        }
+    }
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    cmd.spawn()
+        .with_context(|| format!("cannot start the node of {}", config.display()))
+}
+
+/// What `up` builds on: the nodes of a stopped cluster already in DIR, or new ones.
+fn plan(args: &ClusterUpArgs, dir: &Path) -> Result<ClusterFile> {
+    if cluster_file(dir).exists() {
+        let existing = read_cluster(dir)?;
+        let running: Vec<String> = existing
+            .nodes
+            .iter()
+            .filter_map(|n| n.running_pid().map(|p| format!("node {} (pid {p})", n.id)))
+            .collect();
+        if !running.is_empty() {
+            bail!(
+                "[E_CLUSTER_RUNNING] {} already holds a running cluster: {}; `aurigraph cluster \
+                 down --dir {}` stops it",
+                dir.display(),
+                running.join(", "),
+                dir.display()
+            );
+        }
+        return restart_plan(args, dir, existing);
+    }
+    let n = args.nodes.unwrap_or(DEFAULT_NODES);
+    let base = args.base_port.unwrap_or(DEFAULT_BASE_PORT);
+    if base == 0 || u64::from(base) + n - 1 > u64::from(u16::MAX) {
+        bail!(
+            "[E_USAGE] ports {base}..{} are not all valid",
+            u64::from(base) + n - 1
+        );
+    }
+    let secret = args.secret.clone().unwrap_or_else(random_hex);
+    if secret.len() < 16 {
+        bail!("[E_USAGE] --secret must be at least 16 characters");
+    }
+    check_ports(base, n)?;
+    let token = random_hex();
+    for sub in ["models", "plugins"] {
+        fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+    }
+    let mut nodes = Vec::new();
+    for id in 1..=n {
+        let own = node_dir(dir, id);
+        fs::create_dir_all(&own).with_context(|| format!("cannot create {}", own.display()))?;
+        let config = node_config(dir, id, n, base, &secret, &token);
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("node {id}'s config: {e}"))?;
+        let path = own.join("aurigraph.toml");
+        write_config(&path, &config, id, dir)?;
+        nodes.push(NodeEntry {
+            id,
+            url: format!("http://{}", config.listen),
+            config: path,
+            log: own.join("node.log"),
+            pid: None,
+        });
+    }
+    Ok(ClusterFile { nodes })
+}
+
+/// The stopped cluster of DIR, started again from its configs when the flags agree with it.
+fn restart_plan(args: &ClusterUpArgs, dir: &Path, existing: ClusterFile) -> Result<ClusterFile> {
+    let exists = |what: String| -> anyhow::Error {
+        anyhow::anyhow!(
+            "[E_CLUSTER_EXISTS] {} holds a stopped cluster {what}; `aurigraph cluster up --dir \
+             {}` without other flags starts it again, or use another folder",
+            dir.display(),
+            dir.display()
+        )
+    };
+    let n = existing.nodes.len() as u64;
+    if let Some(want) = args.nodes
+        && want != n
+    {
+        return Err(exists(format!("of {n} nodes, not {want}")));
+    }
+    let mut first_port = None;
+    for node in &existing.nodes {
+        let c = load_config(&node.config)?;
+        if node.id == 1 {
+            first_port = Some(c.listen.port());
+        }
+        if let Err(e) = TcpListener::bind(c.listen) {
+            bail!(
+                "[E_PORT_IN_USE] {} (node {}) cannot be bound ({e}); it is in {}",
+                c.listen,
+                node.id,
+                node.config.display()
+            );
+        }
+        if let Some(s) = &args.secret
+            && c.cluster.secret.as_deref() != Some(s.as_str())
+        {
+            return Err(exists("with another secret".to_string()));
+        }
+    }
+    if let (Some(want), Some(have)) = (args.base_port, first_port)
+        && want != have
+    {
+        return Err(exists(format!("on base port {have}")));
+    }
+    Ok(existing)
+}
+
+/// Reads a node config file as `aurigraph start --config` does, without the environment.
+fn load_config(path: &Path) -> Result<NodeConfig> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    NodeConfig::parse(&text).map_err(|e| anyhow::anyhow!("[E_CONFIG] {}: {}", path.display(), e.0))
+}
+
+/// Refuses when one of ports `base..base+n` on 127.0.0.1 is taken.
+fn check_ports(base: u16, n: u64) -> Result<()> {
+    for id in 1..=n {
+        let p = port(base, id);
+        if let Err(e) = TcpListener::bind(("127.0.0.1", p)) {
+            bail!(
+                "[E_PORT_IN_USE] 127.0.0.1:{p} (node {id}) cannot be bound ({e}); choose another \
+                 --base-port"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs `aurigraph cluster up`.
+pub fn up(args: &ClusterUpArgs) -> Result<()> {
+    fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let dir = args
+        .dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", args.dir.display()))?;
+    let restarted = cluster_file(&dir).exists();
+    let mut cluster = plan(args, &dir)?;
+
+    let mut children = Vec::new();
+    if let Err(e) = spawn_all(&dir, &mut cluster, &mut children) {
+        stop_children(&mut children);
+        return Err(e);
+    }
+
+    let (leader, term) = match wait_up(&cluster, &mut children) {
+        Ok(lt) => lt,
+        Err(e) => {
+            eprintln!(
+                "the cluster in {} did not come up: stopping its nodes",
+                dir.display()
+            );
+            stop_children(&mut children);
+            for node in &mut cluster.nodes {
+                let _ = fs::remove_file(node.pid_file());
+                node.pid = None;
+            }
+            let _ = write_cluster(&dir, &cluster);
+            return Err(e);
+        }
+    };
+
+    println!(
+        "aurigraph cluster: {} validators in {}{}, leader node {leader} (term {term})",
+        cluster.nodes.len(),
+        dir.display(),
+        if restarted {
+            " (started again from their data)"
+        } else {
+            ""
+        }
+    );
+    for node in &cluster.nodes {
+        println!(
+            "  node {}  {}  pid {}  {}{}",
+            node.id,
+            node.url,
+            node.pid.unwrap_or(0),
+            node.log.display(),
+            if node.id == leader { "  (leader)" } else { "" }
+        );
+    }
+    println!(
+        "admin token and secret: in each node's aurigraph.toml\n\
+         aurigraph cluster status --dir {0}; aurigraph cluster down --dir {0}",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Starts every node of `cluster`, recording each pid in its pid file and in cluster.json.
+fn spawn_all(
+    dir: &Path,
+    cluster: &mut ClusterFile,
+    children: &mut Vec<(u64, Child)>,
+) -> Result<()> {
+    for node in &mut cluster.nodes {
+        let child = spawn_node(&node.config, &node.log)?;
+        let pid = child.id();
+        node.pid = Some(pid);
+        children.push((node.id, child));
+        fs::write(node.pid_file(), format!("{pid}\n"))
+            .with_context(|| format!("cannot write {}", node.pid_file().display()))?;
+    }
+    write_cluster(dir, cluster)
+}
+
+/// Waits until every node answers /readyz 200 and agrees on a leader that says it leads;
+/// that leader and its term.
+fn wait_up(cluster: &ClusterFile, children: &mut [(u64, Child)]) -> Result<(u64, u64)> {
+    let c = http()?;
+    let deadline = Instant::now() + UP_TIMEOUT;
+    loop {
+        for (id, child) in children.iter_mut() {
+            if let Some(status) = child.try_wait().context("cannot check a node's process")? {
+                let log = cluster
+                    .nodes
+                    .iter()
+                    .find(|n| n.id == *id)
+                    .map(|n| n.log.clone())
+                    .unwrap_or_default();
+                bail!(exited(*id, status, &log));
+            }
+        }
+        let mut waiting_for = None;
+        let mut views = Vec::new();
+        for node in &cluster.nodes {
+            if !ready(&c, &node.url) {
+                waiting_for = Some(format!("node {} to answer /readyz 200", node.id));
+                break;
+            }
+            match cluster_view(&c, &node.url) {
+                Some(v) => views.push((node.id, v)),
+                None => {
+                    waiting_for = Some(format!("node {} to answer /v1/cluster", node.id));
+                    break;
+                }
+            }
+        }
+        if waiting_for.is_none() {
+            match agreed_leader(&views) {
+                Some(lt) => return Ok(lt),
+                None => waiting_for = Some("a leader every node knows".to_string()),
+            }
+        }
+        if Instant::now() >= deadline {
+            let logs: Vec<String> = cluster
+                .nodes
+                .iter()
+                .map(|n| n.log.display().to_string())
+                .collect();
+            bail!(
+                "[E_CLUSTER_TIMEOUT] still waiting for {} after {} s; the logs: {}",
+                waiting_for.unwrap_or_default(),
+                UP_TIMEOUT.as_secs(),
+                logs.join(", ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn exited(id: u64, status: ExitStatus, log: &Path) -> String {
+    format!(
+        "[E_NODE_EXITED] node {id} exited ({status}) while starting; its log, {}, ends:{}",
+        log.display(),
+        log_tail(log, 8)
+    )
+}
+
+/// The leader every view names, if that node's own view says it leads, with its term.
+fn agreed_leader(views: &[(u64, Value)]) -> Option<(u64, u64)> {
+    let leader = views.first()?.1["leader"].as_u64()?;
+    if views
+        .iter()
+        .any(|(_, v)| v["leader"].as_u64() != Some(leader))
+    {
+        return None;
+    }
+    let (_, lv) = views.iter().find(|(id, _)| *id == leader)?;
+    (lv["state"] == "leader").then(|| (leader, lv["term"].as_u64().unwrap_or(0)))
+}
+
+/// SIGTERM to the children `up` started, SIGKILL to those still there after the grace.
+fn stop_children(children: &mut [(u64, Child)]) {
+    for (_, child) in children.iter_mut() {
+        if matches!(child.try_wait(), Ok(None)) {
+            signal(child.id(), "TERM");
+        }
+    }
+    let deadline = Instant::now() + TERM_GRACE;
+    for (_, child) in children.iter_mut() {
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if matches!(child.try_wait(), Ok(None)) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One node as `status` shows it.
+struct NodeStatus<'a> {
+    node: &'a NodeEntry,
+    pid: Option<u32>,
+    view: Option<Value>,
+}
+
+/// Runs `aurigraph cluster status`.
+pub fn status(args: &ClusterStatusArgs) -> Result<()> {
+    let cluster = read_cluster(&args.dir)?;
+    let c = http()?;
+    let nodes: Vec<NodeStatus> = cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            let pid = node.running_pid();
+            let view = pid.and_then(|_| cluster_view(&c, &node.url));
+            NodeStatus { node, pid, view }
+        })
+        .collect();
+    // The leader: the up node that says it leads, the highest term first.
+    let leader = nodes
+        .iter()
+        .filter_map(|n| n.view.as_ref().map(|v| (n.node.id, v)))
+        .filter(|(_, v)| v["state"] == "leader")
+        .max_by_key(|(_, v)| v["term"].as_u64().unwrap_or(0));
+    let term = match leader {
+        Some((_, v)) => v["term"].as_u64(),
+        None => nodes
+            .iter()
+            .filter_map(|n| n.view.as_ref()?["term"].as_u64())
+            .max(),
+    };
+    let leader_log = leader.map(|(_, v)| v["last_log"].as_u64().unwrap_or(0));
+    let rows: Vec<Value> = nodes
+        .iter()
+        .map(|n| {
+            let v = n.view.as_ref();
+            let lag = match (leader_log, v) {
+                (Some(last), Some(v)) => {
+                    json!(last.saturating_sub(v["last_applied"].as_u64().unwrap_or(0)))
+                }
+                _ => Value::Null,
+            };
+            let role = if v.is_some_and(|v| v["state"] == "learner") {
+                "learner"
+            } else {
+                "validator"
+            };
+            json!({
+                "id": n.node.id,
+                "role": role,
+                "url": n.node.url,
+                "pid": n.pid,
+                "state": v.map_or(json!("down"), |v| v["state"].clone()),
+                "height": v.map_or(Value::Null, |v| v["height"].clone()),
+                "state_root": v.map_or(Value::Null, |v| v["state_root"].clone()),
+                "lag": lag,
+            })
+        })
+        .collect();
+    let leader_id = leader.map(|(id, _)| id);
+    if args.json {
+        let out = json!({"leader": leader_id, "term": term, "nodes": rows});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "id",
+        "role",
+        "url",
+        "pid",
+        "state",
+        "height",
+        "state_root",
+        "lag",
+    ]);
+    let text = |v: &Value| match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for r in &rows {
+        let root = text(&r["state_root"]);
+        t.add_row([
+            text(&r["id"]),
+            text(&r["role"]),
+            text(&r["url"]),
+            text(&r["pid"]),
+            text(&r["state"]),
+            text(&r["height"]),
+            root.chars().take(12).collect(),
+            text(&r["lag"]),
+        ]);
+    }
+    println!("{t}");
+    match leader_id {
+        Some(id) => println!("leader: node {id}, term {}", term.unwrap_or(0)),
+        None => println!(
+            "leader: none known{}",
+            term.map(|t| format!(" (highest term {t})"))
+                .unwrap_or_default()
+        ),
+    }
+    for n in &nodes {
+        if let Some(why) = n.view.as_ref().and_then(|v| v["stopped"].as_str()) {
+            println!("node {}: its Raft stopped: {why}", n.node.id);
+        }
+    }
+    Ok(())
+}
+
+/// Runs `aurigraph cluster down`.
+pub fn down(args: &ClusterDirArgs) -> Result<()> {
+    let mut cluster = read_cluster(&args.dir)?;
+    let mut stopping = Vec::new();
+    for node in &cluster.nodes {
+        match node.running_pid() {
+            Some(pid) => {
+                signal(pid, "TERM");
+                stopping.push((node, pid));
+            }
+            None => println!("node {}: not running", node.id),
+        }
+    }
+    let deadline = Instant::now() + TERM_GRACE;
+    while stopping.iter().any(|(n, pid)| alive(*pid, &n.config)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (node, pid) in &stopping {
+        if alive(*pid, &node.config) {
+            signal(*pid, "KILL");
+            println!(
+                "node {} (pid {pid}): killed, still running {} s after SIGTERM",
+                node.id,
+                TERM_GRACE.as_secs()
+            );
+        } else {
+            println!("node {} (pid {pid}): stopped", node.id);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let left = loop {
+        let left: Vec<String> = stopping
+            .iter()
+            .filter(|(n, pid)| alive(*pid, &n.config))
+            .map(|(n, pid)| format!("node {} (pid {pid})", n.id))
+            .collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if !left.is_empty() {
+        bail!("[E_STOP] still running after SIGKILL: {}", left.join(", "));
+    }
+    for node in &mut cluster.nodes {
+        match fs::remove_file(node.pid_file()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot remove {}", node.pid_file().display()));
+            }
+        }
+        node.pid = None;
+    }
+    write_cluster(&args.dir, &cluster)
+}

@@ -1,0 +1,225 @@
+//! `aurigraph cluster up|status|down` with the real binary: three validator processes on
+//! 127.0.0.1, a transfer submitted to a follower committed on all three with one state root,
+//! then every process stopped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::common::*;
+use serde_json::{Value, json};
+
+fn aurigraph(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aurigraph"))
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A base port in 20000..60000 whose next two ports bind too.
+fn free_base() -> u16 {
+    for _ in 0..200 {
+        let base = 20_000 + (rand::random::<u16>() % 40_000);
+        if (base..base + 3).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no three consecutive free ports in 20000..60000");
+}
+
+/// Whether `pid` is a running process (not a zombie).
+fn running(pid: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next()),
+            Some("Z" | "X" | "x")
+        ),
+        Err(_) => false,
+    }
+}
+
+/// Stops the cluster when dropped, so that a failing test leaves no process behind.
+struct Down(PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = aurigraph(&["cluster", "down"], &self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_up_status_down_with_three_processes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("cluster");
+
+    // `up` checks the ports before writing anything: another base when one was taken.
+    let mut up = None;
+    for _ in 0..5 {
+        let base = free_base().to_string();
+        let out = aurigraph(
+            &["cluster", "up", "--nodes", "3", "--base-port", &base],
+            &dir,
+        );
+        if out.status.success() {
+            up = Some(out);
+            break;
+        }
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("[E_PORT_IN_USE]"),
+            "{}",
+            text(&out)
+        );
+    }
+    let up = up.expect("cluster up on a free base port");
+    let _down = Down(dir.clone());
+    let up_text = String::from_utf8_lossy(&up.stdout);
+    assert!(up_text.contains("leader node"), "{}", text(&up));
+    for id in 1..=3 {
+        let node = dir.join(format!("node-{id}"));
+        for f in ["aurigraph.toml", "node.log", "pid"] {
+            assert!(
+                node.join(f).exists(),
+                "{} is missing",
+                node.join(f).display()
+            );
+        }
+    }
+
+    // A second `up` on the same folder is refused.
+    let again = aurigraph(&["cluster", "up"], &dir);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("error: [E_CLUSTER_RUNNING]"),
+        "{}",
+        text(&again)
+    );
+
+    let out = aurigraph(&["cluster", "status", "--json"], &dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let st: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&st), ["leader", "nodes", "term"], "{st}");
+    let nodes = st["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 3, "{st}");
+    let leader = st["leader"].as_u64().expect("a leader");
+    let mut leaders = 0;
+    for n in nodes {
+        assert_eq!(
+            keys(n),
+            [
+                "height",
+                "id",
+                "lag",
+                "pid",
+                "role",
+                "state",
+                "state_root",
+                "url"
+            ],
+            "{n}"
+        );
+        assert_eq!(n["role"], "validator");
+        assert!(n["pid"].as_u64().is_some_and(running), "{n}");
+        assert_eq!(n["height"], nodes[0]["height"], "{st}");
+        assert_eq!(n["state_root"], nodes[0]["state_root"], "{st}");
+        match n["state"].as_str() {
+            Some("leader") => {
+                leaders += 1;
+                assert_eq!(n["id"].as_u64(), Some(leader), "{st}");
+            }
+            Some("follower") => {}
+            other => panic!("state {other:?}: {st}"),
+        }
+    }
+    assert_eq!(leaders, 1, "{st}");
+    let pids: Vec<u64> = nodes
+        .iter()
+        .map(|n| n["pid"].as_u64().expect("pid"))
+        .collect();
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| n["url"].as_str().expect("url").to_string())
+        .collect();
+
+    // A transfer submitted to a follower is answered once committed, and commits on all.
+    let follower = nodes
+        .iter()
+        .find(|n| n["state"] == "follower")
+        .and_then(|n| n["url"].as_str())
+        .expect("a follower");
+    let c = http();
+    let t = transfer(3, 0, 7, 55);
+    let (s, v) = post_json(
+        &c,
+        &format!("{follower}/v1/transactions"),
+        &json!(hex_of(&t)),
+        None,
+    )
+    .await;
+    assert_eq!((s, v["accepted"].as_u64()), (200, Some(1)), "{v}");
+    let hash = t.hash().to_string();
+    let mut blocks = Vec::new();
+    for url in &urls {
+        let r = wait_committed(&c, url, &hash).await;
+        blocks.push(r["block_height"].clone());
+    }
+    blocks.dedup();
+    assert_eq!(blocks.len(), 1, "one block on every node: {blocks:?}");
+    // Every node at one height with one root.
+    let heads = poll_until(Duration::from_secs(10), "one head on all", || async {
+        let mut heads = Vec::new();
+        for url in &urls {
+            let h = rest_head(&c, url).await;
+            heads.push((h["height"].clone(), h["state_root"].clone()));
+        }
+        heads.dedup();
+        (heads.len() == 1).then_some(heads)
+    })
+    .await;
+    assert!(heads[0].0.as_u64() >= blocks[0].as_u64(), "{heads:?}");
+    let (_, acc) = get_json(&c, &format!("{}/v1/accounts/{}", urls[2], addr_hex(7))).await;
+    assert_eq!(
+        acc["balance"].as_u64(),
+        Some(1_000_000_000_000 + 55),
+        "{acc}"
+    );
+
+    let out = aurigraph(&["cluster", "down"], &dir);
+    assert!(out.status.success(), "{}", text(&out));
+    for pid in &pids {
+        assert!(!running(*pid), "pid {pid} still runs");
+    }
+    for id in 1..=3 {
+        assert!(!dir.join(format!("node-{id}/pid")).exists());
+    }
+    let out = aurigraph(&["cluster", "status", "--json"], &dir);
+    let st: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert!(
+        st["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .all(|n| n["state"] == "down"),
+        "{st}"
+    );
+    // `down` again does nothing and succeeds.
+    let out = aurigraph(&["cluster", "down"], &dir);
+    assert!(out.status.success(), "{}", text(&out));
+}
