@@ -59,8 +59,8 @@ pub enum Command {
 /// `aurigraph cluster ...`
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Write DIR/node-<id>/aurigraph.toml for each validator, start each as a background
-    /// process (its output in DIR/node-<id>/node.log), and return once a leader is elected
+    /// Write DIR/node-ID/aurigraph.toml for each validator, start each as a background
+    /// process (its output in DIR/node-ID/node.log), and return once a leader is elected
     /// and every node is ready. A stopped cluster in DIR starts again from its files.
     Up(ClusterUpArgs),
     /// Each node of DIR's cluster: state, height, state root, lag behind the leader's log.
@@ -75,7 +75,7 @@ pub struct ClusterUpArgs {
     /// Validators (voters), ids 1 to N [default: 3, or the stopped cluster's count].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=32))]
     pub nodes: Option<u64>,
-    /// The cluster's folder: cluster.json, and node-<id>/ (config, data, log, pid) per node.
+    /// The cluster's folder: cluster.json, and node-ID/ (config, data, log, pid) per node.
     #[arg(long)]
     pub dir: std::path::PathBuf,
     /// Node N listens on 127.0.0.1:(P+N-1) (API and Raft) [default: 7601].
