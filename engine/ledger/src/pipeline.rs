@@ -464,6 +464,16 @@ impl Pipeline {
         })
     }
 
+    /// The state root an executed block reaches, without committing it: its writes are applied
+    /// and put back inside the commit section, so no reader or submitter sees them.
+    pub fn root_of(&self, executed: &Executed) -> crate::state::StateRoot {
+        let _section = self.commit_section.lock();
+        let mut state = self.state.write();
+        let root = state.apply(&executed.execution.write_set);
+        state.apply(&executed.before);
+        root
+    }
+
     /// Commits an executed block: applies its writes to the state, calls `persist` with the
     /// result (the node writes the block to disk there), then cleans the mempool. Submitters
     /// never see the state and the mempool out of step (see `commit_section`).

@@ -1,10 +1,11 @@
 //! The node as a replica of a validator cluster (`[cluster]` with a `node_id`): block
 //! production goes through the replicated log instead of executing at once.
 //!
-//! - The leader's producer proposes a block from its mempool, executes it to learn the state
-//!   root it reaches (then puts the state back), and proposes the [`BlockEntry`] (its header:
-//!   height, parent, timestamp, root; its transactions) to openraft. It returns once the
-//!   block is committed and applied here.
+//! - The leader's producer proposes a block from its mempool, executes it, reads the state
+//!   root it reaches (its writes put back at once), and proposes the [`BlockEntry`] (its
+//!   header: height, parent, timestamp, root; its transactions) to openraft. It returns once
+//!   the block is committed and applied here; applying it on the leader reuses that
+//!   execution.
 //! - Every replica, the leader included, applies committed blocks through [`NodeApplier`]:
 //!   the block's transactions are executed with the ledger's executor, the root must be the
 //!   entry's (`E_ROOT_MISMATCH` stops this replica's Raft, nothing of the block applied), and
@@ -39,11 +40,20 @@ pub(crate) struct Cluster {
     pub(crate) rt: tokio::runtime::Handle,
     /// The gRPC channel to the leader submissions are forwarded to, and its address.
     pub(crate) leader_channel: parking_lot::Mutex<Option<(String, tonic::transport::Channel)>>,
+    proposed: ProposedSlot,
 }
+
+/// On the leader: the block it proposed, executed, with its height and root, so applying it
+/// when it commits does not execute it again.
+type Proposed = (u64, [u8; 32], aurigraph_ledger::pipeline::Executed);
+
+/// The leader's block in flight (see [`Proposed`]), shared by its producer and its applier.
+type ProposedSlot = Arc<parking_lot::Mutex<Option<Proposed>>>;
 
 /// Applies committed blocks to the node: its pipeline, its RocksDB, its subscribers.
 pub struct NodeApplier {
     core: Weak<NodeCore>,
+    proposed: ProposedSlot,
 }
 
 impl NodeApplier {
@@ -76,17 +86,28 @@ impl BlockApplier for NodeApplier {
             })?;
             txs.push(tx);
         }
-        let proposal = core
-            .pipeline
-            .proposal_of(height, txs.iter().cloned().map(Arc::new).collect());
-        let executed = core
-            .pipeline
-            .execute(proposal)
-            .map_err(|e| ApplyError::Execution {
-                height,
-                exec_code: e.code(),
-                reason: e.to_string(),
-            })?;
+        // The leader's own block, executed when it proposed it: used as is (its root is the
+        // entry's, checked again below); any other block is executed here.
+        let mine = self
+            .proposed
+            .lock()
+            .take()
+            .filter(|(h, root, _)| *h == height && *root == entry.state_root);
+        let executed = match mine {
+            Some((_, _, executed)) => executed,
+            None => {
+                let proposal = core
+                    .pipeline
+                    .proposal_of(height, txs.iter().cloned().map(Arc::new).collect());
+                core.pipeline
+                    .execute(proposal)
+                    .map_err(|e| ApplyError::Execution {
+                        height,
+                        exec_code: e.code(),
+                        reason: e.to_string(),
+                    })?
+            }
+        };
         let view = core.view.write();
         let (produced, (head, block)) = core.pipeline.commit_with(executed, |produced| {
             if produced.outcome.state_root.0 != entry.state_root {
@@ -158,8 +179,10 @@ pub(crate) async fn start(core: &Arc<NodeCore>) -> NodeResult<Option<axum::Route
         election_min_ms: or(c.election_min_ms, 500),
         election_max_ms: or(c.election_max_ms, 1_000),
     };
+    let proposed: ProposedSlot = Arc::default();
     let applier = NodeApplier {
         core: Arc::downgrade(core),
+        proposed: proposed.clone(),
     };
     let raft = replica::start(c.node_id, &config, core.storage.clone(), applier, &secret).await?;
     if c.bootstrap {
@@ -176,6 +199,7 @@ pub(crate) async fn start(core: &Arc<NodeCore>) -> NodeResult<Option<axum::Route
         raft,
         rt: tokio::runtime::Handle::current(),
         leader_channel: parking_lot::Mutex::new(None),
+        proposed,
     };
     if core.cluster.set(cluster).is_err() {
         return Err(NodeError::Startup("the replica was started twice".into()));
@@ -207,18 +231,7 @@ pub(crate) fn produce(core: &NodeCore, cluster: &Cluster, max_blocks: usize) -> 
             .map(|t| t.tx.encoded().to_vec())
             .collect();
         let executed = core.pipeline.execute(proposal)?;
-        // The root the block reaches: commit it in the engine, read the root, put it back.
-        let root = match core
-            .pipeline
-            .commit_with(executed, |p| Err::<(), _>(p.outcome.state_root))
-        {
-            Err(root) => root,
-            Ok(_) => {
-                return Err(NodeError::Startup(
-                    "a block executed for its root was committed".into(),
-                ));
-            }
-        };
+        let root = core.pipeline.root_of(&executed);
         let entry = BlockEntry {
             height,
             parent: core.head().hash,
@@ -226,6 +239,7 @@ pub(crate) fn produce(core: &NodeCore, cluster: &Cluster, max_blocks: usize) -> 
             state_root: root.0,
             txs,
         };
+        *cluster.proposed.lock() = Some((height, root.0, executed));
         let started = std::time::Instant::now();
         let proposed = cluster.rt.block_on(async {
             tokio::time::timeout(COMMIT_WAIT, replica::propose(&cluster.raft, entry)).await
