@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::common::*;
 use serde_json::{Value, json};
 
-fn aurigraph(args: &[&str], dir: &Path) -> Output {
+/// Runs `aurigraph ARGS --dir DIR` to its end.
+pub(crate) fn aurigraph(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aurigraph"))
         .args(args)
         .arg("--dir")
@@ -19,7 +20,8 @@ fn aurigraph(args: &[&str], dir: &Path) -> Output {
         .expect("the binary runs")
 }
 
-fn text(out: &Output) -> String {
+/// A finished command's status and output, for an assertion's message.
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "status {}\nstdout:\n{}\nstderr:\n{}",
         out.status,
@@ -29,7 +31,7 @@ fn text(out: &Output) -> String {
 }
 
 /// A base port in 20000..60000 whose next two ports bind too.
-fn free_base() -> u16 {
+pub(crate) fn free_base() -> u16 {
     for _ in 0..200 {
         let base = 20_000 + (rand::random::<u16>() % 40_000);
         if (base..base + 3).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
@@ -37,6 +39,27 @@ fn free_base() -> u16 {
         }
     }
     panic!("no three consecutive free ports in 20000..60000");
+}
+
+/// `aurigraph cluster up --nodes 3 --dir DIR` on a free base port; its output. `up` checks
+/// the ports before writing anything: another base when one was taken meanwhile.
+pub(crate) fn up_three(dir: &Path) -> Output {
+    for _ in 0..5 {
+        let base = free_base().to_string();
+        let out = aurigraph(
+            &["cluster", "up", "--nodes", "3", "--base-port", &base],
+            dir,
+        );
+        if out.status.success() {
+            return out;
+        }
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("[E_PORT_IN_USE]"),
+            "{}",
+            text(&out)
+        );
+    }
+    panic!("cluster up found no free base port in 5 tries");
 }
 
 /// Whether `pid` is a running process (not a zombie).
@@ -52,7 +75,7 @@ fn running(pid: u64) -> bool {
 }
 
 /// Stops the cluster when dropped, so that a failing test leaves no process behind.
-struct Down(PathBuf);
+pub(crate) struct Down(pub(crate) PathBuf);
 
 impl Drop for Down {
     fn drop(&mut self) {
@@ -65,25 +88,7 @@ async fn cluster_up_status_down_with_three_processes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("cluster");
 
-    // `up` checks the ports before writing anything: another base when one was taken.
-    let mut up = None;
-    for _ in 0..5 {
-        let base = free_base().to_string();
-        let out = aurigraph(
-            &["cluster", "up", "--nodes", "3", "--base-port", &base],
-            &dir,
-        );
-        if out.status.success() {
-            up = Some(out);
-            break;
-        }
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("[E_PORT_IN_USE]"),
-            "{}",
-            text(&out)
-        );
-    }
-    let up = up.expect("cluster up on a free base port");
+    let up = up_three(&dir);
     let _down = Down(dir.clone());
     let up_text = String::from_utf8_lossy(&up.stdout);
     assert!(up_text.contains("leader node"), "{}", text(&up));

@@ -12,6 +12,7 @@ mod common;
 
 mod architecture;
 mod cluster;
+mod cluster_chaos;
 mod crash;
 mod errors;
 mod load;

@@ -211,10 +211,13 @@ fn status_of(m: &openraft::RaftMetrics<TypeConfig>) -> ReplicaStatus {
     }
 }
 
-/// Whether this replica is the leader now.
+/// Whether this replica is the leader now, confirmed by a quorum in its term: a replica that
+/// restarts with the vote of a term it led believes it leads until it hears of a newer term,
+/// and is not counted as the leader before a quorum acknowledged it.
 pub fn is_leader<A: BlockApplier>(raft: &Replica<A>) -> bool {
-    let m = raft.metrics().borrow_watched().clone();
-    m.current_leader == Some(m.id)
+    let m = raft.metrics();
+    let m = m.borrow_watched();
+    m.current_leader == Some(m.id) && m.last_quorum_acked.is_some()
 }
 
 /// A change of the cluster's membership, as an operator asks for it.

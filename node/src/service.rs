@@ -918,7 +918,26 @@ impl NodeCore {
         if aurigraph_consensus::replica::is_leader(&c.raft) {
             return Ok(None);
         }
-        let s = aurigraph_consensus::replica::status(&c.raft);
+        let mut s = aurigraph_consensus::replica::status(&c.raft);
+        // This replica believes it leads but no quorum confirmed it yet (just elected, or
+        // restarted with an old term's vote): wait for the confirmation or a newer leader,
+        // briefly, rather than take the submission or forward it to itself.
+        let mut waited = 0;
+        while s.leader == Some(s.id) && waited < 40 {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            waited += 1;
+            if aurigraph_consensus::replica::is_leader(&c.raft) {
+                return Ok(None);
+            }
+            s = aurigraph_consensus::replica::status(&c.raft);
+        }
+        if s.leader == Some(s.id) {
+            return Err(ApiError::new(
+                ErrorKind::Unavailable,
+                "E_NOT_LEADER",
+                "this replica's leadership is not confirmed by a quorum: retry",
+            ));
+        }
         let Some(addr) = s
             .leader
             .and_then(|l| s.members.iter().find(|m| m.0 == l))
