@@ -125,15 +125,22 @@ pub async fn propose<A: BlockApplier>(
 ) -> Result<BlockApplied, ReplicaError> {
     match raft.client_write(entry).await {
         Ok(resp) => Ok(resp.data),
-        Err(e) => match e.forward_to_leader() {
-            Some(f) => Err(ReplicaError::NotLeader {
-                leader: f
-                    .leader_id
-                    .zip(f.leader_node.clone())
-                    .map(|(id, n)| (id, n.addr)),
-            }),
-            None => Err(ReplicaError::Raft(e.to_string())),
+        Err(e) => Err(write_error(&e)),
+    }
+}
+
+/// A refused write: `E_NOT_LEADER` (with the leader, when known) or `E_RAFT`.
+fn write_error(
+    e: &openraft::error::RaftError<TypeConfig, openraft::error::ClientWriteError<TypeConfig>>,
+) -> ReplicaError {
+    match e.forward_to_leader() {
+        Some(f) => ReplicaError::NotLeader {
+            leader: f
+                .leader_id
+                .zip(f.leader_node.clone())
+                .map(|(id, n)| (id, n.addr)),
         },
+        None => ReplicaError::Raft(e.to_string()),
     }
 }
 
@@ -271,15 +278,7 @@ pub async fn change_membership<A: BlockApplier>(
     };
     match result {
         Ok(_) => Ok(()),
-        Err(e) => match e.forward_to_leader() {
-            Some(f) => Err(ReplicaError::NotLeader {
-                leader: f
-                    .leader_id
-                    .zip(f.leader_node.clone())
-                    .map(|(id, n)| (id, n.addr)),
-            }),
-            None => Err(ReplicaError::Raft(e.to_string())),
-        },
+        Err(e) => Err(write_error(&e)),
     }
 }
 
