@@ -526,13 +526,14 @@ fn exited(id: u64, status: ExitStatus, log: &Path) -> String {
     )
 }
 
-/// The leader every view names, if that node's own view says it leads, with its term.
+/// The leader every view names, if that node's own view says it leads and every other node
+/// is its follower (the membership reached it: until then a new replica reports `learner`),
+/// with its term.
 fn agreed_leader(views: &[(u64, Value)]) -> Option<(u64, u64)> {
     let leader = views.first()?.1["leader"].as_u64()?;
-    if views
-        .iter()
-        .any(|(_, v)| v["leader"].as_u64() != Some(leader))
-    {
+    if views.iter().any(|(id, v)| {
+        v["leader"].as_u64() != Some(leader) || (*id != leader && v["state"] != "follower")
+    }) {
         return None;
     }
     let (_, lv) = views.iter().find(|(id, _)| *id == leader)?;

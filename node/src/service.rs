@@ -919,11 +919,12 @@ impl NodeCore {
             return Ok(None);
         }
         let mut s = aurigraph_consensus::replica::status(&c.raft);
-        // This replica believes it leads but no quorum confirmed it yet (just elected, or
-        // restarted with an old term's vote): wait for the confirmation or a newer leader,
-        // briefly, rather than take the submission or forward it to itself.
+        // No leader known yet (an election, a replica that just joined), or this replica
+        // believes it leads but no quorum confirmed it yet (just elected, or restarted with an
+        // old term's vote): wait briefly for a confirmed leader rather than refuse at once,
+        // take the submission, or forward it to itself.
         let mut waited = 0;
-        while s.leader == Some(s.id) && waited < 40 {
+        while (s.leader.is_none() || s.leader == Some(s.id)) && waited < 40 {
             std::thread::sleep(std::time::Duration::from_millis(25));
             waited += 1;
             if aurigraph_consensus::replica::is_leader(&c.raft) {
