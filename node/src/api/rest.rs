@@ -154,6 +154,14 @@ struct ClusterBody {
     addr: Option<String>,
 }
 
+/// Checks the admin bearer token of a request's `authorization` header.
+fn check_admin(core: &NodeCore, headers: &HeaderMap) -> Result<(), ApiError> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    core.check_admin(auth)
+}
+
 /// `POST /v1/cluster/{learner|promote|remove|transfer}` (admin): `{"id", "addr"}` for a new
 /// learner, `{"id"}` for the others. Answered by the leader (`E_NOT_LEADER` elsewhere).
 async fn cluster_action(
@@ -162,10 +170,7 @@ async fn cluster_action(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    core.check_admin(auth)?;
+    check_admin(&core, &headers)?;
     let bytes = body_bytes(body)?;
     let b: ClusterBody = parse_json(&bytes)?;
     let id =
@@ -337,10 +342,7 @@ async fn policy_action(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    core.check_admin(auth)?;
+    check_admin(&core, &headers)?;
     let bytes = body_bytes(body)?;
     let b: ActionBody = if bytes.iter().all(u8::is_ascii_whitespace) {
         ActionBody::default()

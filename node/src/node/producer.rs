@@ -34,12 +34,6 @@ pub fn produce_ready_blocks(core: &NodeCore, max_blocks: usize) -> NodeResult<us
     if let Some(cluster) = core.cluster.get() {
         return super::cluster::produce(core, cluster, max_blocks);
     }
-    // A replica whose Raft has not started yet (the producer thread starts first) produces
-    // nothing: a block committed here alone, from the submissions re-admitted on restart,
-    // would fork this replica from the cluster's log.
-    if core.config.cluster.enabled() {
-        return Ok(0);
-    }
     let mut n = 0;
     // An empty mempool proposes nothing: the slots are not asked for an idle round.
     while n < max_blocks && core.pipeline.mempool().ready_len() > 0 {

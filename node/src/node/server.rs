@@ -53,6 +53,9 @@ impl Node {
             .await
             .map_err(listen_error)?;
         let addr = listener.local_addr().map_err(listen_error)?;
+        // A replica's Raft is attached before the producer starts, so the producer never
+        // takes a cluster node for a node alone.
+        let raft_routes = super::cluster::start(&core).await?;
         let producer = {
             let core = core.clone();
             std::thread::Builder::new()
@@ -82,7 +85,6 @@ impl Node {
                 .map_err(|e| NodeError::io("cannot start the plugins watcher", e))?,
             ));
         }
-        let raft_routes = super::cluster::start(&core).await?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let mut app = crate::api::router(core.clone());
         if let Some(r) = raft_routes {
