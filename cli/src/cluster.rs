@@ -200,6 +200,7 @@ fn node_config(dir: &Path, id: u64, n: u64, base: u16, secret: &str, token: &str
         heartbeat_ms: 100,
         election_min_ms: 500,
         election_max_ms: 1_000,
+        ..ClusterConfig::default()
     };
     c
 }

@@ -64,6 +64,10 @@ pub struct NodeConfig {
 pub struct ClusterConfig {
     /// This replica's id (1 and up); 0: no cluster.
     pub node_id: u64,
+    /// What this replica is for: `validator` (a voter), `business` (a learner that applies
+    /// blocks, serves the API and forwards submissions), `slim` (a learner that serves reads,
+    /// refuses submissions and keeps only recent blocks).
+    pub role: NodeRole,
     /// The voters the cluster is initialized with (by the replica with `bootstrap = true`).
     pub members: Vec<ClusterMember>,
     /// Whether this replica initializes the cluster (once, on an empty log).
@@ -76,6 +80,32 @@ pub struct ClusterConfig {
     pub election_min_ms: u64,
     /// Upper end of the election timeout range, ms.
     pub election_max_ms: u64,
+}
+
+/// A replica's role in the cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// A voter: it may lead, and its acknowledgement counts toward a quorum.
+    #[default]
+    Validator,
+    /// A learner that applies every block, serves the API and forwards submissions to the
+    /// leader.
+    Business,
+    /// A learner that applies every block and serves reads; it refuses submissions
+    /// (`E_SLIM_READ_ONLY`) and keeps only recent blocks.
+    Slim,
+}
+
+impl NodeRole {
+    /// `validator`, `business` or `slim`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Validator => "validator",
+            NodeRole::Business => "business",
+            NodeRole::Slim => "slim",
+        }
+    }
 }
 
 /// One voter of the cluster.
