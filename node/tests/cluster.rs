@@ -46,6 +46,7 @@ fn replica_config(dir: &std::path::Path, id: u64, ports: &[u16]) -> NodeConfig {
         heartbeat_ms: 100,
         election_min_ms: 500,
         election_max_ms: 1_000,
+        ..ClusterConfig::default()
     };
     c
 }
