@@ -436,12 +436,21 @@ impl GrpcApi {
         };
         let head = {
             let (rt, mut c) = (rt.clone(), query.clone());
-            Box::new(move |()| grpc_call!(rt, timeout, c.get_head(proto::GetHeadRequest {})))
+            Box::new(move |()| {
+                grpc_call!(rt, timeout, c.get_head(proto::GetHeadRequest::default()))
+            })
         };
         let block = {
             let (rt, mut c) = (rt.clone(), query.clone());
             Box::new(move |height: u64| {
-                grpc_call!(rt, timeout, c.get_block(proto::GetBlockRequest { height }))
+                grpc_call!(
+                    rt,
+                    timeout,
+                    c.get_block(proto::GetBlockRequest {
+                        height,
+                        ..Default::default()
+                    })
+                )
             })
         };
         // Several reads at once on the connection: an answer of the node's gRPC side can wait
@@ -456,7 +465,10 @@ impl GrpcApi {
                     for (i, height) in heights.into_iter().enumerate() {
                         let mut c = c.clone();
                         set.spawn(async move {
-                            let call = c.get_block(proto::GetBlockRequest { height });
+                            let call = c.get_block(proto::GetBlockRequest {
+                                height,
+                                ..Default::default()
+                            });
                             (i, grpc_answer!(tokio::time::timeout(timeout, call).await))
                         });
                     }
@@ -480,7 +492,10 @@ impl GrpcApi {
                 grpc_call!(
                     rt,
                     timeout,
-                    c.get_account(proto::GetAccountRequest { address })
+                    c.get_account(proto::GetAccountRequest {
+                        address,
+                        ..Default::default()
+                    })
                 )
             })
         };

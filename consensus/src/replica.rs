@@ -27,6 +27,12 @@ pub struct ReplicaConfig {
     pub election_min_ms: u64,
     /// Upper end of the election timeout range, ms.
     pub election_max_ms: u64,
+    /// Build a state snapshot once this many entries were applied since the last one
+    /// (0: never; then a replica that falls behind catches up from the log, never purged).
+    pub snapshot_logs: u64,
+    /// Entries a snapshot covers that stay in the log (the rest are purged): a replica
+    /// behind by fewer catches up from the log, one behind by more gets the snapshot.
+    pub snapshot_keep_logs: u64,
 }
 
 /// Why a replica could not start or a block could not be proposed. Codes: `E_RAFT_START`,
@@ -59,8 +65,9 @@ impl ReplicaError {
 }
 
 /// Starts replica `id`: its log in `storage`'s Raft families, its state machine over
-/// `applier`. It does not build snapshots by itself (the node's applier has none yet): a
-/// replica that falls behind catches up from the log, which is never purged.
+/// `applier`. It builds a snapshot every `config.snapshot_logs` applied entries and then
+/// purges the log up to `config.snapshot_keep_logs` entries before it; a replica behind the
+/// purge point (or a new learner) receives the snapshot.
 pub async fn start<A: BlockApplier>(
     id: NodeId,
     config: &ReplicaConfig,
@@ -73,7 +80,12 @@ pub async fn start<A: BlockApplier>(
         heartbeat_interval: config.heartbeat_ms,
         election_timeout_min: config.election_min_ms,
         election_timeout_max: config.election_max_ms,
-        snapshot_policy: openraft::SnapshotPolicy::Never,
+        snapshot_policy: if config.snapshot_logs == 0 {
+            openraft::SnapshotPolicy::Never
+        } else {
+            openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_logs)
+        },
+        max_in_snapshot_log_to_keep: config.snapshot_keep_logs,
         ..Default::default()
     }
     .validate()
@@ -130,9 +142,10 @@ pub async fn propose<A: BlockApplier>(
 }
 
 /// A refused write: `E_NOT_LEADER` (with the leader, when known) or `E_RAFT`.
-fn write_error(
-    e: &openraft::error::RaftError<TypeConfig, openraft::error::ClientWriteError<TypeConfig>>,
-) -> ReplicaError {
+fn write_error<E>(e: &openraft::error::RaftError<TypeConfig, E>) -> ReplicaError
+where
+    E: openraft::TryAsRef<openraft::error::ForwardToLeader<TypeConfig>> + std::error::Error,
+{
     match e.forward_to_leader() {
         Some(f) => ReplicaError::NotLeader {
             leader: f
@@ -142,6 +155,17 @@ fn write_error(
         },
         None => ReplicaError::Raft(e.to_string()),
     }
+}
+
+/// On the leader: confirms with a quorum that it still leads (the ReadIndex protocol) and
+/// waits until this replica applied everything committed before the call, so a read of its
+/// state afterwards is linearizable. Elsewhere `E_NOT_LEADER` (with the leader when known);
+/// `E_RAFT` when no quorum answers.
+pub async fn ensure_linearizable<A: BlockApplier>(raft: &Replica<A>) -> Result<(), ReplicaError> {
+    raft.ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex)
+        .await
+        .map(|_| ())
+        .map_err(|e| write_error(&e))
 }
 
 /// Where a replica stands, as `GET /v1/cluster` shows it.

@@ -59,7 +59,7 @@ pub struct NodeConfig {
 
 /// A replica of a validator cluster (openraft). Off when `node_id` is 0: the node then runs
 /// alone, every block executing at once.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// This replica's id (1 and up); 0: no cluster.
@@ -80,6 +80,15 @@ pub struct ClusterConfig {
     pub election_min_ms: u64,
     /// Upper end of the election timeout range, ms.
     pub election_max_ms: u64,
+    /// Build a state snapshot every this many applied log entries (one per block, plus
+    /// membership changes); 0: never (the log is then never purged). Default 5,000.
+    pub snapshot_logs: u64,
+    /// Entries a snapshot covers that stay in the log; older ones are purged. A replica behind
+    /// by more (or a new learner) receives the snapshot. Default 1,000.
+    pub snapshot_keep_logs: u64,
+    /// On a `slim` replica: the blocks kept below the head (older blocks, their transaction
+    /// index and receipts are deleted as blocks apply). Default 10,000; ignored by other roles.
+    pub slim_keep_blocks: u64,
 }
 
 /// A replica's role in the cluster.
@@ -116,6 +125,24 @@ pub struct ClusterMember {
     pub id: u64,
     /// `host:port` of its API (the Raft service shares it).
     pub addr: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 0,
+            role: NodeRole::default(),
+            members: Vec::new(),
+            bootstrap: false,
+            secret: None,
+            heartbeat_ms: 0,
+            election_min_ms: 0,
+            election_max_ms: 0,
+            snapshot_logs: 5_000,
+            snapshot_keep_logs: 1_000,
+            slim_keep_blocks: 10_000,
+        }
+    }
 }
 
 impl ClusterConfig {
@@ -488,6 +515,17 @@ impl NodeConfig {
             if c.bootstrap && !c.members.iter().any(|m| m.id == c.node_id) {
                 return Err(ConfigError(
                     "cluster.members must list this node (cluster.node_id) to bootstrap".into(),
+                ));
+            }
+            if c.bootstrap && c.role != NodeRole::Validator {
+                return Err(ConfigError(format!(
+                    "cluster.role = \"{}\" is a learner: only a validator bootstraps the cluster",
+                    c.role.as_str()
+                )));
+            }
+            if c.role == NodeRole::Slim && c.slim_keep_blocks == 0 {
+                return Err(ConfigError(
+                    "cluster.slim_keep_blocks must be at least 1 on a slim replica".into(),
                 ));
             }
         }

@@ -52,6 +52,9 @@ struct RaftMetrics {
     replication_lag: Family<PeerLabels, Gauge>,
     commit_seconds: Histogram,
     apply_seconds: Histogram,
+    snapshots_built: Counter,
+    snapshots_installed: Counter,
+    snapshot_bytes: Gauge,
     last_leader: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -108,6 +111,9 @@ impl NodeMetrics {
             replication_lag: Family::default(),
             commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             apply_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            snapshots_built: Counter::default(),
+            snapshots_installed: Counter::default(),
+            snapshot_bytes: Gauge::default(),
             last_leader: Arc::default(),
         };
         {
@@ -157,6 +163,21 @@ impl NodeMetrics {
                 "apply_seconds",
                 "A committed block's execution and write on this replica",
                 raft.apply_seconds.clone(),
+            );
+            r.register(
+                "snapshots_built",
+                "State snapshots this replica built",
+                raft.snapshots_built.clone(),
+            );
+            r.register(
+                "snapshots_installed",
+                "State snapshots this replica installed from the leader",
+                raft.snapshots_installed.clone(),
+            );
+            r.register(
+                "snapshot_bytes",
+                "Size of the last state snapshot built or installed here",
+                raft.snapshot_bytes.clone(),
             );
         }
         {
@@ -300,6 +321,16 @@ impl NodeMetrics {
 
     pub(crate) fn raft_apply(&self, d: Duration) {
         self.raft.apply_seconds.observe(d.as_secs_f64());
+    }
+
+    pub(crate) fn raft_snapshot_built(&self, bytes: usize) {
+        self.raft.snapshots_built.inc();
+        self.raft.snapshot_bytes.set(bytes as i64);
+    }
+
+    pub(crate) fn raft_snapshot_installed(&self, bytes: usize) {
+        self.raft.snapshots_installed.inc();
+        self.raft.snapshot_bytes.set(bytes as i64);
     }
 
     pub(crate) fn subscribers(&self, delta: i64) {

@@ -18,6 +18,7 @@ use aurigraph_storage::Head;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::config::NodeRole;
 use crate::error::{ApiError, ErrorKind};
 use crate::node::{BlockEvent, DroppedEvent, NodeCore};
 use aurigraph_ledger::mempool::{Removal, Removed};
@@ -486,6 +487,16 @@ impl NodeCore {
             ));
         }
         self.check_ready()?;
+        if self.config.cluster.enabled() && self.config.cluster.role == NodeRole::Slim {
+            self.metrics
+                .submission("E_SLIM_READ_ONLY", txs.len() as u64);
+            return Err(ApiError::new(
+                ErrorKind::Conflict,
+                "E_SLIM_READ_ONLY",
+                "this replica is a slim node: it serves reads only; submit to a validator or \
+                 business node (GET /v1/cluster lists them)",
+            ));
+        }
         if let Some(answer) = self.forward_to_leader(txs)? {
             return Ok(answer);
         }
@@ -908,6 +919,100 @@ impl NodeCore {
             .map(|c| aurigraph_consensus::replica::status(&c.raft))
     }
 
+    /// The gRPC channel to the leader at `addr`, cached while the leader stays the same.
+    fn leader_channel(
+        &self,
+        c: &crate::node::cluster::Cluster,
+        addr: &str,
+    ) -> Result<tonic::transport::Channel, ApiError> {
+        let mut cached = c.leader_channel.lock();
+        if let Some((a, ch)) = cached.as_ref()
+            && a == addr
+        {
+            return Ok(ch.clone());
+        }
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| ApiError::internal("E_FORWARD", format!("leader address {addr}: {e}")))?
+            .timeout(std::time::Duration::from_millis(
+                self.config.api.request_timeout_ms.saturating_mul(2),
+            ))
+            .connect_lazy();
+        *cached = Some((addr.to_string(), ch.clone()));
+        Ok(ch)
+    }
+
+    /// Makes the next read of this node linearizable (`consistency=linearizable`). A node
+    /// alone: nothing to do. The leader: it confirms its leadership with a quorum (ReadIndex)
+    /// and waits until it applied everything committed before. A follower or learner: it asks
+    /// the leader for its head the same way (a linearizable `GetHead`), then waits until its
+    /// own head reaches that height. Codes: `E_NOT_LEADER` (no leader known),
+    /// `E_READ_TIMEOUT` (not caught up within `api.request_timeout_ms`), `E_RAFT`,
+    /// `E_FORWARD`.
+    pub async fn linearize(&self) -> Result<(), ApiError> {
+        let Some(c) = self.cluster.get() else {
+            return Ok(());
+        };
+        let unavailable =
+            |code: &'static str, m: String| ApiError::new(ErrorKind::Unavailable, code, m);
+        if aurigraph_consensus::replica::is_leader(&c.raft) {
+            return aurigraph_consensus::replica::ensure_linearizable(&c.raft)
+                .await
+                .map_err(|e| unavailable(e.code(), e.to_string()));
+        }
+        let s = aurigraph_consensus::replica::status(&c.raft);
+        let Some(addr) = s
+            .leader
+            .filter(|l| *l != s.id)
+            .and_then(|l| s.members.iter().find(|m| m.0 == l))
+            .map(|m| m.1.clone())
+        else {
+            return Err(unavailable(
+                "E_NOT_LEADER",
+                "no leader is known to confirm a linearizable read: retry later".into(),
+            ));
+        };
+        let channel = self.leader_channel(c, &addr)?;
+        let head = crate::proto::query_client::QueryClient::new(channel)
+            .get_head(crate::proto::GetHeadRequest {
+                consistency: crate::proto::Consistency::Linearizable as i32,
+            })
+            .await
+            .map_err(|status| {
+                let code = status
+                    .metadata()
+                    .get(crate::error::CODE_METADATA)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("E_FORWARD")
+                    .to_string();
+                ApiError::new(
+                    ErrorKind::Unavailable,
+                    code,
+                    format!(
+                        "the leader at {addr} did not confirm the read: {}",
+                        status.message()
+                    ),
+                )
+            })?
+            .into_inner();
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(self.config.api.request_timeout_ms);
+        while self.head().height < head.height {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(unavailable(
+                    "E_READ_TIMEOUT",
+                    format!(
+                        "this replica is at height {}, the leader's read index is {}: it did not \
+                         catch up within api.request_timeout_ms",
+                        self.head().height,
+                        head.height
+                    ),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+
     /// On a follower of a cluster: the submission forwarded to the leader over gRPC, and the
     /// leader's answer (`Some`). `None` on the leader or a node alone. `E_NOT_LEADER` when no
     /// leader is known; `E_FORWARD` when the leader does not answer.
@@ -950,24 +1055,7 @@ impl NodeCore {
                 "this node is not the cluster's leader and knows of none yet: retry later",
             ));
         };
-        let channel = {
-            let mut cached = c.leader_channel.lock();
-            match cached.as_ref() {
-                Some((a, ch)) if *a == addr => ch.clone(),
-                _ => {
-                    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                        .map_err(|e| {
-                            ApiError::internal("E_FORWARD", format!("leader address {addr}: {e}"))
-                        })?
-                        .timeout(std::time::Duration::from_millis(
-                            self.config.api.request_timeout_ms.saturating_mul(2),
-                        ))
-                        .connect_lazy();
-                    *cached = Some((addr.clone(), ch.clone()));
-                    ch
-                }
-            }
-        };
+        let channel = self.leader_channel(c, &addr)?;
         let request = crate::proto::SubmitRequest {
             transactions: txs.to_vec(),
         };

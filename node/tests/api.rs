@@ -90,6 +90,7 @@ async fn submit_query_and_subscribe_through_rest_grpc_and_websocket() {
     let g = txs
         .get_transaction(proto::GetTransactionRequest {
             hash: t1.hash().to_string(),
+            ..Default::default()
         })
         .await
         .expect("GetTransaction answers")
@@ -161,6 +162,7 @@ async fn submit_query_and_subscribe_through_rest_grpc_and_websocket() {
     let committed = txs
         .get_transaction(proto::GetTransactionRequest {
             hash: t0.hash().to_string(),
+            ..Default::default()
         })
         .await
         .expect("GetTransaction answers")
@@ -186,7 +188,10 @@ async fn submit_query_and_subscribe_through_rest_grpc_and_websocket() {
         .collect();
     assert!(hashes.contains(&t0.hash().to_string().as_str()), "{b}");
     let gb = query
-        .get_block(proto::GetBlockRequest { height: h0 })
+        .get_block(proto::GetBlockRequest {
+            height: h0,
+            ..Default::default()
+        })
         .await
         .expect("GetBlock answers")
         .into_inner();
@@ -206,6 +211,7 @@ async fn submit_query_and_subscribe_through_rest_grpc_and_websocket() {
     let ga1 = query
         .get_account(proto::GetAccountRequest {
             address: addr_hex(1),
+            ..Default::default()
         })
         .await
         .expect("GetAccount answers")
@@ -215,6 +221,7 @@ async fn submit_query_and_subscribe_through_rest_grpc_and_websocket() {
     let ga4 = query
         .get_account(proto::GetAccountRequest {
             address: addr_hex(4),
+            ..Default::default()
         })
         .await
         .expect("GetAccount answers")

@@ -4,11 +4,15 @@
 //! and commit on every node with one state root per height; one acknowledged just before the
 //! leader stops is on the others; the two left elect a new leader and go on; the stopped node,
 //! started again from its config and its data, catches up from the log to the same root.
+//! Learners added under load after the log was purged catch up by a state snapshot: a
+//! `business` one forwards submissions, a `slim` one refuses them and keeps only recent blocks;
+//! a linearizable read on a follower sees what the leader acknowledged.
 
 use std::time::Duration;
 
 use crate::common::*;
-use aurigraph_node::config::{ClusterConfig, ClusterMember};
+use aurigraph_node::config::{ClusterConfig, ClusterMember, NodeRole};
+use aurigraph_node::proto;
 use aurigraph_node::{Node, NodeConfig};
 use serde_json::{Value, json};
 
@@ -303,6 +307,186 @@ async fn a_learner_joins_catches_up_is_promoted_and_takes_over_the_leadership() 
         .expect("height");
     converged(&c, &four, height).await;
     learner.shutdown().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// One counter or gauge of a node's metrics (0 when absent).
+fn metric(node: &Node, name: &str) -> u64 {
+    node.core()
+        .metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn learners_added_under_load_catch_up_by_snapshot_business_forwards_and_slim_only_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports = free_ports(5);
+    let voters = &ports[..3];
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let mut cfg = replica_config(dir.path(), id, voters);
+        // A snapshot every 8 entries, and the log purged right behind it.
+        cfg.cluster.snapshot_logs = 8;
+        cfg.cluster.snapshot_keep_logs = 0;
+        nodes.push(Node::start(cfg).await.expect("the node starts"));
+    }
+    let c = http();
+    let all: Vec<&Node> = nodes.iter().collect();
+    let l = leader(&c, &all).await;
+    let leader_base = base(all[l]);
+
+    // Load: sender 4's transfers, one per request, each answered once committed.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (c, url, stop) = (
+            c.clone(),
+            format!("{leader_base}/v1/transactions"),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut nonce = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (s, v) =
+                    post_json(&c, &url, &json!(hex_of(&transfer(4, nonce, 9, 1))), None).await;
+                assert_eq!(s, 200, "load transfer {nonce}: {v}");
+                nonce += 1;
+            }
+            nonce
+        })
+    };
+    poll_until(
+        Duration::from_secs(30),
+        "the leader to snapshot and purge",
+        || async { (metric(all[l], "aurigraph_raft_snapshots_built_total") >= 2).then_some(()) },
+    )
+    .await;
+
+    // Node 4 (business) and node 5 (slim) join while the load goes on.
+    let mut learners = Vec::new();
+    for (id, role) in [(4, NodeRole::Business), (5, NodeRole::Slim)] {
+        let mut cfg = replica_config(dir.path(), id, &ports);
+        cfg.cluster.bootstrap = false;
+        cfg.cluster.role = role;
+        cfg.cluster.slim_keep_blocks = 4;
+        let node = Node::start(cfg).await.expect("the learner starts");
+        let (s, v) = post_json(
+            &c,
+            &format!("{leader_base}/v1/cluster/learner"),
+            &json!({"id": id, "addr": format!("127.0.0.1:{}", ports[id as usize - 1])}),
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        learners.push(node);
+    }
+    for n in &learners {
+        poll_until(
+            Duration::from_secs(30),
+            "the learner to install a snapshot",
+            || async { (metric(n, "aurigraph_raft_snapshots_installed_total") >= 1).then_some(()) },
+        )
+        .await;
+    }
+    // More blocks after the snapshot: the slim node prunes what it applied itself.
+    let after = rest_head(&c, &base(&learners[1])).await["height"]
+        .as_u64()
+        .expect("height");
+    poll_until(Duration::from_secs(30), "40 more blocks", || async {
+        let h = rest_head(&c, &leader_base).await["height"].as_u64()?;
+        (h >= after + 40).then_some(())
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = load.await.expect("the load task");
+    assert!(sent > 0);
+    let height = rest_head(&c, &leader_base).await["height"]
+        .as_u64()
+        .expect("height");
+    let mut five = all.clone();
+    five.extend(learners.iter());
+    let root = converged(&c, &five, height).await;
+    for n in &learners {
+        let (_, acc) = get_json(&c, &format!("{}/v1/accounts/{}", base(n), addr_hex(4))).await;
+        assert_eq!(acc["nonce"].as_u64(), Some(sent), "{acc}");
+        assert_eq!(rest_head(&c, &base(n)).await["state_root"], root.as_str());
+    }
+
+    // The business learner forwards a submission; the answer means committed.
+    let (business, slim) = (&learners[0], &learners[1]);
+    let (_, v) = get_json(&c, &format!("{}/v1/cluster", base(business))).await;
+    assert_eq!(
+        (v["role"].as_str(), v["state"].as_str()),
+        (Some("business"), Some("learner")),
+        "{v}"
+    );
+    let via_business = transfer(5, 0, 9, 1);
+    let (s, v) = post_json(
+        &c,
+        &format!("{}/v1/transactions", base(business)),
+        &json!(hex_of(&via_business)),
+        None,
+    )
+    .await;
+    assert_eq!((s, v["accepted"].as_u64()), (200, Some(1)), "{v}");
+
+    // A linearizable read on the slim learner sees it at once; a local read may lag.
+    let (s, acc) = get_json(
+        &c,
+        &format!(
+            "{}/v1/accounts/{}?consistency=linearizable",
+            base(slim),
+            addr_hex(5)
+        ),
+    )
+    .await;
+    assert_eq!((s, acc["nonce"].as_u64()), (200, Some(1)), "{acc}");
+    let (s, v) = get_json(
+        &c,
+        &format!("{}/v1/head?consistency=eventually", base(slim)),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (400, "E_BAD_CONSISTENCY"), "{v}");
+    let head = proto::query_client::QueryClient::new(channel(slim).await)
+        .get_head(proto::GetHeadRequest {
+            consistency: proto::Consistency::Linearizable as i32,
+        })
+        .await
+        .expect("a linearizable GetHead on a learner")
+        .into_inner();
+    assert!(head.height > height, "{head:?}");
+
+    // The slim learner serves reads and refuses submissions; it keeps only recent blocks.
+    let (_, v) = get_json(&c, &format!("{}/v1/cluster", base(slim))).await;
+    assert_eq!(v["role"], "slim", "{v}");
+    let (s, v) = post_json(
+        &c,
+        &format!("{}/v1/transactions", base(slim)),
+        &json!(hex_of(&transfer(6, 0, 9, 1))),
+        None,
+    )
+    .await;
+    assert_eq!((s, code(&v)), (409, "E_SLIM_READ_ONLY"), "{v}");
+    let top = rest_head(&c, &base(slim)).await["height"]
+        .as_u64()
+        .expect("height");
+    let mut held = 0;
+    for h in 1..=top {
+        let (s, _) = get_json(&c, &format!("{}/v1/blocks/{h}", base(slim))).await;
+        if s == 200 {
+            held += 1;
+        }
+    }
+    let (s, _) = get_json(&c, &format!("{}/v1/blocks/{top}", base(slim))).await;
+    assert_eq!(s, 200, "the slim node serves its newest block");
+    assert!(held <= 4 + 16, "the slim node holds {held} of {top} blocks");
+    for n in learners {
+        n.shutdown().await;
+    }
     for n in nodes {
         n.shutdown().await;
     }

@@ -154,6 +154,7 @@ async fn an_evicted_or_replaced_transaction_is_dropped_with_its_code_queryable_a
     let info = q
         .get_transaction(proto::GetTransactionRequest {
             hash: held[0].hash().to_string(),
+            ..Default::default()
         })
         .await
         .expect("GetTransaction answers")

@@ -487,6 +487,92 @@ impl Storage {
         Ok(head)
     }
 
+    /// The head and every account of the committed state, read from one RocksDB snapshot
+    /// (so they match even while blocks commit), accounts in address order. What a replica
+    /// sends as its state snapshot.
+    pub fn state_snapshot(&self) -> StorageResult<(Head, Vec<(Address, Account)>)> {
+        let snap = self.db.snapshot();
+        let head = snap
+            .get(KEY_HEAD)?
+            .map(|b| Head::decode(&b))
+            .transpose()?
+            .ok_or_else(|| StorageError::Corrupt("no head: the database has no genesis".into()))?;
+        let mut accounts = Vec::new();
+        for item in snap.iterator_cf(self.cf(CF_STATE)?, IteratorMode::Start) {
+            let (k, v) = item?;
+            let addr: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StorageError::Corrupt(format!("state key of {} bytes", k.len())))?;
+            accounts.push((Address(addr), decode_account(&v)?));
+        }
+        Ok((head, accounts))
+    }
+
+    /// Replaces the committed state with a snapshot's, in one synced batch: every account
+    /// removed, the snapshot's `accounts` written, the head set to `head`, and the Raft state
+    /// machine's state set to `raft_state`. Blocks, the transaction index and receipts stay as
+    /// they are: a replica that installs a snapshot holds no blocks between its old head and
+    /// the snapshot's.
+    pub fn install_state(
+        &self,
+        head: &Head,
+        accounts: &[(Address, Account)],
+        raft_state: &[u8],
+    ) -> StorageResult<()> {
+        let state = self.cf(CF_STATE)?;
+        let mut b = WriteBatch::default();
+        // Every key of the family is 32 bytes, so all are below 33 bytes of 0xff.
+        b.delete_range_cf(state, [0u8; 32].as_slice(), [0xffu8; 33].as_slice());
+        for (addr, acc) in accounts {
+            if *acc != Account::default() {
+                b.put_cf(state, addr.0, encode_account(acc));
+            }
+        }
+        b.put(KEY_HEAD, head.encode());
+        b.put_cf(self.cf(CF_RAFT_META)?, KEY_RAFT_STATE, raft_state);
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db.write_opt(b, &w)?;
+        Ok(())
+    }
+
+    /// Deletes every block below `height`, with its transaction index entries and receipts,
+    /// in one batch (a slim replica keeping only recent blocks). The head and the state are
+    /// untouched. Returns how many blocks were deleted.
+    pub fn prune_blocks(&self, height: u64) -> StorageResult<usize> {
+        let blocks = self.cf(CF_BLOCKS)?;
+        let index = self.cf(CF_TX_INDEX)?;
+        let mut b = WriteBatch::default();
+        let mut n = 0;
+        for item in self.db.iterator_cf(blocks, IteratorMode::Start) {
+            let (k, v) = item?;
+            let at: [u8; 8] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StorageError::Corrupt(format!("block key of {} bytes", k.len())))?;
+            if u64::from_be_bytes(at) >= height {
+                break;
+            }
+            let block = StoredBlock::decode(&v).map_err(|e| StorageError::Corrupt(e.0))?;
+            for tx in &block.txs {
+                b.delete_cf(index, tx.hash().0);
+            }
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        b.delete_range_cf(blocks, 0u64.to_be_bytes(), height.to_be_bytes());
+        b.delete_range_cf(
+            self.cf(CF_RECEIPTS)?,
+            receipt_key(0, 0),
+            receipt_key(height, 0),
+        );
+        self.db.write_opt(b, &self.write_options())?;
+        Ok(n)
+    }
+
     /// The Raft state machine's own state, as last written with a block or by
     /// [`Storage::save_raft_state`].
     pub fn raft_state(&self) -> StorageResult<Option<Vec<u8>>> {

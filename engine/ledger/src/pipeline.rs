@@ -554,6 +554,47 @@ impl Pipeline {
         Ok((produced, persisted))
     }
 
+    /// Replaces the committed state with `state` at `height` (a replica installing another
+    /// replica's snapshot) and calls `persist` to store it, inside the commit section. Then
+    /// every sender's mempool transactions whose nonces the new state already used leave as
+    /// stale, and admission learns the senders' committed nonces. Returns `persist`'s value
+    /// and what left the mempool.
+    ///
+    /// When `persist` fails the state and height are put back and the mempool is untouched.
+    pub fn install_state<T, E>(
+        &self,
+        state: ShardedState,
+        height: u64,
+        persist: impl FnOnce() -> std::result::Result<T, E>,
+    ) -> std::result::Result<(T, Vec<Removed>), E> {
+        let section = self.commit_section.lock();
+        let old = std::mem::replace(&mut *self.state.write(), state);
+        let persisted = match persist() {
+            Ok(t) => t,
+            Err(e) => {
+                *self.state.write() = old;
+                return Err(e);
+            }
+        };
+        drop(old);
+        self.height.store(height, Ordering::Release);
+        let nonces: Vec<_> = {
+            let state = self.state.read();
+            self.mempool
+                .senders()
+                .into_iter()
+                .map(|s| (s, state.account(&s).nonce))
+                .collect()
+        };
+        let removed = self.mempool.advance_nonces(&nonces);
+        drop(section);
+        self.admission.release_removed(&removed);
+        for (sender, next) in &nonces {
+            self.admission.committed(sender, *next);
+        }
+        Ok((persisted, removed))
+    }
+
     /// Removes the transactions that expired behind a nonce gap
     /// ([`Mempool::expire`]) and releases them from admission, so their nonces and bytes
     /// may be submitted again. Returns what was removed.

@@ -207,7 +207,9 @@ impl proto::transactions_server::Transactions for TransactionsSvc {
         req: Request<proto::GetTransactionRequest>,
     ) -> Result<Response<proto::TransactionInfo>, Status> {
         let core = self.0.clone();
-        let hash = req.into_inner().hash;
+        let req = req.into_inner();
+        read_consistency(&core, req.consistency).await?;
+        let hash = req.hash;
         let t = blocking(move || core.transaction(&hash)).await?;
         Ok(Response::new(proto::TransactionInfo {
             hash: t.hash,
@@ -237,7 +239,9 @@ impl proto::query_server::Query for QuerySvc {
         req: Request<proto::GetBlockRequest>,
     ) -> Result<Response<proto::Block>, Status> {
         let core = self.0.clone();
-        let height = req.into_inner().height;
+        let req = req.into_inner();
+        read_consistency(&core, req.consistency).await?;
+        let height = req.height;
         let b = blocking(move || core.block(height)).await?;
         Ok(Response::new(proto::Block {
             height: b.height,
@@ -264,7 +268,9 @@ impl proto::query_server::Query for QuerySvc {
         req: Request<proto::GetAccountRequest>,
     ) -> Result<Response<proto::Account>, Status> {
         let core = self.0.clone();
-        let address = req.into_inner().address;
+        let req = req.into_inner();
+        read_consistency(&core, req.consistency).await?;
+        let address = req.address;
         let a = blocking(move || core.account(&address)).await?;
         Ok(Response::new(proto::Account {
             address: a.address,
@@ -276,8 +282,9 @@ impl proto::query_server::Query for QuerySvc {
 
     async fn get_head(
         &self,
-        _req: Request<proto::GetHeadRequest>,
+        req: Request<proto::GetHeadRequest>,
     ) -> Result<Response<proto::Head>, Status> {
+        read_consistency(&self.0, req.into_inner().consistency).await?;
         let h = self.0.head_info();
         Ok(Response::new(proto::Head {
             height: h.height,
@@ -286,6 +293,20 @@ impl proto::query_server::Query for QuerySvc {
             chain_id: h.chain_id,
         }))
     }
+}
+
+/// Waits, for a read with `CONSISTENCY_LINEARIZABLE`, until this node's state may answer it
+/// (see [`NodeCore::linearize`]); an unknown value is `E_BAD_CONSISTENCY`.
+async fn read_consistency(core: &NodeCore, consistency: i32) -> Result<(), Status> {
+    let ready = match proto::Consistency::try_from(consistency) {
+        Ok(proto::Consistency::Local) => Ok(()),
+        Ok(proto::Consistency::Linearizable) => core.linearize().await,
+        Err(_) => Err(ApiError::bad_request(
+            "E_BAD_CONSISTENCY",
+            format!("consistency {consistency}: CONSISTENCY_LOCAL or CONSISTENCY_LINEARIZABLE"),
+        )),
+    };
+    ready.map_err(|e| e.to_status())
 }
 
 /// `aurigraph.v1.Subscriptions`.

@@ -132,6 +132,7 @@ async fn cluster(State(core): Core) -> Response {
         Some(s) => Json(json!({
             "enabled": true,
             "id": s.id,
+            "role": core.config.cluster.role.as_str(),
             "leader": s.leader,
             "term": s.term,
             "state": s.state,
@@ -285,26 +286,62 @@ async fn submit(
     Ok(Json(json!({"accepted": accepted, "results": items})).into_response())
 }
 
-async fn transaction(State(core): Core, Path(hash): Path<String>) -> Result<Response, ApiError> {
+/// `?consistency=local|linearizable` of a read (default `local`).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ReadQuery {
+    consistency: Option<String>,
+}
+
+/// Waits, when the read asks for `consistency=linearizable`, until this node's state may
+/// answer it (see [`NodeCore::linearize`]). `E_BAD_CONSISTENCY` for another value.
+async fn read_consistency(core: &NodeCore, q: &ReadQuery) -> Result<(), ApiError> {
+    match q.consistency.as_deref() {
+        None | Some("local") => Ok(()),
+        Some("linearizable") => core.linearize().await,
+        Some(other) => Err(ApiError::bad_request(
+            "E_BAD_CONSISTENCY",
+            format!("consistency `{other}`: local or linearizable"),
+        )),
+    }
+}
+
+async fn transaction(
+    State(core): Core,
+    Path(hash): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> Result<Response, ApiError> {
+    read_consistency(&core, &q).await?;
     let info = blocking(move || core.transaction(&hash)).await?;
     Ok(Json(info).into_response())
 }
 
-async fn block(State(core): Core, Path(height): Path<String>) -> Result<Response, ApiError> {
+async fn block(
+    State(core): Core,
+    Path(height): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> Result<Response, ApiError> {
     let height: u64 = height.parse().map_err(|_| {
         ApiError::bad_request("E_BAD_HEIGHT", format!("`{height}` is not a height"))
     })?;
+    read_consistency(&core, &q).await?;
     let info = blocking(move || core.block(height)).await?;
     Ok(Json(info).into_response())
 }
 
-async fn account(State(core): Core, Path(address): Path<String>) -> Result<Response, ApiError> {
+async fn account(
+    State(core): Core,
+    Path(address): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> Result<Response, ApiError> {
+    read_consistency(&core, &q).await?;
     let info = blocking(move || core.account(&address)).await?;
     Ok(Json(info).into_response())
 }
 
-async fn head(State(core): Core) -> Response {
-    Json(core.head_info()).into_response()
+async fn head(State(core): Core, Query(q): Query<ReadQuery>) -> Result<Response, ApiError> {
+    read_consistency(&core, &q).await?;
+    Ok(Json(core.head_info()).into_response())
 }
 
 async fn policies(State(core): Core) -> Response {

@@ -14,8 +14,14 @@
 //! - A follower forwards submissions to the leader over gRPC and answers with the leader's
 //!   answer (so "accepted" means committed there too); with no leader known it refuses with
 //!   `E_NOT_LEADER`.
-//! - Replicas build no snapshots yet: a replica that falls behind catches up from the log,
-//!   which is never purged.
+//! - Every `cluster.snapshot_logs` applied entries a replica snapshots its state
+//!   ([`NodeApplier::snapshot`]: the head and every account, read from one RocksDB snapshot)
+//!   and purges its log up to `cluster.snapshot_keep_logs` entries before it. A replica
+//!   behind the purge point, or a learner that joins, receives the leader's snapshot and
+//!   installs it ([`NodeApplier::install`]: checked against the chain, the genesis and the
+//!   state root, written in one synced batch, the pipeline's state replaced). It then holds
+//!   no blocks below the snapshot it did not apply itself: their transactions are answered
+//!   by the replicas that applied them.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -23,12 +29,15 @@ use std::time::Duration;
 use aurigraph_consensus::replica::{self, Replica, ReplicaConfig, ReplicaError};
 use aurigraph_consensus::state_machine::{ApplyError, BlockApplier};
 use aurigraph_consensus::types::{BlockApplied, BlockEntry};
-use aurigraph_ledger::state::StateRoot;
+use aurigraph_ledger::state::{Account, ShardedState, StateRoot};
+use aurigraph_ledger::tx::Address;
 use aurigraph_ledger::tx::SignedTransaction;
 
 use super::NodeCore;
 use super::producer::{now_ms, persist, published};
+use crate::config::NodeRole;
 use crate::error::{NodeError, NodeResult};
+use crate::service::dropped_event;
 
 /// How long the leader's producer waits for a proposed block to commit before it counts a
 /// failure (and retries with backoff).
@@ -130,6 +139,7 @@ impl BlockApplier for NodeApplier {
         *core.head.write() = head;
         drop(view);
         published(&core, produced, block, head);
+        prune_slim(&core, height);
         core.metrics.raft_apply(started.elapsed());
         Ok(BlockApplied {
             height,
@@ -152,16 +162,139 @@ impl BlockApplier for NodeApplier {
     }
 
     fn snapshot(&self) -> Result<(u64, Vec<u8>), ApplyError> {
-        Err(ApplyError::Snapshot(
-            "the node builds no snapshots yet: replicas catch up from the log".into(),
-        ))
+        let core = self.core()?;
+        let storage_err = |e: aurigraph_storage::StorageError| ApplyError::Snapshot(e.to_string());
+        let (genesis, chain_id) = core
+            .storage
+            .genesis()
+            .map_err(storage_err)?
+            .ok_or_else(|| ApplyError::Snapshot("the database has no genesis".into()))?;
+        let (head, accounts) = core.storage.state_snapshot().map_err(storage_err)?;
+        let snapshot = NodeSnapshot {
+            version: SNAPSHOT_VERSION,
+            chain_id,
+            genesis,
+            height: head.height,
+            hash: head.hash,
+            root: head.state_root.0,
+            accounts,
+        };
+        let bytes = postcard::to_stdvec(&snapshot)
+            .map_err(|e| ApplyError::Snapshot(format!("encode: {e}")))?;
+        core.metrics.raft_snapshot_built(bytes.len());
+        tracing::info!(
+            height = head.height,
+            bytes = bytes.len(),
+            accounts = snapshot.accounts.len(),
+            "state snapshot built"
+        );
+        Ok((head.height, bytes))
     }
 
-    fn install(&self, _height: u64, _data: &[u8], _raft_state: &[u8]) -> Result<(), ApplyError> {
-        Err(ApplyError::Snapshot(
-            "the node installs no snapshots yet: replicas catch up from the log".into(),
-        ))
+    fn install(&self, height: u64, data: &[u8], raft_state: &[u8]) -> Result<(), ApplyError> {
+        let core = self.core()?;
+        let snapshot: NodeSnapshot =
+            postcard::from_bytes(data).map_err(|e| ApplyError::Snapshot(format!("decode: {e}")))?;
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(ApplyError::Snapshot(format!(
+                "format version {} (expected {SNAPSHOT_VERSION})",
+                snapshot.version
+            )));
+        }
+        if snapshot.height != height {
+            return Err(ApplyError::Snapshot(format!(
+                "the data is at height {}, the snapshot says {height}",
+                snapshot.height
+            )));
+        }
+        let (genesis, chain_id) = core
+            .storage
+            .genesis()
+            .map_err(|e| ApplyError::Snapshot(e.to_string()))?
+            .ok_or_else(|| ApplyError::Snapshot("the database has no genesis".into()))?;
+        if snapshot.chain_id != chain_id || snapshot.genesis != genesis {
+            return Err(ApplyError::Snapshot(format!(
+                "the snapshot is of chain {} with another genesis (this replica: chain {chain_id})",
+                snapshot.chain_id
+            )));
+        }
+        let shards = core.pipeline.state().shard_count();
+        let mut state = ShardedState::new(chain_id, shards)
+            .map_err(|e| ApplyError::Snapshot(format!("state: [{}] {e}", e.code())))?;
+        let root = state.apply(&snapshot.accounts);
+        if root.0 != snapshot.root {
+            return Err(ApplyError::Snapshot(format!(
+                "the accounts' root {root} differs from the snapshot's {}",
+                StateRoot(snapshot.root)
+            )));
+        }
+        let head = aurigraph_storage::Head {
+            height,
+            hash: snapshot.hash,
+            state_root: root,
+        };
+        let view = core.view.write();
+        let ((), removed) = core
+            .pipeline
+            .install_state(state, height, || {
+                core.storage
+                    .install_state(&head, &snapshot.accounts, raft_state)
+            })
+            .map_err(|e| ApplyError::Storage(e.to_string()))?;
+        *core.head.write() = head;
+        let stale: Vec<_> = removed
+            .iter()
+            .filter_map(|r| dropped_event(r, height))
+            .collect();
+        if let Err(e) = core.settle(&[], stale) {
+            // They stay in the `mempool` family: re-admission on restart records them then.
+            tracing::error!(code = e.code(), error = %e, "stale transactions not recorded as dropped");
+        }
+        drop(view);
+        core.metrics.raft_snapshot_installed(data.len());
+        tracing::info!(
+            height,
+            bytes = data.len(),
+            accounts = snapshot.accounts.len(),
+            "state snapshot installed"
+        );
+        Ok(())
     }
+}
+
+/// How often (in blocks) a slim replica deletes the blocks older than it keeps.
+const SLIM_PRUNE_EVERY: u64 = 16;
+
+/// On a slim replica, every [`SLIM_PRUNE_EVERY`] blocks: the blocks older than
+/// `cluster.slim_keep_blocks` below `height` deleted (a failure is logged, and the next round
+/// tries again).
+fn prune_slim(core: &NodeCore, height: u64) {
+    let c = &core.config.cluster;
+    if c.role != NodeRole::Slim || height % SLIM_PRUNE_EVERY != 0 {
+        return;
+    }
+    let below = height.saturating_sub(c.slim_keep_blocks).saturating_add(1);
+    match core.storage.prune_blocks(below) {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(blocks = n, below, "slim replica: old blocks pruned"),
+        Err(e) => tracing::warn!(code = e.code(), error = %e, "slim replica: pruning failed"),
+    }
+}
+
+/// Version of the node's snapshot format.
+const SNAPSHOT_VERSION: u8 = 1;
+
+/// A replica's state snapshot: the chain it belongs to, the head it was taken at, and every
+/// account of the committed state (postcard-encoded). Blocks are not in it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NodeSnapshot {
+    version: u8,
+    chain_id: u32,
+    genesis: [u8; 32],
+    height: u64,
+    hash: [u8; 32],
+    root: [u8; 32],
+    accounts: Vec<(Address, Account)>,
 }
 
 /// Starts this node's replica when `[cluster]` is on: Raft over the node's RocksDB,
@@ -178,6 +311,8 @@ pub(crate) async fn start(core: &Arc<NodeCore>) -> NodeResult<Option<axum::Route
         heartbeat_ms: or(c.heartbeat_ms, 100),
         election_min_ms: or(c.election_min_ms, 500),
         election_max_ms: or(c.election_max_ms, 1_000),
+        snapshot_logs: c.snapshot_logs,
+        snapshot_keep_logs: c.snapshot_keep_logs,
     };
     let proposed: ProposedSlot = Arc::default();
     let applier = NodeApplier {

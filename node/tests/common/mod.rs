@@ -195,7 +195,7 @@ pub async fn wait_committed(c: &reqwest::Client, base: &str, hash: &str) -> Valu
 /// The head height through gRPC (the node still serves).
 pub async fn grpc_head(ch: &Channel) -> proto::Head {
     proto::query_client::QueryClient::new(ch.clone())
-        .get_head(proto::GetHeadRequest {})
+        .get_head(proto::GetHeadRequest::default())
         .await
         .expect("GetHead answers")
         .into_inner()

@@ -353,6 +353,11 @@ impl Mempool {
         self.with(|p| p.advance_nonces(nonces))
     }
 
+    /// Every sender holding a transaction, in no particular order.
+    pub fn senders(&self) -> Vec<Address> {
+        self.pool.lock().senders()
+    }
+
     /// Removes every transaction behind a nonce gap admitted more than
     /// [`gapped_ttl_ms`](MempoolConfig::gapped_ttl_ms) before `now` (strictly more), each
     /// sender's from its highest nonce down, stopping at a sender's first transaction that

@@ -508,6 +508,11 @@ impl Pool {
         removed
     }
 
+    /// Every sender holding a transaction.
+    pub fn senders(&self) -> Vec<Address> {
+        self.senders.keys().copied().collect()
+    }
+
     /// Raises senders' next nonces to their committed account nonces and drops what became
     /// stale.
     pub fn advance_nonces(&mut self, nonces: &[(Address, u64)]) -> Vec<Removed> {
