@@ -63,6 +63,18 @@ async fn submit_query_and_subscribe_through_rest_grpc_and_websocket() {
     assert_eq!(s, 200, "{acc0}");
     assert_eq!(acc0["nonce"], 0);
     let bal0 = acc0["balance"].as_u64().expect("balance");
+    // A node alone answers a linearizable read from its state; an unknown consistency is refused.
+    let (s, lin) = get_json(
+        &c,
+        &format!(
+            "{base}/v1/accounts/{}?consistency=linearizable",
+            addr_hex(0)
+        ),
+    )
+    .await;
+    assert_eq!((s, &lin), (200, &acc0));
+    let (s, v) = get_json(&c, &format!("{base}/v1/head?consistency=strong")).await;
+    assert_eq!((s, code(&v)), (400, "E_BAD_CONSISTENCY"), "{v}");
     let (_, acc1) = get_json(&c, &format!("{base}/v1/accounts/{}", addr_hex(1))).await;
     let bal1 = acc1["balance"].as_u64().expect("balance");
 

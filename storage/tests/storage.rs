@@ -1,10 +1,11 @@
 //! The node's RocksDB through `Storage`: a new database's genesis and head, the state read
 //! back with its root checked against the head (a tampered state is refused with
-//! `E_STORAGE_CORRUPT`), and the durable mempool's write, read and delete.
+//! `E_STORAGE_CORRUPT`), the durable mempool's write, read and delete, and a state snapshot
+//! read from one database and installed in another.
 
 use std::path::Path;
 
-use aurigraph_ledger::state::{Genesis, ShardedState};
+use aurigraph_ledger::state::{Genesis, ShardedState, StateView};
 use aurigraph_ledger::tx::{Address, TxHash};
 use aurigraph_storage::{DroppedTx, Storage};
 
@@ -189,4 +190,44 @@ fn a_database_without_the_raft_families_opens_read_only_and_gains_them_read_writ
     ] {
         assert!(storage.db().cf_handle(name).is_some(), "{name}");
     }
+}
+
+#[test]
+fn a_state_snapshot_installed_elsewhere_replaces_the_whole_state_and_head() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    init(a.path());
+    init(b.path());
+    let source = Storage::open(a.path(), true).unwrap();
+    let (head, accounts) = source.state_snapshot().unwrap();
+    assert_eq!(accounts.len(), 20);
+    assert!(
+        accounts.windows(2).all(|w| w[0].0 < w[1].0),
+        "address order"
+    );
+
+    // The replica's state differs (an extra account): after the install it is the snapshot's.
+    let target = Storage::open(b.path(), true).unwrap();
+    let mut moved = head;
+    moved.height = 42;
+    let mut fewer = accounts.clone();
+    let gone = fewer.pop().unwrap().0;
+    let root = {
+        let mut s = ShardedState::new(7, SHARDS).unwrap();
+        s.apply(&fewer)
+    };
+    moved.state_root = root;
+    target.install_state(&moved, &fewer, b"raft-state").unwrap();
+    drop(target);
+    let target = Storage::open(b.path(), true).unwrap();
+    assert_eq!(target.head().unwrap(), Some(moved));
+    assert_eq!(
+        target.raft_state().unwrap().as_deref(),
+        Some(&b"raft-state"[..])
+    );
+    let loaded = target.load_state(7, SHARDS).unwrap();
+    assert_eq!(loaded.root(), root);
+    assert_eq!(loaded.len(), 19);
+    assert_eq!(loaded.account(&gone), Default::default());
+    // Nothing below the head was ever written here: pruning finds nothing to delete.
+    assert_eq!(target.prune_blocks(42).unwrap(), 0);
 }
