@@ -26,7 +26,9 @@ pub struct Cli {
 pub enum Command {
     /// Show the product in one command: an embedded node (RocksDB in a temporary folder)
     /// serving a seeded workload, the shipped models and an example plugin on canary and
-    /// shadow, a guard rollback, and closing tables per slot and arm.
+    /// shadow, a guard rollback, and closing tables per slot and arm. With `--cluster N`: a
+    /// validator cluster whose leader is killed under load, and the check that nothing
+    /// acknowledged was lost.
     Demo(DemoArgs),
     /// Run a node: RocksDB storage, block production, gRPC and HTTP on one address.
     Start(StartArgs),
@@ -59,9 +61,10 @@ pub enum Command {
 /// `aurigraph cluster ...`
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Write DIR/node-ID/aurigraph.toml for each validator, start each as a background
-    /// process (its output in DIR/node-ID/node.log), and return once a leader is elected
-    /// and every node is ready. A stopped cluster in DIR starts again from its files.
+    /// Write DIR/node-ID/aurigraph.toml for each validator (and learner), start each as a
+    /// background process (its output in DIR/node-ID/node.log), and return once a leader is
+    /// elected, every node is ready and every learner has caught up with the leader. A
+    /// stopped cluster in DIR starts again from its files.
     Up(ClusterUpArgs),
     /// Each node of DIR's cluster: state, height, state root, lag behind the leader's log.
     Status(ClusterStatusArgs),
@@ -85,6 +88,11 @@ pub struct ClusterUpArgs {
     /// characters].
     #[arg(long, value_name = "S", hide_env_values = true)]
     pub secret: Option<String>,
+    /// Business learners (non-voting replicas that apply every block, serve the API and
+    /// forward submissions), ids N+1 to N+M, added through the leader's admin API
+    /// [default: 0, or the stopped cluster's count].
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u64).range(0..=16))]
+    pub learners: Option<u64>,
 }
 
 /// Arguments of `aurigraph cluster status`.
@@ -543,6 +551,21 @@ pub struct DemoArgs {
     /// No progress bar (for logs and CI).
     #[arg(long)]
     pub quiet: bool,
+    /// Instead of the embedded node: a cluster of N validator processes (N >= 3, as `cluster
+    /// up` starts them), transfers round-robin over every node, the leader killed with
+    /// SIGKILL part-way and started again; the verdict checks that every acknowledged
+    /// transaction committed exactly once on every node, with one state root. The workload
+    /// flags (--txs, --workload, --speed, --models, --plugins, --listen) do not apply.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(3..=9))]
+    pub cluster: Option<u64>,
+    /// With --cluster: how long the load runs (the leader is killed at a third of it and
+    /// started again at two thirds), e.g. 15s.
+    #[arg(long, default_value = "15s", value_parser = parse_duration, requires = "cluster")]
+    pub duration: std::time::Duration,
+    /// With --cluster: the cluster's folder (kept afterwards, stopped) [default: a
+    /// temporary folder, removed].
+    #[arg(long, requires = "cluster")]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 /// `aurigraph models ...`

@@ -1,5 +1,6 @@
 //! `aurigraph cluster up|status|down`: a validator cluster on this machine, each validator
-//! an `aurigraph start` process on 127.0.0.1 with its own folder under DIR.
+//! (and each business learner, `--learners`) an `aurigraph start` process on 127.0.0.1 with
+//! its own folder under DIR.
 //!
 //! DIR holds `cluster.json` (each node's id, url, config, log and pid) and, per node,
 //! `node-<id>/`: `aurigraph.toml` (a complete config: `aurigraph start --config` runs the
@@ -7,6 +8,12 @@
 //! `DIR/models` and `DIR/plugins` folders, one admin token and the cluster secret (both in
 //! every config, which is written readable by its owner only). They run on their configs
 //! alone: no `AURIGRAPH_*` variable is passed on.
+//!
+//! Validators are ids 1 to N (node 1 bootstraps the cluster); learners are ids N+1 to N+M,
+//! `role = "business"`, `bootstrap = false`, the validators as `members`: `up` adds each
+//! through the leader's admin API (`POST /v1/cluster/learner`) unless the leader's
+//! membership already holds it (a cluster started again), and returns once each has caught
+//! up with the leader.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -17,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use aurigraph_node::NodeConfig;
-use aurigraph_node::config::{ClusterConfig, ClusterMember};
+use aurigraph_node::config::{ClusterConfig, ClusterMember, NodeRole};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -32,6 +39,9 @@ const DEFAULT_BASE_PORT: u16 = 7601;
 const UP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `down` waits after SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(10);
+/// A learner has caught up when it applied the leader's last applied log entry but this
+/// many at most.
+const LEARNER_LAG: u64 = 2;
 
 /// `DIR/cluster.json`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -43,6 +53,10 @@ struct ClusterFile {
 #[derive(Debug, Serialize, Deserialize)]
 struct NodeEntry {
     id: u64,
+    /// `validator` or `business` (a learner); absent in the files of older clusters:
+    /// validator.
+    #[serde(default)]
+    role: NodeRole,
     url: String,
     config: PathBuf,
     log: PathBuf,
@@ -144,7 +158,7 @@ fn random_hex() -> String {
     hex::encode(bytes)
 }
 
-fn http() -> Result<reqwest::blocking::Client> {
+pub(crate) fn http() -> Result<reqwest::blocking::Client> {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(2))
         .connect_timeout(Duration::from_secs(1))
@@ -153,7 +167,7 @@ fn http() -> Result<reqwest::blocking::Client> {
 }
 
 /// `GET url/v1/cluster`, `None` when the node does not answer 200 with JSON.
-fn cluster_view(c: &reqwest::blocking::Client, url: &str) -> Option<Value> {
+pub(crate) fn cluster_view(c: &reqwest::blocking::Client, url: &str) -> Option<Value> {
     let r = c.get(format!("{url}/v1/cluster")).send().ok()?;
     if !r.status().is_success() {
         return None;
@@ -178,8 +192,19 @@ fn log_tail(path: &Path, n: usize) -> String {
     out
 }
 
-/// The config of node `id` of `n`, every path absolute under `dir`.
-fn node_config(dir: &Path, id: u64, n: u64, base: u16, secret: &str, token: &str) -> NodeConfig {
+/// Where the nodes of a new cluster listen and what they share.
+struct Layout<'a> {
+    /// Validators: ids 1 to `validators`.
+    validators: u64,
+    base: u16,
+    secret: &'a str,
+    token: &'a str,
+}
+
+/// The config of node `id` (a validator when `id <= validators`, else a business learner),
+/// every path absolute under `dir`.
+fn node_config(dir: &Path, id: u64, l: &Layout<'_>) -> NodeConfig {
+    let (n, base, secret, token) = (l.validators, l.base, l.secret, l.token);
     let mut c = NodeConfig::default();
     let own = node_dir(dir, id);
     c.data_dir = own.join("data");
@@ -189,6 +214,11 @@ fn node_config(dir: &Path, id: u64, n: u64, base: u16, secret: &str, token: &str
     c.policies.plugins_dir = dir.join("plugins");
     c.cluster = ClusterConfig {
         node_id: id,
+        role: if id <= n {
+            NodeRole::Validator
+        } else {
+            NodeRole::Business
+        },
         members: (1..=n)
             .map(|m| ClusterMember {
                 id: m,
@@ -211,14 +241,16 @@ fn port(base: u16, id: u64) -> u16 {
 }
 
 /// Writes `config` to `path`, readable by its owner only (it holds the secret and token).
-fn write_config(path: &Path, config: &NodeConfig, id: u64, dir: &Path) -> Result<()> {
+fn write_config(path: &Path, config: &NodeConfig, dir: &Path) -> Result<()> {
     let body = toml::to_string_pretty(config).context("cannot write the node's config")?;
     // The text must read back as the same config.
     NodeConfig::parse(&body)
         .map_err(|e| anyhow::anyhow!("[E_CONFIG] the written config does not parse: {}", e.0))?;
     let text = format!(
-        "# Node {id} of the validator cluster in {} (written by `aurigraph cluster up`).\n\
+        "# Node {} ({}) of the cluster in {} (written by `aurigraph cluster up`).\n\
          # Run alone: aurigraph start --config {}\n\n{body}",
+        config.cluster.node_id,
+        config.cluster.role.as_str(),
         dir.display(),
         path.display()
     );
@@ -282,35 +314,43 @@ fn plan(args: &ClusterUpArgs, dir: &Path) -> Result<ClusterFile> {
         return restart_plan(args, dir, existing);
     }
     let n = args.nodes.unwrap_or(DEFAULT_NODES);
+    let total = n + args.learners.unwrap_or(0);
     let base = args.base_port.unwrap_or(DEFAULT_BASE_PORT);
-    if base == 0 || u64::from(base) + n - 1 > u64::from(u16::MAX) {
+    if base == 0 || u64::from(base) + total - 1 > u64::from(u16::MAX) {
         bail!(
             "[E_USAGE] ports {base}..{} are not all valid",
-            u64::from(base) + n - 1
+            u64::from(base) + total - 1
         );
     }
     let secret = args.secret.clone().unwrap_or_else(random_hex);
     if secret.len() < 16 {
         bail!("[E_USAGE] --secret must be at least 16 characters");
     }
-    check_ports(base, n)?;
+    check_ports(base, total)?;
     let token = random_hex();
+    let layout = Layout {
+        validators: n,
+        base,
+        secret: &secret,
+        token: &token,
+    };
     for sub in ["models", "plugins"] {
         fs::create_dir_all(dir.join(sub))
             .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
     }
     let mut nodes = Vec::new();
-    for id in 1..=n {
+    for id in 1..=total {
         let own = node_dir(dir, id);
         fs::create_dir_all(&own).with_context(|| format!("cannot create {}", own.display()))?;
-        let config = node_config(dir, id, n, base, &secret, &token);
+        let config = node_config(dir, id, &layout);
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("node {id}'s config: {e}"))?;
         let path = own.join("aurigraph.toml");
-        write_config(&path, &config, id, dir)?;
+        write_config(&path, &config, dir)?;
         nodes.push(NodeEntry {
             id,
+            role: config.cluster.role,
             url: format!("http://{}", config.listen),
             config: path,
             log: own.join("node.log"),
@@ -330,11 +370,21 @@ fn restart_plan(args: &ClusterUpArgs, dir: &Path, existing: ClusterFile) -> Resu
             dir.display()
         )
     };
-    let n = existing.nodes.len() as u64;
+    let n = existing
+        .nodes
+        .iter()
+        .filter(|node| node.role == NodeRole::Validator)
+        .count() as u64;
+    let m = existing.nodes.len() as u64 - n;
     if let Some(want) = args.nodes
         && want != n
     {
-        return Err(exists(format!("of {n} nodes, not {want}")));
+        return Err(exists(format!("of {n} validators, not {want}")));
+    }
+    if let Some(want) = args.learners
+        && want != m
+    {
+        return Err(exists(format!("with {m} learners, not {want}")));
     }
     let mut first_port = None;
     for node in &existing.nodes {
@@ -385,8 +435,94 @@ fn check_ports(base: u16, n: u64) -> Result<()> {
     Ok(())
 }
 
+/// A cluster `up` started (or started again): its folder, its nodes, the processes it
+/// spawned, and the leader they agreed on.
+pub(crate) struct Started {
+    /// The cluster's folder, absolute.
+    pub(crate) dir: PathBuf,
+    cluster: ClusterFile,
+    /// The node processes, by node id (their pids are in cluster.json too).
+    pub(crate) children: Vec<(u64, Child)>,
+    /// The leader once every node was up.
+    pub(crate) leader: u64,
+    /// Its term.
+    pub(crate) term: u64,
+    /// Whether DIR held a stopped cluster, started again.
+    pub(crate) restarted: bool,
+}
+
+/// One node of a started cluster, as the demo sees it.
+pub(crate) struct NodeInfo {
+    pub(crate) id: u64,
+    pub(crate) role: NodeRole,
+    pub(crate) url: String,
+}
+
+impl Started {
+    /// The nodes, in id order.
+    pub(crate) fn nodes(&self) -> Vec<NodeInfo> {
+        self.cluster
+            .nodes
+            .iter()
+            .map(|n| NodeInfo {
+                id: n.id,
+                role: n.role,
+                url: n.url.clone(),
+            })
+            .collect()
+    }
+}
+
 /// Runs `aurigraph cluster up`.
 pub fn up(args: &ClusterUpArgs) -> Result<()> {
+    let started = start(args)?;
+    let (dir, leader) = (&started.dir, started.leader);
+    let learners = started
+        .cluster
+        .nodes
+        .iter()
+        .filter(|n| n.role != NodeRole::Validator)
+        .count();
+    println!(
+        "aurigraph cluster: {} validators{} in {}{}, leader node {leader} (term {})",
+        started.cluster.nodes.len() - learners,
+        match learners {
+            0 => String::new(),
+            1 => " and 1 business learner".to_string(),
+            m => format!(" and {m} business learners"),
+        },
+        dir.display(),
+        if started.restarted {
+            " (started again from their data)"
+        } else {
+            ""
+        },
+        started.term
+    );
+    for node in &started.cluster.nodes {
+        println!(
+            "  node {}  {}  {}  pid {}  {}{}",
+            node.id,
+            node.role.as_str(),
+            node.url,
+            node.pid.unwrap_or(0),
+            node.log.display(),
+            if node.id == leader { "  (leader)" } else { "" }
+        );
+    }
+    println!(
+        "admin token and secret: in each node's aurigraph.toml\n\
+         aurigraph cluster status --dir {0}; aurigraph cluster down --dir {0}",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// What `aurigraph cluster up` does, without printing: plans the nodes (new, or the stopped
+/// cluster of DIR), starts them, waits for a leader every validator follows, adds the
+/// learners the leader's membership lacks and waits for them to catch up. On a failure the
+/// nodes it started are stopped.
+pub(crate) fn start(args: &ClusterUpArgs) -> Result<Started> {
     fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let dir = args
@@ -402,7 +538,9 @@ pub fn up(args: &ClusterUpArgs) -> Result<()> {
         return Err(e);
     }
 
-    let (leader, term) = match wait_up(&cluster, &mut children) {
+    let up = wait_up(&cluster, &mut children)
+        .and_then(|(leader, term)| join_learners(&cluster, &mut children, leader, term));
+    let (leader, term) = match up {
         Ok(lt) => lt,
         Err(e) => {
             eprintln!(
@@ -418,33 +556,51 @@ pub fn up(args: &ClusterUpArgs) -> Result<()> {
             return Err(e);
         }
     };
+    Ok(Started {
+        dir,
+        cluster,
+        children,
+        leader,
+        term,
+        restarted,
+    })
+}
 
-    println!(
-        "aurigraph cluster: {} validators in {}{}, leader node {leader} (term {term})",
-        cluster.nodes.len(),
-        dir.display(),
-        if restarted {
-            " (started again from their data)"
-        } else {
-            ""
-        }
-    );
-    for node in &cluster.nodes {
-        println!(
-            "  node {}  {}  pid {}  {}{}",
-            node.id,
-            node.url,
-            node.pid.unwrap_or(0),
-            node.log.display(),
-            if node.id == leader { "  (leader)" } else { "" }
-        );
+/// Starts node `id` of the cluster in `dir` again from its config (after a crash, say),
+/// recording its pid in its pid file and in cluster.json (so that `down` stops it).
+pub(crate) fn restart_node(dir: &Path, id: u64) -> Result<Child> {
+    let mut cluster = read_cluster(dir)?;
+    let node = cluster
+        .nodes
+        .iter_mut()
+        .find(|n| n.id == id)
+        .with_context(|| {
+            format!(
+                "[E_NO_NODE] the cluster in {} has no node {id}",
+                dir.display()
+            )
+        })?;
+    if let Some(pid) = node.running_pid() {
+        bail!("[E_CLUSTER_RUNNING] node {id} already runs (pid {pid})");
     }
-    println!(
-        "admin token and secret: in each node's aurigraph.toml\n\
-         aurigraph cluster status --dir {0}; aurigraph cluster down --dir {0}",
-        dir.display()
-    );
-    Ok(())
+    let child = spawn_node(&node.config, &node.log)?;
+    let pid = child.id();
+    node.pid = Some(pid);
+    fs::write(node.pid_file(), format!("{pid}\n"))
+        .with_context(|| format!("cannot write {}", node.pid_file().display()))?;
+    write_cluster(dir, &cluster)?;
+    Ok(child)
+}
+
+/// A base port from which `n` consecutive ports on 127.0.0.1 bind now, in 20000..60000.
+pub(crate) fn free_base(n: u64) -> Result<u16> {
+    for _ in 0..200 {
+        let base = 20_000 + rand::random::<u16>() % 40_000;
+        if (1..=n).all(|id| TcpListener::bind(("127.0.0.1", port(base, id))).is_ok()) {
+            return Ok(base);
+        }
+    }
+    bail!("[E_PORT_IN_USE] found no {n} consecutive free ports in 20000..60000")
 }
 
 /// Starts every node of `cluster`, recording each pid in its pid file and in cluster.json.
@@ -464,59 +620,207 @@ fn spawn_all(
     write_cluster(dir, cluster)
 }
 
-/// Waits until every node answers /readyz 200 and agrees on a leader that says it leads;
-/// that leader and its term.
+/// Fails when one of the node processes `up` started has exited.
+fn check_children(cluster: &ClusterFile, children: &mut [(u64, Child)]) -> Result<()> {
+    for (id, child) in children.iter_mut() {
+        if let Some(status) = child.try_wait().context("cannot check a node's process")? {
+            let log = cluster
+                .nodes
+                .iter()
+                .find(|n| n.id == *id)
+                .map(|n| n.log.clone())
+                .unwrap_or_default();
+            bail!(exited(*id, status, &log));
+        }
+    }
+    Ok(())
+}
+
+fn timed_out(cluster: &ClusterFile, waiting_for: Option<String>) -> anyhow::Error {
+    let logs: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.log.display().to_string())
+        .collect();
+    anyhow::anyhow!(
+        "[E_CLUSTER_TIMEOUT] still waiting for {} after {} s; the logs: {}",
+        waiting_for.unwrap_or_default(),
+        UP_TIMEOUT.as_secs(),
+        logs.join(", ")
+    )
+}
+
+/// Waits until every validator answers /readyz 200 and agrees on a leader that says it
+/// leads; that leader and its term.
 fn wait_up(cluster: &ClusterFile, children: &mut [(u64, Child)]) -> Result<(u64, u64)> {
     let c = http()?;
     let deadline = Instant::now() + UP_TIMEOUT;
     loop {
-        for (id, child) in children.iter_mut() {
-            if let Some(status) = child.try_wait().context("cannot check a node's process")? {
-                let log = cluster
-                    .nodes
-                    .iter()
-                    .find(|n| n.id == *id)
-                    .map(|n| n.log.clone())
-                    .unwrap_or_default();
-                bail!(exited(*id, status, &log));
-            }
-        }
-        let mut waiting_for = None;
-        let mut views = Vec::new();
-        for node in &cluster.nodes {
-            if !ready(&c, &node.url) {
-                waiting_for = Some(format!("node {} to answer /readyz 200", node.id));
-                break;
-            }
-            match cluster_view(&c, &node.url) {
-                Some(v) => views.push((node.id, v)),
-                None => {
-                    waiting_for = Some(format!("node {} to answer /v1/cluster", node.id));
-                    break;
-                }
-            }
-        }
-        if waiting_for.is_none() {
-            match agreed_leader(&views) {
+        check_children(cluster, children)?;
+        let waiting_for = match validator_views(&c, cluster) {
+            Err(why) => why,
+            Ok(views) => match agreed_leader(&views) {
                 Some(lt) => return Ok(lt),
-                None => waiting_for = Some("a leader every node knows".to_string()),
-            }
-        }
+                None => "a leader every validator knows".to_string(),
+            },
+        };
         if Instant::now() >= deadline {
-            let logs: Vec<String> = cluster
-                .nodes
-                .iter()
-                .map(|n| n.log.display().to_string())
-                .collect();
-            bail!(
-                "[E_CLUSTER_TIMEOUT] still waiting for {} after {} s; the logs: {}",
-                waiting_for.unwrap_or_default(),
-                UP_TIMEOUT.as_secs(),
-                logs.join(", ")
-            );
+            return Err(timed_out(cluster, Some(waiting_for)));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Every validator's `/v1/cluster` view once each answers /readyz 200; else what is awaited.
+fn validator_views(
+    c: &reqwest::blocking::Client,
+    cluster: &ClusterFile,
+) -> Result<Vec<(u64, Value)>, String> {
+    let mut views = Vec::new();
+    for node in cluster
+        .nodes
+        .iter()
+        .filter(|n| n.role == NodeRole::Validator)
+    {
+        if !ready(c, &node.url) {
+            return Err(format!("node {} to answer /readyz 200", node.id));
+        }
+        match cluster_view(c, &node.url) {
+            Some(v) => views.push((node.id, v)),
+            None => return Err(format!("node {} to answer /v1/cluster", node.id)),
+        }
+    }
+    Ok(views)
+}
+
+/// Adds each learner of `cluster` that the leader's membership lacks (`POST
+/// /v1/cluster/learner` on the leader), then waits until each answers /readyz 200, follows
+/// the leader as a learner and has applied the leader's last applied entry (but
+/// [`LEARNER_LAG`]). The leader and its term (they may change meanwhile).
+fn join_learners(
+    cluster: &ClusterFile,
+    children: &mut [(u64, Child)],
+    mut leader: u64,
+    mut term: u64,
+) -> Result<(u64, u64)> {
+    let learners: Vec<&NodeEntry> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.role != NodeRole::Validator)
+        .collect();
+    let Some(first) = learners.first() else {
+        return Ok((leader, term));
+    };
+    let token = load_config(&first.config)?.admin.token.with_context(|| {
+        format!(
+            "[E_CONFIG] {} has no admin.token to add the learners with",
+            first.config.display()
+        )
+    })?;
+    let c = http()?;
+    let deadline = Instant::now() + UP_TIMEOUT;
+    loop {
+        check_children(cluster, children)?;
+        let Some(waiting_for) = learners_ready(&c, cluster, &learners, leader, &token)? else {
+            return Ok((leader, term));
+        };
+        // The leader may have changed: find the one the validators agree on.
+        if let Ok(views) = validator_views(&c, cluster)
+            && let Some((l, t)) = agreed_leader(&views)
+        {
+            (leader, term) = (l, t);
+        }
+        if Instant::now() >= deadline {
+            return Err(timed_out(cluster, Some(waiting_for)));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One round of [`join_learners`]: `None` once every learner caught up, else what is
+/// awaited; an error for a refusal no retry mends (a wrong token, say).
+fn learners_ready(
+    c: &reqwest::blocking::Client,
+    cluster: &ClusterFile,
+    learners: &[&NodeEntry],
+    leader: u64,
+    token: &str,
+) -> Result<Option<String>> {
+    let Some(url) = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id == leader)
+        .map(|n| n.url.as_str())
+    else {
+        bail!("[E_CLUSTER_FILE] the leader, node {leader}, is not in cluster.json");
+    };
+    let Some(lv) = cluster_view(c, url).filter(|v| v["state"] == "leader") else {
+        return Ok(Some(format!(
+            "node {leader} to answer /v1/cluster as the leader"
+        )));
+    };
+    let members: Vec<u64> = lv["members"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["id"].as_u64()).collect())
+        .unwrap_or_default();
+    for l in learners {
+        if members.contains(&l.id) {
+            continue;
+        }
+        let addr = l.url.trim_start_matches("http://");
+        let r = c
+            .post(format!("{url}/v1/cluster/learner"))
+            .bearer_auth(token)
+            .json(&json!({"id": l.id, "addr": addr}))
+            .send();
+        match r {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => {
+                let status = r.status();
+                let body = r.text().unwrap_or_default();
+                // A wrong token or a malformed request: no retry mends it.
+                if matches!(status.as_u16(), 400 | 401 | 403 | 404) {
+                    bail!(
+                        "[E_ADD_LEARNER] node {leader} refused to add node {} as a learner                          ({status}): {body}",
+                        l.id
+                    );
+                }
+                return Ok(Some(format!(
+                    "node {} to be added as a learner (node {leader} answered {status}: {body})",
+                    l.id
+                )));
+            }
+            Err(e) => {
+                return Ok(Some(format!(
+                    "node {} to be added as a learner (node {leader}: {e})",
+                    l.id
+                )));
+            }
+        }
+    }
+    let target = lv["last_applied"].as_u64().unwrap_or(0);
+    for l in learners {
+        if !ready(c, &l.url) {
+            return Ok(Some(format!("node {} to answer /readyz 200", l.id)));
+        }
+        let Some(v) = cluster_view(c, &l.url) else {
+            return Ok(Some(format!("node {} to answer /v1/cluster", l.id)));
+        };
+        if v["state"] != "learner" || v["leader"].as_u64() != Some(leader) {
+            return Ok(Some(format!(
+                "node {} to follow node {leader} as a learner (it says {}, leader {})",
+                l.id, v["state"], v["leader"]
+            )));
+        }
+        let applied = v["last_applied"].as_u64().unwrap_or(0);
+        if applied + LEARNER_LAG < target {
+            return Ok(Some(format!(
+                "node {} to catch up with the leader (applied {applied} of {target})",
+                l.id
+            )));
+        }
+    }
+    Ok(None)
 }
 
 fn exited(id: u64, status: ExitStatus, log: &Path) -> String {
@@ -527,9 +831,9 @@ fn exited(id: u64, status: ExitStatus, log: &Path) -> String {
     )
 }
 
-/// The leader every view names, if that node's own view says it leads and every other node
-/// is its follower (the membership reached it: until then a new replica reports `learner`),
-/// with its term.
+/// The leader every view (of the validators) names, if that node's own view says it leads
+/// and every other node is its follower (the membership reached it: until then a new
+/// replica reports `learner`), with its term.
 fn agreed_leader(views: &[(u64, Value)]) -> Option<(u64, u64)> {
     let leader = views.first()?.1["leader"].as_u64()?;
     if views.iter().any(|(id, v)| {
@@ -604,14 +908,9 @@ pub fn status(args: &ClusterStatusArgs) -> Result<()> {
                 }
                 _ => Value::Null,
             };
-            let role = if v.is_some_and(|v| v["state"] == "learner") {
-                "learner"
-            } else {
-                "validator"
-            };
             json!({
                 "id": n.node.id,
-                "role": role,
+                "role": n.node.role.as_str(),
                 "url": n.node.url,
                 "pid": n.pid,
                 "state": v.map_or(json!("down"), |v| v["state"].clone()),

@@ -30,24 +30,39 @@ pub(crate) fn text(out: &Output) -> String {
     )
 }
 
-/// A base port in 20000..60000 whose next two ports bind too.
-pub(crate) fn free_base() -> u16 {
+/// A base port in 20000..60000 whose next `n - 1` ports bind too.
+pub(crate) fn free_base(n: u16) -> u16 {
     for _ in 0..200 {
         let base = 20_000 + (rand::random::<u16>() % 40_000);
-        if (base..base + 3).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+        if (base..base + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
             return base;
         }
     }
-    panic!("no three consecutive free ports in 20000..60000");
+    panic!("no {n} consecutive free ports in 20000..60000");
 }
 
 /// `aurigraph cluster up --nodes 3 --dir DIR` on a free base port; its output. `up` checks
 /// the ports before writing anything: another base when one was taken meanwhile.
 pub(crate) fn up_three(dir: &Path) -> Output {
+    up_with(dir, 3, 0)
+}
+
+/// `aurigraph cluster up --nodes N --learners M --dir DIR` on a free base port; its output.
+pub(crate) fn up_with(dir: &Path, nodes: u16, learners: u16) -> Output {
     for _ in 0..5 {
-        let base = free_base().to_string();
+        let base = free_base(nodes + learners).to_string();
+        let (n, m) = (nodes.to_string(), learners.to_string());
         let out = aurigraph(
-            &["cluster", "up", "--nodes", "3", "--base-port", &base],
+            &[
+                "cluster",
+                "up",
+                "--nodes",
+                &n,
+                "--learners",
+                &m,
+                "--base-port",
+                &base,
+            ],
             dir,
         );
         if out.status.success() {
@@ -227,4 +242,104 @@ async fn cluster_up_status_down_with_three_processes() {
     // `down` again does nothing and succeeds.
     let out = aurigraph(&["cluster", "down"], &dir);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// `aurigraph cluster status --json` on DIR, parsed.
+fn status_json(dir: &Path) -> Value {
+    let out = aurigraph(&["cluster", "status", "--json"], dir);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).expect("status JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_up_with_a_business_learner() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("cluster");
+
+    let up = up_with(&dir, 3, 1);
+    let _down = Down(dir.clone());
+    let up_text = String::from_utf8_lossy(&up.stdout);
+    assert!(
+        up_text.contains("3 validators and 1 business learner"),
+        "{}",
+        text(&up)
+    );
+    let config = std::fs::read_to_string(dir.join("node-4/aurigraph.toml")).expect("config");
+    assert!(config.contains("role = \"business\""), "{config}");
+    assert!(config.contains("bootstrap = false"), "{config}");
+
+    let st = status_json(&dir);
+    let nodes = st["nodes"].as_array().expect("nodes").clone();
+    assert_eq!(nodes.len(), 4, "{st}");
+    let learner = &nodes[3];
+    assert_eq!(learner["id"], 4, "{st}");
+    assert_eq!(learner["role"], "business", "{st}");
+    assert_eq!(learner["state"], "learner", "{st}");
+    for n in &nodes[..3] {
+        assert_eq!(n["role"], "validator", "{st}");
+    }
+    let learner_url = learner["url"].as_str().expect("url").to_string();
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| n["url"].as_str().expect("url").to_string())
+        .collect();
+
+    // A transfer submitted through the learner is forwarded to the leader and commits on
+    // every node, the learner included.
+    let c = http();
+    let t = transfer(3, 0, 7, 55);
+    let (s, v) = post_json(
+        &c,
+        &format!("{learner_url}/v1/transactions"),
+        &json!(hex_of(&t)),
+        None,
+    )
+    .await;
+    assert_eq!((s, v["accepted"].as_u64()), (200, Some(1)), "{v}");
+    let hash = t.hash().to_string();
+    for url in &urls {
+        wait_committed(&c, url, &hash).await;
+    }
+    // The learner at the leader's height and state root.
+    let d = dir.clone();
+    let st = poll_until(
+        Duration::from_secs(10),
+        "the learner at the leader's head",
+        || {
+            let d = d.clone();
+            async move {
+                let st = tokio::task::spawn_blocking(move || status_json(&d))
+                    .await
+                    .expect("join");
+                let nodes = st["nodes"].as_array()?;
+                let leader = nodes.iter().find(|n| n["state"] == "leader")?;
+                let learner = nodes.iter().find(|n| n["id"] == 4)?;
+                (learner["state"] == "learner"
+                    && learner["height"] == leader["height"]
+                    && learner["state_root"] == leader["state_root"]
+                    && leader["height"].as_u64() >= Some(1))
+                .then_some(st)
+            }
+        },
+    )
+    .await;
+    assert_eq!(st["nodes"][3]["role"], "business", "{st}");
+
+    // Stopped and started again: the learner comes back as a learner, not added twice.
+    let out = aurigraph(&["cluster", "down"], &dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = aurigraph(&["cluster", "up"], &dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let st = status_json(&dir);
+    let learner = &st["nodes"][3];
+    assert_eq!(
+        (&learner["role"], &learner["state"]),
+        (&json!("business"), &json!("learner")),
+        "{st}"
+    );
+    let (_, view) = get_json(&c, &format!("{learner_url}/v1/cluster")).await;
+    let members = view["members"].as_array().expect("members");
+    assert_eq!(members.len(), 4, "{view}");
+    let (_, t) = get_json(&c, &format!("{learner_url}/v1/transactions/{hash}")).await;
+    assert_eq!(t["state"], "committed", "{t}");
 }

@@ -14,6 +14,7 @@ mod architecture;
 mod cluster;
 mod cluster_chaos;
 mod crash;
+mod demo_cluster;
 mod errors;
 mod load;
 mod models_schema;

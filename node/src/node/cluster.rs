@@ -270,7 +270,7 @@ const SLIM_PRUNE_EVERY: u64 = 16;
 /// tries again).
 fn prune_slim(core: &NodeCore, height: u64) {
     let c = &core.config.cluster;
-    if c.role != NodeRole::Slim || height % SLIM_PRUNE_EVERY != 0 {
+    if c.role != NodeRole::Slim || !height.is_multiple_of(SLIM_PRUNE_EVERY) {
         return;
     }
     let below = height.saturating_sub(c.slim_keep_blocks).saturating_add(1);
