@@ -26,8 +26,12 @@
 //! - [`replica`]: a replica as the node runs it (start, the RPC routes, initialize, propose,
 //!   status): the one module the node reaches openraft through.
 //! - [`leadership`]: seam for leader hand-over and election timing.
+//! - [`faults`]: fault injection for tests and chaos runs ([`faults::FaultyLinks`]: cut,
+//!   lossy or slow links between replicas, wired in by `RaftNetwork::with_faults`); never in
+//!   a production config.
 
 pub mod block_log;
+pub mod faults;
 pub mod leadership;
 pub mod ledger_applier;
 pub mod log_store;

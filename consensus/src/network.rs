@@ -18,6 +18,11 @@
 //! is [`Unreachable`] (openraft backs off); a call cancelled or out of time is a
 //! [`NetworkError`] (openraft retries).
 //!
+//! Fault injection, for tests and chaos runs only: a factory made by
+//! [`RaftNetwork::with_faults`] asks a shared [`FaultyLinks`] before every RPC its replica
+//! sends; a cut link (or a drawn loss) is [`Unreachable`] without sending anything, a delayed
+//! link holds the RPC first. [`RaftNetwork::new`] has no faults.
+//!
 //! Not guarded here: openraft's `install_full_snapshot` panics on a snapshot at or below the
 //! locally committed log id but inconsistent with it; the server refuses only a snapshot whose
 //! last log id is beyond the sender's vote (`E_RAFT_SNAPSHOT`).
@@ -46,6 +51,7 @@ use tonic::metadata::{AsciiMetadataValue, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::faults::{FaultyLinks, InjectedFault};
 use crate::types::{NodeId, NodeInfo, SnapshotMeta, TypeConfig, Vote};
 
 /// The gRPC types and services generated from `proto/aurigraph/raft/v1/raft.proto`.
@@ -180,8 +186,13 @@ impl RaftRpcError {
 pub struct RaftNetwork<D = Cursor<Vec<u8>>> {
     secret: Option<AsciiMetadataValue>,
     channels: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
+    faults: Option<LinkFaults>,
     _data: PhantomData<fn() -> D>,
 }
+
+/// The injected faults a replica's clients check: the replica's id (the sending end of its
+/// links) and the shared table.
+type LinkFaults = (NodeId, Arc<FaultyLinks>);
 
 impl<D: SnapshotBytes> RaftNetwork<D> {
     /// A factory whose calls carry `secret`. A secret that is not visible ASCII makes every
@@ -190,7 +201,20 @@ impl<D: SnapshotBytes> RaftNetwork<D> {
         Self {
             secret: AsciiMetadataValue::try_from(secret.as_str()).ok(),
             channels: Arc::new(Mutex::new(HashMap::new())),
+            faults: None,
             _data: PhantomData,
+        }
+    }
+
+    /// **Fault injection, for tests and chaos runs; never in a production config.** A factory
+    /// as [`RaftNetwork::new`] makes, for the replica `from`, whose every RPC to a peer `to`
+    /// first asks `faults` about the link `from -> to`: cut or lost, the RPC fails as
+    /// [`Unreachable`] (code `E_FAULT_INJECTED`) and nothing is sent; delayed, it is held
+    /// that long first.
+    pub fn with_faults(secret: String, from: NodeId, faults: Arc<FaultyLinks>) -> Self {
+        Self {
+            faults: Some((from, faults)),
+            ..Self::new(secret)
         }
     }
 
@@ -232,6 +256,7 @@ impl<D: SnapshotBytes> RaftNetworkFactory<TypeConfig> for RaftNetwork<D> {
             addr: node.addr.clone(),
             client,
             secret: self.secret.clone(),
+            faults: self.faults.clone(),
             _data: PhantomData,
         }
     }
@@ -243,6 +268,7 @@ pub struct RaftPeer<D> {
     addr: String,
     client: Result<RaftClient<Channel>, RaftRpcError>,
     secret: Option<AsciiMetadataValue>,
+    faults: Option<LinkFaults>,
     _data: PhantomData<fn() -> D>,
 }
 
@@ -280,6 +306,37 @@ impl<D> RaftPeer<D> {
         })
     }
 
+    /// The injected fault on the link to the target, if any: `Err` when it is cut or drops
+    /// this RPC, else `Ok` after the link's delay (a link cut meanwhile drops the RPC).
+    async fn injected_fault(&self) -> Result<(), InjectedFault> {
+        let Some((from, faults)) = &self.faults else {
+            return Ok(());
+        };
+        let delay = faults.check(*from, self.target)?;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+            if faults.is_cut(*from, self.target) {
+                return Err(InjectedFault::Cut {
+                    from: *from,
+                    to: self.target,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A unary RPC, after the injected faults.
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        rpc: Unary,
+        req: &Req,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        self.injected_fault()
+            .await
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        self.unary(rpc, req).await.map_err(RaftRpcError::into_rpc)
+    }
+
     async fn unary<Req: Serialize, Resp: DeserializeOwned>(
         &mut self,
         rpc: Unary,
@@ -308,9 +365,7 @@ impl<D: SnapshotBytes> RaftNetworkV2<TypeConfig> for RaftPeer<D> {
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.unary(Unary::AppendEntries, &rpc)
-            .await
-            .map_err(RaftRpcError::into_rpc)
+        self.call(Unary::AppendEntries, &rpc).await
     }
 
     async fn vote(
@@ -318,9 +373,7 @@ impl<D: SnapshotBytes> RaftNetworkV2<TypeConfig> for RaftPeer<D> {
         rpc: VoteRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.unary(Unary::Vote, &rpc)
-            .await
-            .map_err(RaftRpcError::into_rpc)
+        self.call(Unary::Vote, &rpc).await
     }
 
     async fn pre_vote(
@@ -328,9 +381,7 @@ impl<D: SnapshotBytes> RaftNetworkV2<TypeConfig> for RaftPeer<D> {
         rpc: VoteRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.unary(Unary::PreVote, &rpc)
-            .await
-            .map_err(RaftRpcError::into_rpc)
+        self.call(Unary::PreVote, &rpc).await
     }
 
     async fn full_snapshot(
@@ -340,6 +391,15 @@ impl<D: SnapshotBytes> RaftNetworkV2<TypeConfig> for RaftPeer<D> {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let mut cancel = std::pin::pin!(cancel);
+        if self.faults.is_some() {
+            tokio::select! {
+                fault = self.injected_fault() => {
+                    fault.map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;
+                }
+                closed = &mut cancel => return Err(StreamingError::Closed(closed)),
+            }
+        }
         let chunk_size = option
             .snapshot_chunk_size()
             .unwrap_or(SNAPSHOT_CHUNK_BYTES)
@@ -367,7 +427,7 @@ impl<D: SnapshotBytes> RaftNetworkV2<TypeConfig> for RaftPeer<D> {
         let mut client = self.client.clone().map_err(RaftRpcError::into_streaming)?;
         let answer = tokio::select! {
             answer = client.install_snapshot(request) => answer,
-            closed = cancel => return Err(StreamingError::Closed(closed)),
+            closed = &mut cancel => return Err(StreamingError::Closed(closed)),
         };
         let answer = answer.map_err(|s| self.status(&s).into_streaming())?;
         self.decode(&answer.into_inner().payload)
@@ -379,9 +439,7 @@ impl<D: SnapshotBytes> RaftNetworkV2<TypeConfig> for RaftPeer<D> {
         req: TransferLeaderRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.unary(Unary::TransferLeader, &req)
-            .await
-            .map_err(RaftRpcError::into_rpc)
+        self.call(Unary::TransferLeader, &req).await
     }
 }
 

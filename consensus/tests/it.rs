@@ -4,4 +4,5 @@
 mod cluster;
 mod log_store;
 mod network;
+mod partition;
 mod state_machine;
