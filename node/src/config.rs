@@ -89,6 +89,9 @@ pub struct ClusterConfig {
     /// On a `slim` replica: the blocks kept below the head (older blocks, their transaction
     /// index and receipts are deleted as blocks apply). Default 10,000; ignored by other roles.
     pub slim_keep_blocks: u64,
+    /// On the leader: blocks proposed and not yet committed at once (each next one executed
+    /// on top of those in flight). 1: one block at a time. Default 4.
+    pub max_blocks_in_flight: usize,
 }
 
 /// A replica's role in the cluster.
@@ -141,6 +144,7 @@ impl Default for ClusterConfig {
             snapshot_logs: 5_000,
             snapshot_keep_logs: 1_000,
             slim_keep_blocks: 10_000,
+            max_blocks_in_flight: 4,
         }
     }
 }

@@ -53,6 +53,8 @@ struct RaftMetrics {
     commit_seconds: Histogram,
     apply_seconds: Histogram,
     snapshots_built: Counter,
+    blocks_skipped: Counter,
+    in_flight: Histogram,
     snapshots_installed: Counter,
     snapshot_bytes: Gauge,
     last_leader: Arc<std::sync::atomic::AtomicU64>,
@@ -112,6 +114,8 @@ impl NodeMetrics {
             commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             apply_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             snapshots_built: Counter::default(),
+            blocks_skipped: Counter::default(),
+            in_flight: Histogram::new([1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0]),
             snapshots_installed: Counter::default(),
             snapshot_bytes: Gauge::default(),
             last_leader: Arc::default(),
@@ -163,6 +167,16 @@ impl NodeMetrics {
                 "apply_seconds",
                 "A committed block's execution and write on this replica",
                 raft.apply_seconds.clone(),
+            );
+            r.register(
+                "blocks_in_flight",
+                "On the leader: blocks in flight (proposed, not committed) as each block is proposed, itself included",
+                raft.in_flight.clone(),
+            );
+            r.register(
+                "blocks_skipped",
+                "Committed log entries skipped because their block did not follow the head",
+                raft.blocks_skipped.clone(),
             );
             r.register(
                 "snapshots_built",
@@ -321,6 +335,14 @@ impl NodeMetrics {
 
     pub(crate) fn raft_apply(&self, d: Duration) {
         self.raft.apply_seconds.observe(d.as_secs_f64());
+    }
+
+    pub(crate) fn raft_proposed(&self, in_flight: usize) {
+        self.raft.in_flight.observe(in_flight as f64);
+    }
+
+    pub(crate) fn raft_block_skipped(&self) {
+        self.raft.blocks_skipped.inc();
     }
 
     pub(crate) fn raft_snapshot_built(&self, bytes: usize) {

@@ -35,6 +35,8 @@ fn replica_config(dir: &std::path::Path, id: u64, ports: &[u16]) -> NodeConfig {
         .parse()
         .expect("address");
     c.storage.sync = false;
+    // Small blocks: a request of 40 transfers makes several blocks in flight at once.
+    c.block.max_txs = 8;
     c.cluster = ClusterConfig {
         node_id: id,
         members: ports
@@ -159,6 +161,20 @@ async fn three_validators_commit_the_same_blocks_and_survive_losing_the_leader()
             .1;
         assert_eq!(acc["balance"], all_balance_of_9(&c, all[l]).await);
     }
+
+    // Those blocks were proposed several at once: the next executed over the ones in flight.
+    let m = all[l].core().metrics.encode();
+    let one = metric(
+        all[l],
+        r#"aurigraph_raft_blocks_in_flight_bucket{le="1.0"}"#,
+    );
+    let proposed = metric(all[l], "aurigraph_raft_blocks_in_flight_count");
+    assert!(proposed >= 5 && one < proposed, "{m}");
+    assert_eq!(
+        metric(all[l], "aurigraph_raft_blocks_skipped_total"),
+        0,
+        "{m}"
+    );
 
     // The leader's metrics: it leads, nothing lags once converged, blocks went through the log.
     let m = poll_until(Duration::from_secs(10), "no replication lag", || async {

@@ -170,6 +170,11 @@ impl Executed {
     pub fn height(&self) -> u64 {
         self.proposal.height
     }
+
+    /// The accounts it writes, with their values after it.
+    pub fn write_set(&self) -> &[(crate::tx::Address, crate::state::Account)] {
+        &self.execution.write_set
+    }
 }
 
 /// One node's transaction path. Safe to share: `submit` may run from many threads while
@@ -392,6 +397,33 @@ impl Pipeline {
         })
     }
 
+    /// Proposes the block at `height` after blocks proposed but not yet committed (a leader
+    /// with several blocks in flight): the transactions `in_flight` in them are skipped
+    /// (their successors are taken). `None` when nothing else is ready.
+    pub fn propose_at(
+        &self,
+        height: u64,
+        in_flight: &std::collections::HashSet<TxHash>,
+    ) -> Option<Proposal> {
+        let load = self.current_load();
+        let batch = self.batcher.build_at(
+            &self.mempool,
+            &load,
+            height,
+            Instant::now(),
+            Some(in_flight),
+        );
+        if batch.txs.is_empty() {
+            return None;
+        }
+        self.load.lock().current_batch_size = batch.target_size;
+        Some(Proposal {
+            height,
+            batch,
+            proposed_at: Instant::now(),
+        })
+    }
+
     /// A proposal of a block decided elsewhere (a replica applying a block of the replicated
     /// log): `txs` in the given order, no slot consulted (their answers are `NotAsked`).
     pub fn proposal_of(
@@ -462,6 +494,66 @@ impl Pipeline {
             execution,
             before,
         })
+    }
+
+    /// Executes a proposal on the committed state as the blocks in flight leave it:
+    /// `pending` holds their writes (each account's value after the last of them), read
+    /// before the committed state. The result commits with [`Pipeline::commit_with`] once
+    /// those blocks are committed (its writes are absolute values).
+    pub fn execute_over(
+        &self,
+        proposal: Proposal,
+        pending: &std::collections::HashMap<crate::tx::Address, crate::state::Account>,
+    ) -> Result<Executed> {
+        let block: Vec<_> = proposal.batch.txs.iter().map(|t| t.tx.clone()).collect();
+        let state = self.state.read();
+        let view = InFlightView {
+            base: &state,
+            pending,
+        };
+        let chain_id = state.chain_id();
+        let execution = self
+            .executor
+            .execute(&view as &dyn StateView, chain_id, &block)
+            .map_err(|source| LedgerError::Execution {
+                height: proposal.height,
+                source,
+            })?;
+        let before = execution
+            .write_set
+            .iter()
+            .map(|(a, _)| (*a, view.account(a)))
+            .collect();
+        Ok(Executed {
+            proposal,
+            block,
+            execution,
+            before,
+        })
+    }
+
+    /// The state root `executed` reaches on top of the blocks in flight (`pending`, as for
+    /// [`Pipeline::execute_over`]), without committing anything: their writes and its own are
+    /// applied and put back inside the commit section, so no reader or submitter sees them.
+    pub fn root_over(
+        &self,
+        pending: &std::collections::HashMap<crate::tx::Address, crate::state::Account>,
+        executed: &Executed,
+    ) -> crate::state::StateRoot {
+        let _section = self.commit_section.lock();
+        let mut state = self.state.write();
+        let pending: Vec<_> = pending.iter().map(|(a, acc)| (*a, *acc)).collect();
+        let saved: Vec<_> = pending
+            .iter()
+            .map(|(a, _)| a)
+            .chain(executed.execution.write_set.iter().map(|(a, _)| a))
+            .map(|a| (*a, state.account(a)))
+            .collect();
+        state.apply(&pending);
+        let root = state.apply(&executed.execution.write_set);
+        // Every value saved is the committed one (read before any write).
+        state.apply(&saved);
+        root
     }
 
     /// The state root an executed block reaches, without committing it: its writes are applied
@@ -644,4 +736,19 @@ pub fn conflict_rate(stats: &ExecStats, txs: usize) -> f32 {
         return 0.0;
     }
     (stats.conflicts as f64 / txs as f64).min(1.0) as f32
+}
+
+/// The committed state with the writes of blocks in flight read first.
+struct InFlightView<'a> {
+    base: &'a ShardedState,
+    pending: &'a std::collections::HashMap<crate::tx::Address, crate::state::Account>,
+}
+
+impl StateView for InFlightView<'_> {
+    fn account(&self, address: &crate::tx::Address) -> crate::state::Account {
+        match self.pending.get(address) {
+            Some(a) => *a,
+            None => self.base.account(address),
+        }
+    }
 }

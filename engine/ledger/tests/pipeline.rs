@@ -445,3 +445,69 @@ fn a_block_that_cannot_be_persisted_changes_nothing_and_commits_on_the_next_try(
     assert_eq!(p.state().account(&b.address).balance, 12);
     assert!(p.mempool().is_empty());
 }
+
+#[test]
+fn blocks_executed_over_the_ones_in_flight_commit_to_the_roots_they_proposed() {
+    // A seeded workload with contention; blocks of 50, up to 4 in flight before any commits.
+    let workload = Workload::preset("hot-accounts", 5).unwrap();
+    let events = workload.generate(1_000);
+    let hosts = HostConfig {
+        deadline: Some(Duration::from_secs(1)),
+        ..HostConfig::default()
+    };
+    let slots = PipelineSlots::new(&hosts, &EngineMetrics::default()).unwrap();
+    let p = Pipeline::new(fixed_batches(50), slots, workload.genesis()).unwrap();
+    let bytes: Vec<&[u8]> = events.iter().map(|e| e.bytes.as_slice()).collect();
+    p.submit(&bytes);
+    let mut replica = ShardedState::from_genesis(workload.genesis(), 16).unwrap();
+    let mut committed = 0;
+    loop {
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut hashes = std::collections::HashSet::new();
+        let mut pending = std::collections::HashMap::new();
+        while in_flight.len() < 4 {
+            let Some(proposal) = p.propose_at(p.height() + 1 + in_flight.len() as u64, &hashes)
+            else {
+                break;
+            };
+            hashes.extend(proposal.batch.txs.iter().map(|t| t.tx.hash()));
+            let txs: Vec<_> = proposal
+                .batch
+                .txs
+                .iter()
+                .map(|t| Arc::clone(&t.tx))
+                .collect();
+            let executed = p.execute_over(proposal, &pending).unwrap();
+            let root = p.root_over(&pending, &executed);
+            pending.extend(executed.write_set().iter().copied());
+            in_flight.push_back((executed, root, txs));
+        }
+        if in_flight.is_empty() {
+            break;
+        }
+        // Nothing proposed changed the committed state or the height.
+        assert_eq!(p.height(), committed);
+        for (executed, root, txs) in in_flight {
+            let (produced, ()) = p
+                .commit_with(executed, |_| Ok::<(), std::convert::Infallible>(()))
+                .unwrap();
+            assert_eq!(
+                produced.outcome.state_root, root,
+                "height {}",
+                produced.height
+            );
+            // Equal to executing the block sequentially in block order on the committed state.
+            let oracle = SequentialExecutor
+                .execute_and_commit(&mut replica, &txs)
+                .unwrap();
+            assert_eq!(oracle.state_root, root);
+            assert_eq!(
+                oracle.execution.receipts,
+                produced.outcome.execution.receipts
+            );
+            committed += 1;
+        }
+    }
+    assert!(committed >= 10, "{committed} blocks");
+    assert!(p.mempool().is_empty());
+}

@@ -3,9 +3,17 @@
 //!
 //! - The leader's producer proposes a block from its mempool, executes it, reads the state
 //!   root it reaches (its writes put back at once), and proposes the [`BlockEntry`] (its
-//!   header: height, parent, timestamp, root; its transactions) to openraft. It returns once
-//!   the block is committed and applied here; applying it on the leader reuses that
-//!   execution.
+//!   header: height, parent, timestamp, root; its transactions) to openraft. Up to
+//!   `cluster.max_blocks_in_flight` blocks are in flight at once: the next block is selected
+//!   without the transactions of those in flight, executed on the committed state with their
+//!   writes read first, and chained to the last one's hash, while openraft replicates the
+//!   earlier ones (it batches what is queued into one append). Applying a block on the leader
+//!   reuses the execution it proposed it from when height, parent and root match.
+//! - A block whose height or parent does not follow this replica's head (a block proposed
+//!   before a leader change or a failed round, after another block took its height) is
+//!   skipped by every replica alike: nothing of it applies, its transactions stay in the
+//!   leader's mempool and are proposed again. Every replica applies the same log from the
+//!   same head, so all skip the same entries.
 //! - Every replica, the leader included, applies committed blocks through [`NodeApplier`]:
 //!   the block's transactions are executed with the ledger's executor, the root must be the
 //!   entry's (`E_ROOT_MISMATCH` stops this replica's Raft, nothing of the block applied), and
@@ -52,12 +60,18 @@ pub(crate) struct Cluster {
     proposed: ProposedSlot,
 }
 
-/// On the leader: the block it proposed, executed, with its height and root, so applying it
-/// when it commits does not execute it again.
-type Proposed = (u64, [u8; 32], aurigraph_ledger::pipeline::Executed);
+/// On the leader: a block it proposed, executed, with its height, parent and root, so applying
+/// it when it commits does not execute it again.
+type Proposed = (
+    u64,
+    [u8; 32],
+    [u8; 32],
+    aurigraph_ledger::pipeline::Executed,
+);
 
-/// The leader's block in flight (see [`Proposed`]), shared by its producer and its applier.
-type ProposedSlot = Arc<parking_lot::Mutex<Option<Proposed>>>;
+/// The leader's blocks in flight, oldest first (see [`Proposed`]), shared by its producer and
+/// its applier.
+type ProposedSlot = Arc<parking_lot::Mutex<std::collections::VecDeque<Proposed>>>;
 
 /// Applies committed blocks to the node: its pipeline, its RocksDB, its subscribers.
 pub struct NodeApplier {
@@ -78,11 +92,20 @@ impl BlockApplier for NodeApplier {
         let core = self.core()?;
         let started = std::time::Instant::now();
         let height = entry.height;
-        let applied = core.head().height;
-        if height != applied + 1 {
-            return Err(ApplyError::BlockHeight {
-                applied,
-                got: height,
+        let head = core.head();
+        if height != head.height + 1 || entry.parent != head.hash {
+            // Proposed before another block took its place: skipped here as on every replica.
+            self.proposed.lock().clear();
+            self.save_raft_state(raft_state)?;
+            core.metrics.raft_block_skipped();
+            tracing::warn!(
+                height,
+                head = head.height,
+                "block skipped: it does not follow this replica's head (proposed before a leader change or a failed round)"
+            );
+            return Ok(BlockApplied {
+                height: head.height,
+                state_root: head.state_root.0,
             });
         }
         let mut txs = Vec::with_capacity(entry.txs.len());
@@ -97,13 +120,27 @@ impl BlockApplier for NodeApplier {
         }
         // The leader's own block, executed when it proposed it: used as is (its root is the
         // entry's, checked again below); any other block is executed here.
-        let mine = self
-            .proposed
-            .lock()
-            .take()
-            .filter(|(h, root, _)| *h == height && *root == entry.state_root);
+        let mine = {
+            let mut q = self.proposed.lock();
+            while q.front().is_some_and(|p| p.0 < height) {
+                q.pop_front();
+            }
+            match q.front() {
+                Some((h, parent, root, _))
+                    if *h == height && *parent == entry.parent && *root == entry.state_root =>
+                {
+                    q.pop_front()
+                }
+                // Another block at this height: what the leader built on its own is void.
+                Some(_) => {
+                    q.clear();
+                    None
+                }
+                None => None,
+            }
+        };
         let executed = match mine {
-            Some((_, _, executed)) => executed,
+            Some((_, _, _, executed)) => executed,
             None => {
                 let proposal = core
                     .pipeline
@@ -347,16 +384,100 @@ pub(crate) async fn start(core: &Arc<NodeCore>) -> NodeResult<Option<axum::Route
     Ok(Some(routes))
 }
 
+/// A block the leader proposed that has not committed yet.
+struct Flight {
+    height: u64,
+    /// Its hash: the next block's parent.
+    hash: [u8; 32],
+    /// Its writes (the accounts' values after it).
+    writes: Vec<(Address, Account)>,
+    /// Its transactions.
+    hashes: Vec<aurigraph_ledger::tx::TxHash>,
+    started: std::time::Instant,
+    commit: tokio::task::JoinHandle<
+        Result<Result<BlockApplied, ReplicaError>, tokio::time::error::Elapsed>,
+    >,
+}
+
 /// One production round of a replica: nothing unless it is the leader; the leader proposes
-/// blocks from its mempool through the replicated log (see the module docs).
+/// blocks from its mempool through the replicated log, up to `cluster.max_blocks_in_flight`
+/// at once (see the module docs), and returns once the last of them committed, or at the
+/// first that did not (the rest may still commit, or be skipped).
 pub(crate) fn produce(core: &NodeCore, cluster: &Cluster, max_blocks: usize) -> NodeResult<usize> {
     if !replica::is_leader(&cluster.raft) {
         return Ok(0);
     }
+    let depth = core.config.cluster.max_blocks_in_flight.max(1);
+    let mut flights: std::collections::VecDeque<Flight> = std::collections::VecDeque::new();
     let mut n = 0;
-    while n < max_blocks && core.pipeline.mempool().ready_len() > 0 {
-        let Some(proposal) = core.pipeline.propose() else {
-            break;
+    let outcome = loop {
+        if let Err(e) = fill(core, cluster, &mut flights, depth.min(max_blocks - n)) {
+            break Err(e);
+        }
+        let Some(f) = flights.pop_front() else {
+            break Ok(n);
+        };
+        match cluster.rt.block_on(f.commit) {
+            Ok(Ok(Ok(applied))) if applied.height == f.height => {
+                core.metrics.raft_commit(f.started.elapsed());
+                n += 1;
+                if n >= max_blocks {
+                    break Ok(n);
+                }
+            }
+            // Skipped: another block took its height first.
+            Ok(Ok(Ok(_))) => break Ok(n),
+            Ok(Ok(Err(ReplicaError::NotLeader { .. }))) => break Ok(n),
+            Ok(Ok(Err(e))) => break Err(e.into()),
+            Ok(Err(_)) => {
+                break Err(ReplicaError::Raft(format!(
+                    "block {} not committed within {COMMIT_WAIT:?}",
+                    f.height
+                ))
+                .into());
+            }
+            Err(e) => {
+                break Err(ReplicaError::Raft(format!(
+                    "block {}: the proposal failed: {e}",
+                    f.height
+                ))
+                .into());
+            }
+        }
+    };
+    if !flights.is_empty() {
+        // Left in the log: each commits (applied by executing it, like any other block) or is
+        // skipped; their transactions stay in the mempool until one of the two.
+        cluster.proposed.lock().clear();
+    }
+    outcome
+}
+
+/// Proposes blocks until `depth` are in flight or nothing else is ready.
+fn fill(
+    core: &NodeCore,
+    cluster: &Cluster,
+    flights: &mut std::collections::VecDeque<Flight>,
+    depth: usize,
+) -> NodeResult<()> {
+    while flights.len() < depth {
+        let in_flight: std::collections::HashSet<_> = flights
+            .iter()
+            .flat_map(|f| f.hashes.iter().copied())
+            .collect();
+        if core.pipeline.mempool().ready_len() <= in_flight.len() {
+            return Ok(());
+        }
+        // The head, or the last block in flight: what the next block follows.
+        let (after, parent) = match flights.back() {
+            Some(f) => (f.height, f.hash),
+            None => {
+                let head = core.head();
+                (head.height, head.hash)
+            }
+        };
+        let Some(proposal) = core.pipeline.propose_at(after + 1, &in_flight) else {
+            return Ok(());
         };
         let height = proposal.height;
         let txs: Vec<Vec<u8>> = proposal
@@ -365,34 +486,48 @@ pub(crate) fn produce(core: &NodeCore, cluster: &Cluster, max_blocks: usize) -> 
             .iter()
             .map(|t| t.tx.encoded().to_vec())
             .collect();
-        let executed = core.pipeline.execute(proposal)?;
-        let root = core.pipeline.root_of(&executed);
+        let hashes: Vec<_> = proposal.batch.txs.iter().map(|t| t.tx.hash()).collect();
+        // Each account's value after the last block in flight.
+        let pending: std::collections::HashMap<Address, Account> = flights
+            .iter()
+            .flat_map(|f| f.writes.iter().copied())
+            .collect();
+        let executed = core.pipeline.execute_over(proposal, &pending)?;
+        let root = core.pipeline.root_over(&pending, &executed);
+        let timestamp_ms = now_ms();
+        let hash = aurigraph_storage::block::BlockHeader {
+            height,
+            parent,
+            state_root: root,
+            timestamp_ms,
+            tx_root: aurigraph_storage::block::tx_root(hashes.iter().copied()),
+        }
+        .hash();
         let entry = BlockEntry {
             height,
-            parent: core.head().hash,
-            timestamp_ms: now_ms(),
+            parent,
+            timestamp_ms,
             state_root: root.0,
             txs,
         };
-        *cluster.proposed.lock() = Some((height, root.0, executed));
-        let started = std::time::Instant::now();
-        let proposed = cluster.rt.block_on(async {
-            tokio::time::timeout(COMMIT_WAIT, replica::propose(&cluster.raft, entry)).await
+        let writes = executed.write_set().to_vec();
+        cluster
+            .proposed
+            .lock()
+            .push_back((height, parent, root.0, executed));
+        let raft = cluster.raft.clone();
+        let commit = cluster.rt.spawn(async move {
+            tokio::time::timeout(COMMIT_WAIT, replica::propose(&raft, entry)).await
         });
-        match proposed {
-            Ok(Ok(_)) => {
-                core.metrics.raft_commit(started.elapsed());
-                n += 1;
-            }
-            Ok(Err(ReplicaError::NotLeader { .. })) => break,
-            Ok(Err(e)) => return Err(e.into()),
-            Err(_) => {
-                return Err(ReplicaError::Raft(format!(
-                    "block {height} not committed within {COMMIT_WAIT:?}"
-                ))
-                .into());
-            }
-        }
+        core.metrics.raft_proposed(flights.len() + 1);
+        flights.push_back(Flight {
+            height,
+            hash,
+            writes,
+            hashes,
+            started: std::time::Instant::now(),
+            commit,
+        });
     }
-    Ok(n)
+    Ok(())
 }
