@@ -197,10 +197,11 @@ impl From<ApplyError> for io::Error {
 /// id and membership); an applier stores them atomically with what it applies and returns
 /// the last stored from [`BlockApplier::raft_state`] (see the module docs).
 pub trait BlockApplier: Send + Sync + 'static {
-    /// Applies one committed block and stores `raft_state` with it. The block must be the
-    /// one after the applier's height (else [`ApplyError::BlockHeight`]) and reach
-    /// `entry.state_root` (else [`ApplyError::RootMismatch`]); on any error nothing is
-    /// applied or stored.
+    /// Applies one committed block and stores `raft_state` with it. A block that is not the
+    /// one after the applier's height is refused ([`ApplyError::BlockHeight`]) or, by an
+    /// applier that documents it, skipped the same way on every replica (the node's: it
+    /// returns its unchanged height); a block must reach `entry.state_root` (else
+    /// [`ApplyError::RootMismatch`]). On any error nothing is applied or stored.
     fn apply(&self, entry: &BlockEntry, raft_state: &[u8]) -> Result<BlockApplied, ApplyError>;
 
     /// Stores `raft_state` alone (after entries that are not blocks).
