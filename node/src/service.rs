@@ -375,7 +375,8 @@ impl NodeCore {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Asks the producer to run a round now (a full block is waiting).
+    /// Asks the producer to run a round now (a full block is waiting, or a cluster's leader
+    /// has transactions to propose).
     pub fn wake_producer(&self) {
         self.wake.1.notify_one();
     }
@@ -578,7 +579,12 @@ impl NodeCore {
         if accepted > 0 {
             self.metrics.submission("accepted", accepted);
         }
-        if self.pipeline.mempool().ready_len() >= self.config.block.max_txs {
+        // A cluster's leader proposes what is ready at once; a node alone waits for a full
+        // block or the interval.
+        if accepted > 0
+            && (self.cluster.get().is_some()
+                || self.pipeline.mempool().ready_len() >= self.config.block.max_txs)
+        {
             self.wake_producer();
         }
         let mut results = results;

@@ -215,7 +215,9 @@ pub(crate) fn run(core: Arc<NodeCore>) {
     let mut failures: u32 = 0;
     while !core.stop.load(Ordering::Acquire) {
         let started = Instant::now();
-        match produce_ready_blocks(&core, 64) {
+        let produced = produce_ready_blocks(&core, 64);
+        let made = *produced.as_ref().unwrap_or(&0);
+        match produced {
             Ok(_) => {
                 if failures > 0 {
                     tracing::info!(failures, "block production recovered");
@@ -290,7 +292,18 @@ pub(crate) fn run(core: Arc<NodeCore>) {
         if core.stop.load(Ordering::Acquire) {
             break;
         }
-        if core.pipeline.mempool().ready_len() < core.config.block.max_txs {
+        // A node alone waits for a full block or the interval. A cluster's leader proposes
+        // again at once while transactions are ready (the blocks in flight are the batching:
+        // what arrives while they replicate makes the next ones); otherwise it waits.
+        let busy = match core.cluster.get() {
+            Some(c) => {
+                made > 0
+                    && aurigraph_consensus::replica::is_leader(&c.raft)
+                    && core.pipeline.mempool().ready_len() > 0
+            }
+            None => core.pipeline.mempool().ready_len() >= core.config.block.max_txs,
+        };
+        if !busy {
             let _ = core.wake.1.wait_for(&mut guard, interval);
         }
     }
