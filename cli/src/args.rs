@@ -70,6 +70,38 @@ pub enum ClusterCommand {
     Status(ClusterStatusArgs),
     /// Stop DIR's nodes: SIGTERM, SIGKILL after 10 s. Their files and data stay.
     Down(ClusterDirArgs),
+    /// Add a learner through the leader: a node already started with `[cluster]`, its
+    /// `node_id` (`--id`), not bootstrapping, listening on `--addr`. It applies blocks, serves
+    /// the API and forwards submissions, without a vote.
+    AddLearner(ClusterChangeArgs),
+    /// Make learner `--id` a voter (a validator), through the leader.
+    Promote(ClusterChangeArgs),
+    /// Remove replica `--id` (voter or learner) from the membership, through the leader.
+    Remove(ClusterChangeArgs),
+    /// Hand the leadership to voter `--id` (up to date), through the leader.
+    Transfer(ClusterChangeArgs),
+}
+
+/// Arguments of `aurigraph cluster add-learner|promote|remove|transfer`: the replica, and
+/// where the cluster is (`--dir` of `cluster up`, or any node's `--node` and the admin
+/// `--token`). The change is sent to the leader, found from the node asked.
+#[derive(Debug, Args)]
+pub struct ClusterChangeArgs {
+    /// The replica's id.
+    #[arg(long)]
+    pub id: u64,
+    /// `host:port` of the new learner's API (add-learner only).
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// The cluster's folder (as given to `cluster up`): its nodes and admin token.
+    #[arg(long, conflicts_with = "node")]
+    pub dir: Option<std::path::PathBuf>,
+    /// Any node of the cluster (when there is no `--dir`).
+    #[arg(long, env = "AURIGRAPH_NODE")]
+    pub node: Option<String>,
+    /// Admin bearer token (when there is no `--dir`).
+    #[arg(long, env = "AURIGRAPH_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Arguments of `aurigraph cluster up`.

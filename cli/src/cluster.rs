@@ -29,7 +29,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::args::{ClusterDirArgs, ClusterStatusArgs, ClusterUpArgs};
+use crate::args::{ClusterChangeArgs, ClusterDirArgs, ClusterStatusArgs, ClusterUpArgs};
 
 /// Validators of a new cluster unless `--nodes` says otherwise.
 const DEFAULT_NODES: u64 = 3;
@@ -1029,4 +1029,97 @@ pub fn down(args: &ClusterDirArgs) -> Result<()> {
         node.pid = None;
     }
     write_cluster(&args.dir, &cluster)
+}
+
+/// `aurigraph cluster add-learner|promote|remove|transfer`: `POST /v1/cluster/{action}` on the
+/// leader (found through `GET /v1/cluster` on the nodes of `--dir`, or on `--node`), with the
+/// admin token; prints the leader's view after the change.
+pub fn change(action: &str, args: &ClusterChangeArgs) -> Result<()> {
+    let (urls, token) = match &args.dir {
+        Some(dir) => {
+            let cluster = read_cluster(dir)?;
+            let first = cluster
+                .nodes
+                .first()
+                .with_context(|| format!("[E_CLUSTER_FILE] {} lists no node", dir.display()))?;
+            let token = load_config(&first.config)?.admin.token.with_context(|| {
+                format!("[E_CONFIG] {} has no admin.token", first.config.display())
+            })?;
+            (cluster.nodes.iter().map(|n| n.url.clone()).collect(), token)
+        }
+        None => {
+            let node = args
+                .node
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:7600".to_string());
+            let token = args.token.clone().context(
+                "[E_NO_TOKEN] the admin token is needed: --token or AURIGRAPH_ADMIN_TOKEN (or --dir)",
+            )?;
+            (vec![node.trim_end_matches('/').to_string()], token)
+        }
+    };
+    let body = match action {
+        "learner" => {
+            let addr = args
+                .addr
+                .as_deref()
+                .context("[E_MISSING_FIELD] add-learner needs --addr HOST:PORT")?;
+            json!({"id": args.id, "addr": addr.trim_start_matches("http://")})
+        }
+        _ => json!({"id": args.id}),
+    };
+    let c = http()?;
+    let leader = urls
+        .iter()
+        .find_map(|u| {
+            let v = cluster_view(&c, u)?;
+            let id = v["leader"].as_u64()?;
+            v["members"]
+                .as_array()?
+                .iter()
+                .find(|m| m["id"].as_u64() == Some(id))
+                .and_then(|m| m["url"].as_str())
+                .map(str::to_string)
+        })
+        .with_context(|| {
+            format!(
+                "[E_NOT_LEADER] no node of {} knows a leader (is the cluster up?)",
+                urls.join(", ")
+            )
+        })?;
+    let slow = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("cannot build the HTTP client")?;
+    let r = slow
+        .post(format!("{leader}/v1/cluster/{action}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .with_context(|| format!("[E_UNREACHABLE] the leader at {leader} did not answer"))?;
+    let status = r.status();
+    let v: Value = r.json().unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!(
+            "[{}] {} (the leader at {leader} answered {status})",
+            v["error"]["code"].as_str().unwrap_or("E_CLUSTER_CHANGE"),
+            v["error"]["message"].as_str().unwrap_or("refused")
+        );
+    }
+    println!(
+        "{action} {}: done; leader {}, term {}, members {}",
+        args.id,
+        v["leader"],
+        v["term"],
+        v["members"]
+            .as_array()
+            .map(|m| m
+                .iter()
+                .filter_map(|m| m["id"].as_u64())
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(","))
+            .unwrap_or_default()
+    );
+    Ok(())
 }

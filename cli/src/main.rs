@@ -43,5 +43,9 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Cluster(ClusterCommand::Up(args)) => cluster::up(&args),
         Command::Cluster(ClusterCommand::Status(args)) => cluster::status(&args),
         Command::Cluster(ClusterCommand::Down(args)) => cluster::down(&args),
+        Command::Cluster(ClusterCommand::AddLearner(args)) => cluster::change("learner", &args),
+        Command::Cluster(ClusterCommand::Promote(args)) => cluster::change("promote", &args),
+        Command::Cluster(ClusterCommand::Remove(args)) => cluster::change("remove", &args),
+        Command::Cluster(ClusterCommand::Transfer(args)) => cluster::change("transfer", &args),
     }
 }

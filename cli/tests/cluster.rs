@@ -342,4 +342,32 @@ async fn cluster_up_with_a_business_learner() {
     assert_eq!(members.len(), 4, "{view}");
     let (_, t) = get_json(&c, &format!("{learner_url}/v1/transactions/{hash}")).await;
     assert_eq!(t["state"], "committed", "{t}");
+
+    // The membership verbs: a bad one refused with its code, then the learner promoted to
+    // voter and handed the leadership.
+    let out = aurigraph(&["cluster", "add-learner", "--id", "9"], &dir);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("[E_MISSING_FIELD]"), "{}", text(&out));
+    let out = aurigraph(&["cluster", "promote", "--id", "4"], &dir);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("promote 4: done"),
+        "{}",
+        text(&out)
+    );
+    let out = aurigraph(&["cluster", "transfer", "--id", "4"], &dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let d = dir.clone();
+    poll_until(Duration::from_secs(15), "node 4 leading", || {
+        let d = d.clone();
+        async move {
+            let st = tokio::task::spawn_blocking(move || status_json(&d))
+                .await
+                .expect("join");
+            (st["leader"] == 4).then_some(())
+        }
+    })
+    .await;
+    let (_, view) = get_json(&c, &format!("{learner_url}/v1/cluster")).await;
+    assert_eq!(view["state"], "leader", "{view}");
 }
