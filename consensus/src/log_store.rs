@@ -112,7 +112,12 @@ type Result<T, E = LogStoreError> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct RaftLogStore {
     storage: Arc<Storage>,
+    on_append: Option<AppendObserver>,
 }
+
+/// Called after each append with how long its synced write took and how many entries it
+/// wrote (the node feeds its `aurigraph_raft_append_seconds` histogram with it).
+pub type AppendObserver = Arc<dyn Fn(std::time::Duration, usize) + Send + Sync>;
 
 impl Debug for RaftLogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -173,7 +178,16 @@ impl RaftLogStore {
     pub fn new(storage: Arc<Storage>) -> Result<Self> {
         family(storage.db(), CF_RAFT_LOG)?;
         family(storage.db(), CF_RAFT_META)?;
-        Ok(Self { storage })
+        Ok(Self {
+            storage,
+            on_append: None,
+        })
+    }
+
+    /// The same store, calling `observer` after each append (see [`AppendObserver`]).
+    pub fn with_append_observer(mut self, observer: AppendObserver) -> Self {
+        self.on_append = Some(observer);
+        self
     }
 
     /// The storage it writes to.
@@ -334,10 +348,12 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut encoded = Vec::new();
         for entry in entries {
             encoded.push((index_key(entry.index()), encode("log entry", &entry)?));
         }
+        let n = encoded.len();
         let written = self
             .write_synced(move |db, batch| {
                 let cf = family(db, CF_RAFT_LOG)?;
@@ -349,6 +365,9 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
             .await;
         match written {
             Ok(()) => {
+                if let Some(f) = &self.on_append {
+                    f(started.elapsed(), n);
+                }
                 callback.io_completed(Ok(()));
                 Ok(())
             }

@@ -64,8 +64,8 @@ impl ReplicaError {
     }
 }
 
-/// Starts replica `id`: its log in `storage`'s Raft families, its state machine over
-/// `applier`. It builds a snapshot every `config.snapshot_logs` applied entries and then
+/// Starts replica `id`: its log in `storage`'s Raft families (`on_append` called after each
+/// append), its state machine over `applier`. It builds a snapshot every `config.snapshot_logs` applied entries and then
 /// purges the log up to `config.snapshot_keep_logs` entries before it; a replica behind the
 /// purge point (or a new learner) receives the snapshot.
 pub async fn start<A: BlockApplier>(
@@ -74,6 +74,7 @@ pub async fn start<A: BlockApplier>(
     storage: Arc<Storage>,
     applier: A,
     secret: &str,
+    on_append: Option<crate::log_store::AppendObserver>,
 ) -> Result<Replica<A>, ReplicaError> {
     let raft_config = openraft::Config {
         cluster_name: "aurigraph".into(),
@@ -90,7 +91,10 @@ pub async fn start<A: BlockApplier>(
     }
     .validate()
     .map_err(|e| ReplicaError::Start(format!("raft configuration: {e}")))?;
-    let log = RaftLogStore::new(storage).map_err(|e| ReplicaError::Start(e.to_string()))?;
+    let mut log = RaftLogStore::new(storage).map_err(|e| ReplicaError::Start(e.to_string()))?;
+    if let Some(f) = on_append {
+        log = log.with_append_observer(f);
+    }
     let sm = BlockStateMachine::new(applier).map_err(|e| ReplicaError::Start(e.to_string()))?;
     openraft::Raft::new(
         id,

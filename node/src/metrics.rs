@@ -54,6 +54,7 @@ struct RaftMetrics {
     apply_seconds: Histogram,
     snapshots_built: Counter,
     blocks_skipped: Counter,
+    append_seconds: Histogram,
     in_flight: Histogram,
     snapshots_installed: Counter,
     snapshot_bytes: Gauge,
@@ -115,6 +116,7 @@ impl NodeMetrics {
             apply_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             snapshots_built: Counter::default(),
             blocks_skipped: Counter::default(),
+            append_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             in_flight: Histogram::new([1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0]),
             snapshots_installed: Counter::default(),
             snapshot_bytes: Gauge::default(),
@@ -172,6 +174,11 @@ impl NodeMetrics {
                 "blocks_in_flight",
                 "On the leader: blocks in flight (proposed, not committed) as each block is proposed, itself included",
                 raft.in_flight.clone(),
+            );
+            r.register(
+                "append_seconds",
+                "An append of log entries to this replica's Raft log, written and synced",
+                raft.append_seconds.clone(),
             );
             r.register(
                 "blocks_skipped",
@@ -339,6 +346,10 @@ impl NodeMetrics {
 
     pub(crate) fn raft_proposed(&self, in_flight: usize) {
         self.raft.in_flight.observe(in_flight as f64);
+    }
+
+    pub(crate) fn raft_append(&self, d: Duration) {
+        self.raft.append_seconds.observe(d.as_secs_f64());
     }
 
     pub(crate) fn raft_block_skipped(&self) {

@@ -175,6 +175,9 @@ async fn three_validators_commit_the_same_blocks_and_survive_losing_the_leader()
         0,
         "{m}"
     );
+    for n in &all {
+        assert!(metric(n, "aurigraph_raft_append_seconds_count") > 0, "{m}");
+    }
 
     // The leader's metrics: it leads, nothing lags once converged, blocks went through the log.
     let m = poll_until(Duration::from_secs(10), "no replication lag", || async {

@@ -356,7 +356,18 @@ pub(crate) async fn start(core: &Arc<NodeCore>) -> NodeResult<Option<axum::Route
         core: Arc::downgrade(core),
         proposed: proposed.clone(),
     };
-    let raft = replica::start(c.node_id, &config, core.storage.clone(), applier, &secret).await?;
+    let metrics = core.metrics.clone();
+    let on_append: aurigraph_consensus::log_store::AppendObserver =
+        Arc::new(move |took, _entries| metrics.raft_append(took));
+    let raft = replica::start(
+        c.node_id,
+        &config,
+        core.storage.clone(),
+        applier,
+        &secret,
+        Some(on_append),
+    )
+    .await?;
     if c.bootstrap {
         let members: Vec<(u64, String)> =
             c.members.iter().map(|m| (m.id, m.addr.clone())).collect();
