@@ -1022,7 +1022,10 @@ impl NodeCore {
     /// On a follower of a cluster: the submission forwarded to the leader over gRPC, and the
     /// leader's answer (`Some`). `None` on the leader or a node alone. `E_NOT_LEADER` when no
     /// leader is known; `E_FORWARD` when the leader does not answer.
-    fn forward_to_leader(&self, txs: &[Vec<u8>]) -> Result<Option<Vec<SubmitItem>>, ApiError> {
+    pub(crate) fn forward_to_leader(
+        &self,
+        txs: &[Vec<u8>],
+    ) -> Result<Option<Vec<SubmitItem>>, ApiError> {
         let Some(c) = self.cluster.get() else {
             return Ok(None);
         };

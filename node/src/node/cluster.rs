@@ -58,6 +58,10 @@ pub(crate) struct Cluster {
     /// The gRPC channel to the leader submissions are forwarded to, and its address.
     pub(crate) leader_channel: parking_lot::Mutex<Option<(String, tonic::transport::Channel)>>,
     proposed: ProposedSlot,
+    core: Weak<NodeCore>,
+    /// When a follower last forwarded its leftover transactions, and whether it is doing so.
+    resubmitted: parking_lot::Mutex<std::time::Instant>,
+    resubmitting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// On the leader: a block it proposed, executed, with its height, parent and root, so applying
@@ -383,6 +387,9 @@ pub(crate) async fn start(core: &Arc<NodeCore>) -> NodeResult<Option<axum::Route
         rt: tokio::runtime::Handle::current(),
         leader_channel: parking_lot::Mutex::new(None),
         proposed,
+        core: Arc::downgrade(core),
+        resubmitted: parking_lot::Mutex::new(std::time::Instant::now()),
+        resubmitting: Arc::default(),
     };
     if core.cluster.set(cluster).is_err() {
         return Err(NodeError::Startup("the replica was started twice".into()));
@@ -416,6 +423,7 @@ struct Flight {
 /// first that did not (the rest may still commit, or be skipped).
 pub(crate) fn produce(core: &NodeCore, cluster: &Cluster, max_blocks: usize) -> NodeResult<usize> {
     if !replica::is_leader(&cluster.raft) {
+        resubmit_leftovers(core, cluster);
         return Ok(0);
     }
     let depth = core.config.cluster.max_blocks_in_flight.max(1);
@@ -462,6 +470,65 @@ pub(crate) fn produce(core: &NodeCore, cluster: &Cluster, max_blocks: usize) -> 
         cluster.proposed.lock().clear();
     }
     outcome
+}
+
+/// How often a follower forwards the transactions left in its mempool to the leader.
+const RESUBMIT_EVERY: Duration = Duration::from_secs(2);
+
+/// Transactions a follower forwards to the leader at once.
+const RESUBMIT_MAX: usize = 1_000;
+
+/// On a follower whose mempool holds transactions (accepted while it led and not committed,
+/// or re-admitted on a restart): every [`RESUBMIT_EVERY`], its ready ones are forwarded to
+/// the leader on a thread of their own, as a client's submission would be. What the leader
+/// commits leaves this mempool when the block applies here; what it refuses because its
+/// nonce was used leaves as stale the same way. Nothing is removed here on the leader's word.
+fn resubmit_leftovers(core: &NodeCore, cluster: &Cluster) {
+    use std::sync::atomic::Ordering;
+    if core.pipeline.mempool().ready_len() == 0
+        || cluster.resubmitted.lock().elapsed() < RESUBMIT_EVERY
+        || cluster.resubmitting.swap(true, Ordering::AcqRel)
+    {
+        return;
+    }
+    *cluster.resubmitted.lock() = std::time::Instant::now();
+    let txs: Vec<Vec<u8>> = core
+        .pipeline
+        .mempool()
+        .select_ready(RESUBMIT_MAX)
+        .into_iter()
+        .map(|r| r.tx.tx.encoded().to_vec())
+        .collect();
+    let (weak, busy, rt) = (
+        cluster.core.clone(),
+        cluster.resubmitting.clone(),
+        cluster.rt.clone(),
+    );
+    let spawned = std::thread::Builder::new()
+        .name("aurigraph-resubmit".into())
+        .spawn(move || {
+            // The gRPC channel to the leader is made inside the node's runtime.
+            let _runtime = rt.enter();
+            if let Some(core) = weak.upgrade() {
+                match core.forward_to_leader(&txs) {
+                    Ok(Some(items)) => {
+                        let accepted = items.iter().filter(|i| i.accepted).count();
+                        tracing::info!(
+                            forwarded = txs.len(),
+                            accepted,
+                            "leftover transactions forwarded to the leader"
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(code = %e.code, error = %e, "leftover transactions not forwarded: retrying later"),
+                }
+            }
+            busy.store(false, Ordering::Release);
+        });
+    if let Err(e) = spawned {
+        cluster.resubmitting.store(false, Ordering::Release);
+        tracing::warn!(error = %e, "cannot start the thread forwarding leftover transactions");
+    }
 }
 
 /// Proposes blocks until `depth` are in flight or nothing else is ready.
