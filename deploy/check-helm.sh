@@ -3,13 +3,13 @@
 #   1. hadolint Dockerfile (no finding, any level);
 #   2. helm lint deploy/helm/aurigraph (default values and a 5/2/1 variant);
 #   3. helm template: default values, a 5-validator/2-business/1-slim variant, and a variant
-#      with an existing Secret, no ServiceMonitor, no learner volumes; negative renderings
-#      (values the chart must refuse);
+#      with an existing Secret, no ServiceMonitor, no learner volumes, and a variant with the
+#      business HorizontalPodAutoscaler on; negative renderings (values the chart must refuse);
 #   4. every rendered manifest validated offline with kubernetes-validate --strict against
 #      Kubernetes $K8S_VERSION; the ServiceMonitor (a CRD, which kubernetes-validate has no
 #      schema for) against deploy/helm/servicemonitor-subset.schema.json;
 #   5. assertions on the renderings (PDB quorum, secrets by secretKeyRef, probes, node ids,
-#      members, volumes);
+#      members, volumes; the HPA: its target, External metric and bounds);
 #   6. when an `aurigraph` binary is at hand ($AURIGRAPH_BIN, or target/release|debug), one
 #      rendered TOML per role is loaded by the node itself (started for 3 s on 127.0.0.1:0
 #      in a temporary folder: a refused config exits 1 with E_CONFIG at once).
@@ -80,17 +80,20 @@ VARIANT=(--set validators.replicas=5 --set business.replicas=2 --set slim.replic
 EXISTING=(--set auth.existingSecret=ledger-auth --set serviceMonitor.enabled=false
           --set business.persistence.enabled=false --set slim.persistence.enabled=false
           --set validators.bootstrap=false --set business.replicas=1 --set slim.replicas=0)
+HPA=(--set scaling.hpa.enabled=true --set scaling.hpa.minReplicas=2 --set scaling.hpa.maxReplicas=6)
 
 log "helm lint $CHART (default values; 5 validators, 2 business, 1 slim)"
 "$HELM" lint --strict "$CHART" >"$OUT/lint-default.txt" || { cat "$OUT/lint-default.txt"; fail "helm lint"; }
 "$HELM" lint --strict "$CHART" "${VARIANT[@]}" >"$OUT/lint-variant.txt" || { cat "$OUT/lint-variant.txt"; fail "helm lint (variant)"; }
-grep -h "chart(s) linted" "$OUT/lint-default.txt" "$OUT/lint-variant.txt" | sed 's/^/    /'
+"$HELM" lint --strict "$CHART" "${HPA[@]}" >"$OUT/lint-hpa.txt" || { cat "$OUT/lint-hpa.txt"; fail "helm lint (HPA)"; }
+grep -h "chart(s) linted" "$OUT/lint-default.txt" "$OUT/lint-variant.txt" "$OUT/lint-hpa.txt" | sed 's/^/    /'
 
-log "helm template (default; 5/2/1; existingSecret without ServiceMonitor or learner volumes)"
+log "helm template (default; 5/2/1; existingSecret without ServiceMonitor or learner volumes; HPA)"
 "$HELM" template ledger "$CHART" --namespace chain >"$OUT/default.yaml"
 "$HELM" template ledger "$CHART" --namespace chain "${VARIANT[@]}" >"$OUT/variant.yaml"
 "$HELM" template ledger "$CHART" --namespace chain "${EXISTING[@]}" >"$OUT/existing.yaml"
-for f in default variant existing; do
+"$HELM" template ledger "$CHART" --namespace chain "${HPA[@]}" >"$OUT/hpa.yaml"
+for f in default variant existing hpa; do
   printf '    %-9s %s\n' "$f:" "$(grep -c '^kind:' "$OUT/$f.yaml") objects ($(grep '^kind:' "$OUT/$f.yaml" | sort | uniq -c | awk '{printf "%s%s %s", sep, $1, $3; sep=", "}'))"
 done
 
@@ -107,10 +110,12 @@ refuse "a short admin token" --set auth.adminToken=short
 refuse "a short cluster secret" --set auth.clusterSecret=short
 refuse "learner ids among the validators'" --set validators.replicas=5 --set business.idBase=3
 refuse "overlapping business and slim ids" --set business.idBase=1001 --set slim.idBase=1002 --set business.replicas=2
+refuse "HPA minReplicas above maxReplicas" "${HPA[@]}" --set scaling.hpa.minReplicas=7
+refuse "HPA ids overlapping the slim ones" "${HPA[@]}" --set slim.idBase=1004
 
 # ---------------------------------------------------------------- 4. validate
 log "kubernetes-validate --strict -k $K8S_VERSION; ServiceMonitor against $SM_SCHEMA"
-"$PY" - "$OUT" "$SM_SCHEMA" default variant existing <<'EOF'
+"$PY" - "$OUT" "$SM_SCHEMA" default variant existing hpa <<'EOF'
 import json, sys, yaml, jsonschema
 out, schema_path, names = sys.argv[1], sys.argv[2], sys.argv[3:]
 schema = json.load(open(schema_path))
@@ -128,7 +133,7 @@ for name in names:
     if name != "existing" and not monitors:
         sys.exit(f"FAIL: {name}: no ServiceMonitor rendered (serviceMonitor.enabled defaults to true)")
 EOF
-for f in default variant existing; do
+for f in default variant existing hpa; do
   if ! "$KVALIDATE" --strict -k "$K8S_VERSION" "$OUT/$f.core.yaml" >"$OUT/$f.kv.txt" 2>&1; then
     cat "$OUT/$f.kv.txt"; fail "kubernetes-validate: $f"
   fi
@@ -258,6 +263,43 @@ for c in checked:
                      "existing: business emptyDir", "existing: ledger-aurigraph-validator-0 node_id",
                      "default: ServiceMonitor")):
         print(f"      - {c}")
+EOF
+
+log "assertions: the business HorizontalPodAutoscaler"
+"$PY" - "$OUT" <<'EOF'
+import sys, yaml
+out = sys.argv[1]
+def load(name):
+    return [d for d in yaml.safe_load_all(open(f"{out}/{name}.yaml")) if d]
+def check(cond, what):
+    if not cond:
+        sys.exit(f"FAIL: {what}")
+    print(f"      - {what}")
+for name in ("default", "variant", "existing"):
+    check(not [d for d in load(name) if d["kind"] == "HorizontalPodAutoscaler"], f"{name}: no HPA (scaling.hpa.enabled defaults to false)")
+docs = load("hpa")
+hpas = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+check(len(hpas) == 1 and hpas[0]["apiVersion"] == "autoscaling/v2", "hpa: one autoscaling/v2 HorizontalPodAutoscaler")
+spec = hpas[0]["spec"]
+target = spec["scaleTargetRef"]
+sts = [d["metadata"]["name"] for d in docs if d["kind"] == "StatefulSet"]
+check(target == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "ledger-aurigraph-business"}
+      and target["name"] in sts, "hpa: scaleTargetRef is the business StatefulSet")
+check(spec["minReplicas"] == 2 and spec["maxReplicas"] == 6, "hpa: minReplicas 2, maxReplicas 6 from values")
+(m,) = spec["metrics"]
+check(m["type"] == "External" and m["external"]["metric"]["name"] == "aurigraph_scaling_desired_replicas"
+      and m["external"]["target"] == {"type": "AverageValue", "averageValue": "1"},
+      "hpa: External metric aurigraph_scaling_desired_replicas, target AverageValue 1")
+b = spec["behavior"]
+check(b["scaleUp"]["policies"] == [{"type": "Pods", "value": 2, "periodSeconds": 600}]
+      and b["scaleDown"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 1800}],
+      "hpa: behavior up 2 per 600 s, down 1 per 1800 s (the advice's steps and cooldowns)")
+cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "ledger-aurigraph-business-config")["data"]
+check(sorted(cm) == sorted(f"ledger-aurigraph-business-{i}.toml" for i in range(6)),
+      "hpa: a business TOML for every ordinal up to maxReplicas")
+t = cm["ledger-aurigraph-business-5.toml"]
+check("[scaling]" in t and "min_replicas = 2" in t and "max_replicas = 6" in t and "scale_up_cooldown_s = 600" in t,
+      "hpa: the TOML's [scaling] carries the HPA's bounds and the cooldowns")
 EOF
 
 # ---------------------------------------------------------------- 6. the node reads the TOML

@@ -11,6 +11,7 @@
 mod common;
 
 mod architecture;
+mod archive_crash;
 mod cluster;
 mod cluster_chaos;
 mod crash;

@@ -193,6 +193,10 @@ pub struct ReplicaStatus {
     pub stopped: Option<String>,
     /// On the leader: how many log entries each other replica is behind its last log entry.
     pub lags: Vec<(NodeId, u64)>,
+    /// On the leader: milliseconds since a quorum last acknowledged it (`None` elsewhere, or
+    /// before the first acknowledgement). Computed when the status is read, so it grows while
+    /// the leader is cut off even though its metrics no longer change.
+    pub quorum_acked_ms_ago: Option<u64>,
 }
 
 /// This replica's status from its metrics.
@@ -243,6 +247,10 @@ fn status_of(m: &openraft::RaftMetrics<TypeConfig>) -> ReplicaStatus {
             .collect(),
         stopped: m.running_state.as_ref().err().map(|e| e.to_string()),
         lags,
+        quorum_acked_ms_ago: m.last_quorum_acked.as_ref().map(|t| {
+            use openraft::Instant as _;
+            u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+        }),
     }
 }
 

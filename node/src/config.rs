@@ -55,6 +55,8 @@ pub struct NodeConfig {
     pub telemetry: TelemetryConfig,
     /// The replicated log (off unless `node_id` is set).
     pub cluster: ClusterConfig,
+    /// Scaling advice from the `demand` forecast (see [`crate::scaling`]).
+    pub scaling: crate::scaling::ScalingConfig,
 }
 
 /// A replica of a validator cluster (openraft). Off when `node_id` is 0: the node then runs
@@ -171,6 +173,7 @@ impl Default for NodeConfig {
             policies: PoliciesConfig::default(),
             telemetry: TelemetryConfig::default(),
             cluster: ClusterConfig::default(),
+            scaling: crate::scaling::ScalingConfig::default(),
         }
     }
 }
@@ -219,6 +222,16 @@ pub struct StorageConfig {
     pub sync: bool,
     /// Storage shards of the in-memory state.
     pub state_shards: usize,
+    /// Storage tiers: blocks (with their receipts) more than this many blocks below the head
+    /// move from RocksDB to compressed archive segments, one segment at a time (see the
+    /// storage crate's `archive` module). 0 (the default): off, every block stays in RocksDB.
+    /// Hot blocks then stay below `archive_after_blocks + 2 x archive_segment_blocks`.
+    pub archive_after_blocks: u64,
+    /// The archive folder (default `<data_dir>/archive`). Read on every start when it holds
+    /// segments, even with archiving off.
+    pub archive_dir: Option<PathBuf>,
+    /// Heights per archive segment.
+    pub archive_segment_blocks: u64,
 }
 
 impl Default for StorageConfig {
@@ -226,6 +239,9 @@ impl Default for StorageConfig {
         Self {
             sync: true,
             state_shards: aurigraph_ledger::state::DEFAULT_SHARDS,
+            archive_after_blocks: 0,
+            archive_dir: None,
+            archive_segment_blocks: 1_000,
         }
     }
 }
@@ -491,8 +507,21 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// The archive folder: `storage.archive_dir`, or `<data_dir>/archive`.
+    pub fn archive_dir(&self) -> PathBuf {
+        self.storage
+            .archive_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("archive"))
+    }
+
     /// Checks values that would fail later in a less clear way.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.storage.archive_segment_blocks == 0 {
+            return Err(ConfigError(
+                "storage.archive_segment_blocks must be at least 1".into(),
+            ));
+        }
         let b = &self.block;
         if b.interval_ms == 0 || b.interval_ms > 60_000 {
             return Err(ConfigError("block.interval_ms must be in 1..=60000".into()));
@@ -572,6 +601,9 @@ impl NodeConfig {
                 "telemetry.max_records must be at least 1".into(),
             ));
         }
+        self.scaling
+            .policy()
+            .map_err(|e| ConfigError(e.0.clone()))?;
         self.genesis()?;
         Ok(())
     }
@@ -670,6 +702,21 @@ mod tests {
         assert!(bad.validate().is_err());
         let bad = NodeConfig::parse("[policies]\nbreaker_cooldown_ms = 0\n").unwrap();
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn the_scaling_section_has_defaults_and_bad_values_are_refused() {
+        let c = NodeConfig::parse("[scaling]\nmax_replicas = 6\ncurrent_replicas = 2\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.scaling.max_replicas, 6);
+        assert_eq!(c.scaling.scale_up_cooldown_s, 600);
+        assert_eq!(c.scaling.burst_headroom, 0.2);
+        let bad = NodeConfig::parse("[scaling]\nmin_replicas = 7\nmax_replicas = 6\n").unwrap();
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.starts_with("[E_CONFIG] scaling.min_replicas"), "{e}");
+        let bad = NodeConfig::parse("[scaling]\ncapacity_tps_per_core = -1.0\n").unwrap();
+        assert!(bad.validate().is_err());
+        assert!(NodeConfig::parse("[scaling]\nup_step = 2\n").is_err());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! log seam (`aurigraph-consensus`) in [`node`], on RocksDB (`aurigraph-storage`); the
 //! models and plugins registries as one resolver ([`registries`]); the APIs ([`api`]: gRPC
 //! `aurigraph.v1` and its REST/WebSocket mirror on one address) and the admin API, whose
-//! operations are in [`service`]; Prometheus metrics ([`metrics`]); decision telemetry
+//! operations are in [`service`]; scaling advice from the `demand` forecast ([`scaling`]);
+//! Prometheus metrics ([`metrics`]); decision telemetry
 //! recording ([`telemetry`]); and the configuration ([`config`]). The `aurigraph` binary
 //! (`aurigraph-cli`) is built on it; integration tests start a real node through [`Node`].
 
@@ -16,6 +17,7 @@ pub mod error;
 pub mod metrics;
 pub mod node;
 pub mod registries;
+pub mod scaling;
 pub mod service;
 pub mod telemetry;
 

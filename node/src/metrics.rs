@@ -14,6 +14,111 @@ use prometheus_client::registry::Registry;
 
 use aurigraph_storage::block::StoredBlock;
 
+/// Labels of an API request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The HTTP method (`POST` for gRPC calls).
+    pub method: String,
+    /// The matched route (`/v1/accounts/{address}`, `/aurigraph.v1.Query/GetHead`, ...), or
+    /// `unmatched`.
+    pub route: String,
+    /// The HTTP status code.
+    pub status: String,
+}
+
+/// What operators alert on besides the node's own families: the process's CPU and memory
+/// (`process_*`, the names Prometheus client libraries use), API request latency, the
+/// leader's contact with a quorum, and telemetry retention.
+#[derive(Clone)]
+struct OpsMetrics {
+    cpu_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    resident_bytes: Gauge,
+    http: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    quorum_ok: Gauge,
+    quorum_ack_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    telemetry_pruned: Counter,
+    /// The CPU seconds last read from `/proc`, to add the difference to the counter.
+    cpu_seen: Arc<parking_lot::Mutex<f64>>,
+    /// The telemetry recorder's pruned total last read.
+    telemetry_seen: Arc<parking_lot::Mutex<u64>>,
+}
+
+fn http_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl OpsMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            cpu_seconds: Counter::default(),
+            resident_bytes: Gauge::default(),
+            http: Family::new_with_constructor(http_histogram),
+            quorum_ok: Gauge::default(),
+            quorum_ack_age: Gauge::default(),
+            telemetry_pruned: Counter::default(),
+            cpu_seen: Arc::default(),
+            telemetry_seen: Arc::default(),
+        };
+        registry.register(
+            "process_cpu_seconds",
+            "User and system CPU time of the node's process (read from /proc at each scrape)",
+            m.cpu_seconds.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the node's process (VmRSS, read from /proc at each scrape)",
+            m.resident_bytes.clone(),
+        );
+        registry.register(
+            "aurigraph_http_request_duration_seconds",
+            "API requests (REST and gRPC) from arrival to the response's head, by method, route and status",
+            m.http.clone(),
+        );
+        registry.register(
+            "aurigraph_raft_quorum_ok",
+            "1 while this replica leads with a quorum's acknowledgement within the election timeout, or follows a known leader, or runs alone; 0 otherwise (a cut-off leader reads 0)",
+            m.quorum_ok.clone(),
+        );
+        registry.register(
+            "aurigraph_raft_quorum_ack_age_seconds",
+            "On the leader: time since a quorum last acknowledged it (-1 elsewhere)",
+            m.quorum_ack_age.clone(),
+        );
+        registry.register(
+            "aurigraph_telemetry_pruned_records",
+            "Telemetry records deleted by the retention bound",
+            m.telemetry_pruned.clone(),
+        );
+        m
+    }
+}
+
+/// `utime + stime` of this process in seconds, from `/proc/self/stat` (USER_HZ is 100 on
+/// Linux for the values `/proc` exports); `None` elsewhere or when unreadable.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (in parentheses, possibly with spaces): state is field 3,
+    // utime field 14 and stime field 15 of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// `VmRSS` of this process in bytes, from `/proc/self/status`.
+fn process_resident_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: i64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb.saturating_mul(1024))
+}
+
 /// Labels of a submission outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -36,7 +141,37 @@ pub struct NodeMetrics {
     block_failures: Family<CodeLabels, Counter>,
     production_stalled: Gauge,
     subscribers: Gauge,
+    ops: OpsMetrics,
     raft: RaftMetrics,
+    archive: ArchiveMetrics,
+    scaling: ScalingGauges,
+}
+
+/// The scaling advice's gauges (see [`crate::scaling`]).
+#[derive(Clone)]
+struct ScalingGauges {
+    forecast_tps: Gauge<f64, std::sync::atomic::AtomicU64>,
+    desired_replicas: Gauge,
+}
+
+impl ScalingGauges {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            forecast_tps: Gauge::default(),
+            desired_replicas: Gauge::default(),
+        };
+        registry.register(
+            "aurigraph_demand_forecast_tps",
+            "The demand slot's forecast arrival rate, the largest over its horizon, tx/s",
+            m.forecast_tps.clone(),
+        );
+        registry.register(
+            "aurigraph_scaling_desired_replicas",
+            "Replicas the scaling advice asks for (after headroom, steps, cooldowns and bounds)",
+            m.desired_replicas.clone(),
+        );
+        m
+    }
 }
 
 /// The replicated log's families (`aurigraph_raft_*`), set by a cluster replica only.
@@ -246,6 +381,9 @@ impl NodeMetrics {
                 subscribers.clone(),
             );
         }
+        let ops = OpsMetrics::register(&mut registry);
+        let archive = ArchiveMetrics::register(&mut registry);
+        let scaling = ScalingGauges::register(&mut registry);
         Self {
             engine,
             registry: Arc::new(registry),
@@ -259,13 +397,78 @@ impl NodeMetrics {
             block_failures,
             production_stalled,
             subscribers,
+            ops,
             raft,
+            archive,
+            scaling,
         }
     }
 
     /// The engine's metrics (give them to the slot hosts).
     pub fn engine(&self) -> &EngineMetrics {
         &self.engine
+    }
+
+    /// Reads the process's CPU time and resident memory into `process_*` (called before each
+    /// scrape's encoding).
+    pub(crate) fn refresh_process(&self) {
+        if let Some(cpu) = process_cpu_seconds() {
+            let mut seen = self.ops.cpu_seen.lock();
+            if cpu > *seen {
+                self.ops.cpu_seconds.inc_by(cpu - *seen);
+                *seen = cpu;
+            }
+        }
+        if let Some(rss) = process_resident_bytes() {
+            self.ops.resident_bytes.set(rss);
+        }
+    }
+
+    /// One API request's duration.
+    pub(crate) fn http_request(&self, labels: HttpLabels, d: Duration) {
+        self.ops
+            .http
+            .get_or_create(&labels)
+            .observe(d.as_secs_f64());
+    }
+
+    /// The replica's contact with its cluster, read at scrape time: `quorum_ok` and the age
+    /// of the leader's last quorum acknowledgement (`election_max_ms` bounds a healthy age).
+    pub(crate) fn raft_quorum(
+        &self,
+        s: &aurigraph_consensus::replica::ReplicaStatus,
+        election_max_ms: u64,
+    ) {
+        let leading = s.leader == Some(s.id);
+        let ok = if leading {
+            s.quorum_acked_ms_ago
+                .is_some_and(|ms| ms <= election_max_ms)
+        } else {
+            s.leader.is_some() && s.stopped.is_none()
+        };
+        self.ops.quorum_ok.set(i64::from(ok));
+        self.ops
+            .quorum_ack_age
+            .set(match (leading, s.quorum_acked_ms_ago) {
+                (true, Some(ms)) => ms as f64 / 1e3,
+                _ => -1.0,
+            });
+    }
+
+    /// A node alone is its own quorum: `quorum_ok` 1, no acknowledgement age (-1).
+    pub(crate) fn raft_alone(&self) {
+        self.ops.quorum_ok.set(1);
+        self.ops.quorum_ack_age.set(-1.0);
+    }
+
+    /// Telemetry records deleted by the retention bound, as a running total (the counter
+    /// moves by the difference).
+    pub(crate) fn telemetry_pruned_total(&self, total: u64) {
+        let mut seen = self.ops.telemetry_seen.lock();
+        if total > *seen {
+            self.ops.telemetry_pruned.inc_by(total - *seen);
+            *seen = total;
+        }
     }
 
     /// The text exposition of everything.
@@ -366,6 +569,13 @@ impl NodeMetrics {
         self.raft.snapshot_bytes.set(bytes as i64);
     }
 
+    pub(crate) fn scaling_advice(&self, forecast_tps: f64, desired_replicas: u32) {
+        self.scaling.forecast_tps.set(forecast_tps);
+        self.scaling
+            .desired_replicas
+            .set(i64::from(desired_replicas));
+    }
+
     pub(crate) fn subscribers(&self, delta: i64) {
         self.subscribers.inc_by(delta);
     }
@@ -376,5 +586,94 @@ impl NodeMetrics {
                 outcome: outcome.to_string(),
             })
             .inc_by(n);
+    }
+}
+
+/// Storage tiers (`aurigraph_storage_archive*`): archive runs and the cold tier's size.
+#[derive(Clone)]
+struct ArchiveMetrics {
+    blocks: Counter,
+    runs: Counter,
+    failures: Family<CodeLabels, Counter>,
+    seconds: Histogram,
+    height: Gauge,
+    bytes: Gauge,
+    segments: Gauge,
+}
+
+impl ArchiveMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            blocks: Counter::default(),
+            runs: Counter::default(),
+            failures: Family::default(),
+            seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            height: Gauge::default(),
+            bytes: Gauge::default(),
+            segments: Gauge::default(),
+        };
+        let r = registry.sub_registry_with_prefix("aurigraph_storage");
+        r.register(
+            "archived_blocks",
+            "Blocks moved from RocksDB to archive segments",
+            m.blocks.clone(),
+        );
+        r.register(
+            "archive_runs",
+            "Archive steps that wrote a segment",
+            m.runs.clone(),
+        );
+        r.register(
+            "archive_failures",
+            "Archive steps that failed, by code (retried next round)",
+            m.failures.clone(),
+        );
+        r.register(
+            "archive_run_seconds",
+            "One archive step: segment written and synced, RocksDB batch written",
+            m.seconds.clone(),
+        );
+        r.register(
+            "archived_height",
+            "Last height moved to the archive (0: none); blocks above it are hot",
+            m.height.clone(),
+        );
+        r.register(
+            "archive_bytes",
+            "Bytes of the archive's recorded segments (the cold tier)",
+            m.bytes.clone(),
+        );
+        r.register(
+            "archive_segments",
+            "Recorded archive segments",
+            m.segments.clone(),
+        );
+        m
+    }
+}
+
+impl NodeMetrics {
+    /// An archive step that wrote a segment of `blocks` blocks.
+    pub fn archive_run(&self, blocks: u64, took: Duration) {
+        self.archive.runs.inc();
+        self.archive.blocks.inc_by(blocks);
+        self.archive.seconds.observe(took.as_secs_f64());
+    }
+
+    /// An archive step that failed with `code`.
+    pub fn archive_failure(&self, code: &str) {
+        self.archive
+            .failures
+            .get_or_create(&CodeLabels {
+                code: code.to_string(),
+            })
+            .inc();
+    }
+
+    /// The cold tier: archived height, segments and their bytes.
+    pub fn set_archive(&self, archived_height: u64, segments: usize, bytes: u64) {
+        self.archive.height.set(archived_height as i64);
+        self.archive.segments.set(segments as i64);
+        self.archive.bytes.set(bytes as i64);
     }
 }

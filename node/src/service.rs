@@ -925,6 +925,26 @@ impl NodeCore {
             .map(|c| aurigraph_consensus::replica::status(&c.raft))
     }
 
+    /// Figures read when Prometheus scrapes rather than when they change: the process's CPU
+    /// and memory, the replica's contact with its quorum (a cut-off leader's metrics stop
+    /// changing, so its age is computed now), telemetry pruned.
+    pub fn refresh_scrape_metrics(&self) {
+        self.metrics.refresh_process();
+        match self.cluster_status() {
+            Some(s) => {
+                let max = match self.config.cluster.election_max_ms {
+                    0 => 1_000,
+                    v => v,
+                };
+                self.metrics.raft_quorum(&s, max);
+            }
+            None => self.metrics.raft_alone(),
+        }
+        if let Some(t) = &self.telemetry {
+            self.metrics.telemetry_pruned_total(t.pruned_total());
+        }
+    }
+
     /// The gRPC channel to the leader at `addr`, cached while the leader stays the same.
     fn leader_channel(
         &self,

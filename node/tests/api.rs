@@ -327,6 +327,24 @@ async fn submit_query_and_subscribe_through_rest_grpc_and_websocket() {
         text.contains("aurigraph_policy_"),
         "no policy families:\n{text}"
     );
+    // What operators alert on: the process's CPU and memory, each API route's latency.
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+    };
+    assert!(
+        value("process_cpu_seconds_total").is_some_and(|v| v > 0.0),
+        "{text}"
+    );
+    assert!(
+        value("process_resident_memory_bytes").is_some_and(|v| v > 1e6),
+        "{text}"
+    );
+    assert!(
+        value(r#"aurigraph_http_request_duration_seconds_count{method="GET",route="/v1/accounts/{address}",status="200"}"#)
+            .is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
     let blocks_line = text
         .lines()
         .find(|l| l.starts_with("aurigraph_node_blocks_total"))

@@ -175,6 +175,11 @@ async fn three_validators_commit_the_same_blocks_and_survive_losing_the_leader()
     for n in &all {
         assert!(metric(n, "aurigraph_raft_append_seconds_count") > 0, "{m}");
     }
+    // At scrape time: the leader has a quorum's recent acknowledgement, followers a leader.
+    for n in &all {
+        n.core().refresh_scrape_metrics();
+        assert_eq!(metric(n, "aurigraph_raft_quorum_ok"), 1, "{m}");
+    }
 
     // The leader's metrics: it leads, nothing lags once converged, blocks went through the log.
     let m = poll_until(Duration::from_secs(10), "no replication lag", || async {
@@ -541,6 +546,17 @@ async fn a_transaction_pending_when_the_leader_lost_its_quorum_commits_once_it_f
     )
     .await;
     assert_eq!((s, code(&v)), (503, "E_COMMIT_PENDING"), "{v}");
+    // Cut off, the leader's quorum contact reads 0 at the next scrape.
+    let alone = nodes[l].as_ref().expect("the leader");
+    poll_until(
+        Duration::from_secs(5),
+        "quorum_ok 0 on the cut-off leader",
+        || async {
+            alone.core().refresh_scrape_metrics();
+            (metric(alone, "aurigraph_raft_quorum_ok") == 0).then_some(())
+        },
+    )
+    .await;
     nodes[l].take().expect("the leader").shutdown().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 

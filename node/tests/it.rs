@@ -4,12 +4,14 @@
 
 mod admin;
 mod api;
+mod archive;
 mod bad_input;
 mod cluster;
 mod common;
 mod durability;
 mod overload;
 mod registries;
+mod scaling;
 mod startup;
 
 /// Held for their whole run by the overload test, which saturates the machine, and by the

@@ -44,9 +44,14 @@
 //! stale). So the family holds exactly what the mempool holds (plus submissions being
 //! admitted), and on start the node admits it again in arrival order (the sequence number in
 //! the value). Nothing acknowledged leaves the family without a block or a `dropped` record.
+//!
+//! **Storage tiers.** Old blocks and their receipts can move from `blocks` and `receipts` to
+//! zstd-compressed segment files in an archive folder ([`archive`]; records under `archive/`
+//! in the default family); [`Storage::block`] and [`Storage::receipt`] read RocksDB first,
+//! then the archive.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use aurigraph_decision::SlotKind;
 use aurigraph_decision::rollout::{RolloutRecord, RolloutStore};
@@ -56,8 +61,10 @@ use aurigraph_ledger::state::{Account, ShardedState, StateRoot};
 use aurigraph_ledger::tx::{Address, TxHash};
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
 
+pub mod archive;
 pub mod block;
 
+use crate::archive::{Archive, ArchiveRecovery, ArchiveRun, SegmentRecord};
 use crate::block::{StoredBlock, status_from_u8};
 
 /// Layout version written at creation; a database of another version is refused.
@@ -94,6 +101,10 @@ const KEY_RAFT_STATE: &[u8] = b"state_machine";
 const KEY_GENESIS: &[u8] = b"genesis";
 const KEY_FORMAT: &[u8] = b"format";
 const KEY_CHAIN: &[u8] = b"chain_id";
+/// The last archived height (u64 LE; absent: nothing archived).
+const KEY_ARCHIVED_TO: &[u8] = b"archive/to";
+/// Prefix of the segment records: ++ first height (u64 BE) -> [`SegmentRecord`].
+const KEY_ARCHIVE_SEG: &[u8] = b"archive/seg/";
 
 /// A storage failure, with a stable code.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +118,15 @@ pub enum StorageError {
     /// The database belongs to another chain or layout.
     #[error("{0}")]
     Mismatch(String),
+    /// The archive folder could not be written or read.
+    #[error("archive: {0}")]
+    Archive(String),
+    /// A recorded archive segment is missing.
+    #[error("{0}")]
+    ArchiveMissing(String),
+    /// An archive segment does not match its record or does not decode.
+    #[error("{0}")]
+    ArchiveCorrupt(String),
 }
 
 impl StorageError {
@@ -116,6 +136,9 @@ impl StorageError {
             StorageError::Db(_) => "E_STORAGE",
             StorageError::Corrupt(_) => "E_STORAGE_CORRUPT",
             StorageError::Mismatch(_) => "E_STORAGE_MISMATCH",
+            StorageError::Archive(_) => "E_ARCHIVE_IO",
+            StorageError::ArchiveMissing(_) => "E_ARCHIVE_MISSING",
+            StorageError::ArchiveCorrupt(_) => "E_ARCHIVE_CORRUPT",
         }
     }
 }
@@ -232,6 +255,8 @@ pub struct Storage {
     db: DB,
     path: PathBuf,
     sync: bool,
+    /// The cold tier, once [`Storage::open_archive`] opened it.
+    archive: OnceLock<Archive>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -277,6 +302,13 @@ fn to_hex(bytes: &[u8]) -> String {
     out
 }
 
+fn block_key_height(k: &[u8]) -> StorageResult<u64> {
+    let at: [u8; 8] = k
+        .try_into()
+        .map_err(|_| StorageError::Corrupt(format!("block key of {} bytes", k.len())))?;
+    Ok(u64::from_be_bytes(at))
+}
+
 fn receipt_key(height: u64, index: u32) -> [u8; 12] {
     let mut k = [0u8; 12];
     k[..8].copy_from_slice(&height.to_be_bytes());
@@ -302,6 +334,7 @@ impl Storage {
             db,
             path: dir.to_path_buf(),
             sync,
+            archive: OnceLock::new(),
         };
         match s.db.get(KEY_FORMAT)? {
             None => {
@@ -573,6 +606,146 @@ impl Storage {
         Ok(n)
     }
 
+    /// Opens the cold tier in `dir` (see [`archive`]): removes what a crash left unrecorded,
+    /// and verifies every recorded segment (`E_ARCHIVE_MISSING`, `E_ARCHIVE_CORRUPT`). Once
+    /// opened, reads of archived heights answer from it. A second call changes nothing.
+    pub fn open_archive(&self, dir: &Path) -> StorageResult<ArchiveRecovery> {
+        if let Some(a) = self.archive.get() {
+            let (segments, bytes) = a.stats();
+            return Ok(ArchiveRecovery {
+                segments,
+                bytes,
+                removed: Vec::new(),
+            });
+        }
+        let (archive, recovery) = Archive::open(dir, self.archive_records()?)?;
+        // Only this call sets it; a racing second opener's archive is dropped.
+        let _ = self.archive.set(archive);
+        Ok(recovery)
+    }
+
+    /// The cold tier, when opened.
+    pub fn archive(&self) -> Option<&Archive> {
+        self.archive.get()
+    }
+
+    /// The segments RocksDB records, by first height.
+    pub fn archive_records(&self) -> StorageResult<Vec<SegmentRecord>> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator(IteratorMode::From(
+            KEY_ARCHIVE_SEG,
+            rocksdb::Direction::Forward,
+        ));
+        for item in iter {
+            let (k, v) = item?;
+            let Some(first) = k.strip_prefix(KEY_ARCHIVE_SEG) else {
+                break;
+            };
+            let first: [u8; 8] = first
+                .try_into()
+                .map_err(|_| StorageError::Corrupt("archive record key".into()))?;
+            out.push(SegmentRecord::decode(u64::from_be_bytes(first), &v)?);
+        }
+        Ok(out)
+    }
+
+    /// The last archived height (0: nothing archived).
+    pub fn archived_to(&self) -> StorageResult<u64> {
+        Ok(self
+            .db
+            .get(KEY_ARCHIVED_TO)?
+            .and_then(|v| v.as_slice().try_into().ok())
+            .map_or(0, u64::from_le_bytes))
+    }
+
+    /// One archive step: when the oldest hot blocks above the archived height fill a segment
+    /// of `segment_blocks` heights that ends below `below`, writes that segment durably, then
+    /// deletes its blocks and receipts from RocksDB and records it, in one synced batch (see
+    /// [`archive`] for the crash story). `None`: nothing to archive yet. The archive must be
+    /// open ([`Storage::open_archive`]).
+    pub fn archive_step(
+        &self,
+        below: u64,
+        segment_blocks: u64,
+    ) -> StorageResult<Option<ArchiveRun>> {
+        let Some(archive) = self.archive.get() else {
+            return Err(StorageError::Archive("the archive is not open".into()));
+        };
+        let segment_blocks = segment_blocks.max(1);
+        let blocks_cf = self.cf(CF_BLOCKS)?;
+        // The first hot block above the archived height (a replica that installed a snapshot
+        // may have none for a while).
+        let from = self.archived_to()?.saturating_add(1);
+        let mut iter = self.db.iterator_cf(
+            blocks_cf,
+            IteratorMode::From(&from.to_be_bytes(), rocksdb::Direction::Forward),
+        );
+        let Some(item) = iter.next() else {
+            return Ok(None);
+        };
+        let (k, _) = item?;
+        let first = block_key_height(&k)?;
+        let last = first.saturating_add(segment_blocks - 1);
+        if last >= below {
+            return Ok(None);
+        }
+        let mut blocks = Vec::with_capacity(segment_blocks as usize);
+        let iter = self.db.iterator_cf(
+            blocks_cf,
+            IteratorMode::From(&first.to_be_bytes(), rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            let h = block_key_height(&k)?;
+            if h > last {
+                break;
+            }
+            blocks.push((h, v.to_vec()));
+        }
+        let segment = archive.write_segment(first, last, &blocks)?;
+        let end = last.saturating_add(1);
+        let mut b = WriteBatch::default();
+        b.delete_range_cf(blocks_cf, first.to_be_bytes(), end.to_be_bytes());
+        b.delete_range_cf(
+            self.cf(CF_RECEIPTS)?,
+            receipt_key(first, 0),
+            receipt_key(end, 0),
+        );
+        let mut key = KEY_ARCHIVE_SEG.to_vec();
+        key.extend_from_slice(&first.to_be_bytes());
+        b.put(key, segment.encode());
+        b.put(KEY_ARCHIVED_TO, last.to_le_bytes());
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db.write_opt(b, &w)?;
+        // Reclaim the range's disk now rather than at the next natural compaction, so the
+        // hot tier's size follows the bound.
+        self.db.compact_range_cf(
+            blocks_cf,
+            Some(first.to_be_bytes()),
+            Some(end.to_be_bytes()),
+        );
+        self.db.compact_range_cf(
+            self.cf(CF_RECEIPTS)?,
+            Some(receipt_key(first, 0)),
+            Some(receipt_key(end, 0)),
+        );
+        Ok(Some(ArchiveRun { segment }))
+    }
+
+    /// Rows of the `blocks` family (an O(rows) scan: tests and diagnostics).
+    pub fn hot_block_count(&self) -> StorageResult<usize> {
+        let mut n = 0;
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_BLOCKS)?, IteratorMode::Start)
+        {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The Raft state machine's own state, as last written with a block or by
     /// [`Storage::save_raft_state`].
     pub fn raft_state(&self) -> StorageResult<Option<Vec<u8>>> {
@@ -588,12 +761,19 @@ impl Storage {
         Ok(())
     }
 
-    /// The block at `height`.
+    /// The block at `height`: from the `blocks` family, else from the archive segment that
+    /// covers it (when the archive is open).
     pub fn block(&self, height: u64) -> StorageResult<Option<StoredBlock>> {
-        self.db
+        let hot = self
+            .db
             .get_cf(self.cf(CF_BLOCKS)?, height.to_be_bytes())?
             .map(|b| StoredBlock::decode(&b).map_err(|e| StorageError::Corrupt(e.0)))
-            .transpose()
+            .transpose()?;
+        match (hot, self.archive.get()) {
+            (Some(b), _) => Ok(Some(b)),
+            (None, Some(a)) => a.block(height),
+            (None, None) => Ok(None),
+        }
     }
 
     /// Where a committed transaction is.
@@ -623,7 +803,17 @@ impl Storage {
             .db
             .get_cf(self.cf(CF_RECEIPTS)?, receipt_key(loc.height, loc.index))?
         else {
-            return Ok(None);
+            // Archived: the receipt is in the block.
+            let Some(a) = self.archive.get() else {
+                return Ok(None);
+            };
+            return Ok(a.block(loc.height)?.and_then(|b| {
+                b.receipts.get(loc.index as usize).map(|r| Receipt {
+                    tx_hash: hash,
+                    status: r.status,
+                    fee_charged: r.fee_charged,
+                })
+            }));
         };
         if v.len() != 9 {
             return Err(StorageError::Corrupt(format!(
@@ -826,6 +1016,7 @@ impl Storage {
             db,
             path: dir.to_path_buf(),
             sync: false,
+            archive: OnceLock::new(),
         })
     }
 }

@@ -28,5 +28,35 @@ pub fn router(core: Arc<NodeCore>) -> Router {
         core.config.api.max_concurrent_requests,
     ));
     let grpc = grpc::router(core.clone(), slots.clone());
-    rest::router(core, slots).merge(grpc)
+    let metrics = core.metrics.clone();
+    rest::router(core, slots)
+        .merge(grpc)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            timed(metrics.clone(), req, next)
+        }))
+}
+
+/// Observes each request's duration (to the response's head) in
+/// `aurigraph_http_request_duration_seconds{method, route, status}`.
+async fn timed(
+    metrics: crate::metrics::NodeMetrics,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = req.method().as_str().to_string();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(req).await;
+    metrics.http_request(
+        crate::metrics::HttpLabels {
+            method,
+            route,
+            status: response.status().as_u16().to_string(),
+        },
+        started.elapsed(),
+    );
+    response
 }

@@ -69,6 +69,7 @@ pub fn router(core: Arc<NodeCore>, slots: Arc<tokio::sync::Semaphore>) -> Router
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/accounts/{address}", get(account))
         .route("/v1/head", get(head))
+        .route("/v1/scaling", get(scaling))
         .route("/v1/cluster", get(cluster))
         .route("/v1/cluster/{action}", post(cluster_action))
         .route("/v1/policies", get(policies))
@@ -206,6 +207,7 @@ async fn readyz(State(core): Core) -> Response {
 }
 
 async fn metrics(State(core): Core) -> Response {
+    core.refresh_scrape_metrics();
     (
         [(
             header::CONTENT_TYPE,
@@ -342,6 +344,13 @@ async fn account(
 async fn head(State(core): Core, Query(q): Query<ReadQuery>) -> Result<Response, ApiError> {
     read_consistency(&core, &q).await?;
     Ok(Json(core.head_info()).into_response())
+}
+
+/// `GET /v1/scaling`: the last scaling advice (200 with the reason `no_forecast` before the
+/// first `demand` forecast); see [`crate::scaling`].
+async fn scaling(State(core): Core) -> Response {
+    let status = core.scaling.lock().status();
+    Json(status).into_response()
 }
 
 async fn policies(State(core): Core) -> Response {

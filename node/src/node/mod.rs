@@ -16,8 +16,9 @@
 //!   meanwhile); a fatal failure halts the node (see [`producer`]). The block log ([`BlockLog`]) is the seam where consensus goes; a single
 //!   node uses [`SingleNodeLog`](aurigraph_consensus::SingleNodeLog), which passes every
 //!   block straight through. Side loops run in the same thread: `demand` forecasts the
-//!   arrival rate each second and `leader_health` scores the heartbeat window each round
-//!   (both answers are computed and not acted on yet). Each round also drops, with
+//!   arrival rate each second (the forecast feeds the scaling advice, [`crate::scaling`])
+//!   and `leader_health` scores the heartbeat window each round (computed and not acted on
+//!   yet). Each round also drops, with
 //!   `E_DROPPED_EXPIRED`, the transactions that stayed behind a nonce gap past
 //!   `block.mempool_gapped_ttl_ms`.
 //! - [`Node`] ([`server`]): a started node: the producer thread, the folder watchers and the
@@ -124,6 +125,9 @@ pub struct NodeCore {
     pub(crate) log: Box<dyn BlockLog>,
     /// This node's replica of the replicated log, when `[cluster]` is on (set at start).
     pub(crate) cluster: std::sync::OnceLock<cluster::Cluster>,
+    /// Scaling advice from the `demand` forecast (fed by the producer each second, served
+    /// at `GET /v1/scaling`).
+    pub(crate) scaling: Mutex<crate::scaling::ScalingAdvisor>,
 }
 
 impl std::fmt::Debug for NodeCore {

@@ -187,6 +187,61 @@ fn observe_outcomes(core: &NodeCore, produced: &ProducedBlock) {
     }
 }
 
+/// Sets the archive's gauges; returns the archived height.
+fn archive_metrics(core: &NodeCore) -> u64 {
+    let archived_to = core.storage.archived_to().unwrap_or(0);
+    let (segments, bytes) = core.storage.archive().map_or((0, 0), |a| a.stats());
+    core.metrics.set_archive(archived_to, segments, bytes);
+    archived_to
+}
+
+/// Storage tiers: once the head is `storage.archive_after_blocks` plus a whole segment past
+/// the archived height, one archive step moves the oldest hot segment to the archive (see the
+/// storage crate's `archive` module). It runs between rounds, holding no lock of the commit
+/// path (RocksDB orders its batch against block commits); reads of the moving blocks answer
+/// from RocksDB until the segment is readable, then from the archive. A failure is logged and
+/// counted, and the next round tries again.
+fn archive_round(core: &NodeCore, archived_to: &mut u64) {
+    let s = &core.config.storage;
+    if s.archive_after_blocks == 0 || core.storage.archive().is_none() {
+        return;
+    }
+    let below = core
+        .head()
+        .height
+        .saturating_sub(s.archive_after_blocks)
+        .saturating_add(1);
+    if below <= archived_to.saturating_add(s.archive_segment_blocks) {
+        return;
+    }
+    let started = Instant::now();
+    match core.storage.archive_step(below, s.archive_segment_blocks) {
+        Ok(Some(run)) => {
+            let seg = run.segment;
+            core.metrics
+                .archive_run(u64::from(seg.blocks), started.elapsed());
+            *archived_to = archive_metrics(core);
+            tracing::info!(
+                first = seg.first,
+                last = seg.last,
+                blocks = seg.blocks,
+                bytes = seg.bytes,
+                ms = started.elapsed().as_millis() as u64,
+                "blocks archived"
+            );
+        }
+        Ok(None) => {
+            // Nothing hot to move (e.g. a replica that installed a snapshot): check again
+            // when the head has moved a segment on.
+            *archived_to = below.saturating_sub(1);
+        }
+        Err(e) => {
+            core.metrics.archive_failure(e.code());
+            tracing::warn!(code = e.code(), error = %e, "archive step failed: retried next round");
+        }
+    }
+}
+
 /// Whether a failed block can be tried again: storage and log unavailability and execution
 /// failures can pass; corruption, a log out of order or a layout mismatch cannot.
 fn is_fatal(e: &NodeError) -> bool {
@@ -213,6 +268,7 @@ pub(crate) fn run(core: Arc<NodeCore>) {
     let mut arrivals_seen = core.accepted_total.load(Ordering::Relaxed);
     let mut round: u64 = 0;
     let mut failures: u32 = 0;
+    let mut archived_to = archive_metrics(&core);
     while !core.stop.load(Ordering::Acquire) {
         let started = Instant::now();
         let produced = produce_ready_blocks(&core, 64);
@@ -281,13 +337,16 @@ pub(crate) fn run(core: Arc<NodeCore>) {
                 rates.remove(0);
             }
             let w = demand::DemandWindow::from_recent(&rates).matrix();
-            if let Err(e) = core.hosts[&SlotKind::Demand].decide(round, &w) {
-                tracing::warn!(error = %e, "demand decision failed");
+            // The forecast (its maximum over the horizon) feeds the scaling advice.
+            match core.hosts[&SlotKind::Demand].decide(round, &w) {
+                Ok(d) => crate::scaling::observe_forecast(&core, &d.values),
+                Err(e) => tracing::warn!(error = %e, "demand decision failed"),
             }
         }
         expire_gapped(&core);
         core.metrics.set_mempool(core.pipeline.mempool().len());
         core.flush_telemetry();
+        archive_round(&core, &mut archived_to);
         let mut guard = core.wake.0.lock();
         if core.stop.load(Ordering::Acquire) {
             break;

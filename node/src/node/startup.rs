@@ -44,6 +44,20 @@ pub fn open_with_log(config: NodeConfig, log: Box<dyn BlockLog>) -> NodeResult<A
         &config.data_dir.join("db"),
         config.storage.sync,
     )?);
+    // Storage tiers: the archive opens when archiving is on or segments are recorded; a
+    // recorded segment missing or altered refuses the start (E_ARCHIVE_MISSING/_CORRUPT).
+    if config.storage.archive_after_blocks > 0 || !storage.archive_records()?.is_empty() {
+        let r = storage.open_archive(&config.archive_dir())?;
+        for p in &r.removed {
+            tracing::warn!(file = %p.display(), "unrecorded archive file from an interrupted run removed (its blocks are still in RocksDB)");
+        }
+        tracing::info!(
+            segments = r.segments,
+            bytes = r.bytes,
+            archived_to = storage.archived_to()?,
+            "archive opened"
+        );
+    }
     let genesis = config.genesis()?;
     let ghash = genesis_hash(&genesis);
     let shards = config.storage.state_shards;
@@ -136,6 +150,9 @@ pub fn open_with_log(config: NodeConfig, log: Box<dyn BlockLog>) -> NodeResult<A
     if pruned > 0 {
         tracing::info!(pruned, "dropped-transaction records past retention deleted");
     }
+    let scaling = crate::scaling::ScalingAdvisor::from_config(&config.scaling)
+        .map_err(|e| crate::config::ConfigError(e.0))?;
+    metrics.scaling_advice(0.0, scaling.desired_replicas());
     let core = Arc::new(NodeCore {
         config,
         storage,
@@ -159,6 +176,7 @@ pub fn open_with_log(config: NodeConfig, log: Box<dyn BlockLog>) -> NodeResult<A
         wake: (Mutex::new(()), Condvar::new()),
         log,
         cluster: std::sync::OnceLock::new(),
+        scaling: Mutex::new(scaling),
     });
     core.metrics.set_head(head.height);
     readmit_pending(&core)?;

@@ -275,6 +275,8 @@ pub struct Recorder {
     pending: Mutex<Vec<DecisionRecord>>,
     dropped: AtomicU64,
     books: Mutex<Books>,
+    /// Records the retention bound deleted so far (block and decision records).
+    pruned: AtomicU64,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -315,6 +317,7 @@ impl Recorder {
             config,
             pending: Mutex::new(Vec::new()),
             dropped: AtomicU64::new(0),
+            pruned: AtomicU64::new(0),
             books: Mutex::new(books),
         }))
     }
@@ -479,9 +482,11 @@ impl Recorder {
         if age > 0 {
             cutoff = cutoff.max(height.saturating_add(1).saturating_sub(age));
         }
+        let mut pruned = 0u64;
         if let Some(oldest) = books.oldest_block
             && oldest < cutoff
         {
+            pruned += cutoff - oldest;
             w.deletes.push((block_key(0), block_key(cutoff)));
             books.oldest_block = Some(cutoff);
         }
@@ -494,6 +499,7 @@ impl Recorder {
                     break;
                 }
                 books.total -= u64::from(end - first);
+                pruned += u64::from(end - first);
                 books.heights.pop_front();
                 removed = true;
             }
@@ -513,6 +519,7 @@ impl Recorder {
                 w.deletes
                     .push((decision_key(h, first), decision_key(h.saturating_add(1), 0)));
                 books.total -= n;
+                pruned += n;
                 books.heights.pop_front();
             } else {
                 let upto = first + excess as u32;
@@ -520,8 +527,18 @@ impl Recorder {
                     .push((decision_key(h, first), decision_key(h, upto)));
                 front.1 = upto;
                 books.total -= excess;
+                pruned += excess;
             }
         }
+        if pruned > 0 {
+            self.pruned.fetch_add(pruned, Ordering::Relaxed);
+        }
+    }
+
+    /// Records the retention bound deleted since the node started (block records, whose
+    /// oldest may have been absent already, and decision records).
+    pub fn pruned_total(&self) -> u64 {
+        self.pruned.load(Ordering::Relaxed)
     }
 
     /// Installs this recorder on every host.

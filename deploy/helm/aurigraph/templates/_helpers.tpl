@@ -125,8 +125,31 @@ snapshot_logs = {{ int64 $v.cluster.snapshotLogs }}
 snapshot_keep_logs = {{ int64 $v.cluster.snapshotKeepLogs }}
 slim_keep_blocks = {{ int64 $v.slim.keepBlocks }}
 max_blocks_in_flight = {{ int64 $v.cluster.maxBlocksInFlight }}
+
+[scaling]
+current_replicas = {{ int64 $v.business.replicas }}
+min_replicas = {{ int64 $v.scaling.hpa.minReplicas }}
+max_replicas = {{ int64 $v.scaling.hpa.maxReplicas }}
+capacity_tps_per_core = {{ printf "%f" (float64 $v.scaling.capacityTpsPerCore) }}
+cores_per_replica = {{ printf "%f" (float64 $v.scaling.coresPerReplica) }}
+burst_headroom = {{ printf "%f" (float64 $v.scaling.burstHeadroom) }}
+rolling_update_headroom = {{ printf "%f" (float64 $v.scaling.rollingUpdateHeadroom) }}
+scale_up_step = {{ int64 $v.scaling.scaleUpStep }}
+scale_up_cooldown_s = {{ int64 $v.scaling.scaleUpCooldownSeconds }}
+scale_down_step = {{ int64 $v.scaling.scaleDownStep }}
+scale_down_cooldown_s = {{ int64 $v.scaling.scaleDownCooldownSeconds }}
 {{- with $v.node.extraToml }}
 
 {{ . }}
 {{- end }}
+{{- end -}}
+
+{{/* Business pods the chart renders a TOML for: business.replicas, or up to the HPA's
+maxReplicas when scaling.hpa.enabled (pods the HPA adds need their file). */}}
+{{- define "aurigraph.businessPods" -}}
+{{- $n := int .Values.business.replicas -}}
+{{- if .Values.scaling.hpa.enabled -}}
+{{- $n = max $n (int .Values.scaling.hpa.maxReplicas) -}}
+{{- end -}}
+{{- $n -}}
 {{- end -}}
