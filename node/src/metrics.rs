@@ -41,6 +41,23 @@ struct OpsMetrics {
     cpu_seen: Arc<parking_lot::Mutex<f64>>,
     /// The telemetry recorder's pruned total last read.
     telemetry_seen: Arc<parking_lot::Mutex<u64>>,
+    mempool_class: Family<ClassLabels, Gauge>,
+    rocksdb: Family<RocksLabels, Gauge>,
+    commit_latency: Histogram,
+}
+
+/// Labels of a mempool priority class.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabels {
+    /// `normal`, `suspicious` or `anomalous`.
+    pub class: String,
+}
+
+/// Labels of a RocksDB figure.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RocksLabels {
+    /// `sst`, `live_data`, `memtable` or `pending_compaction`.
+    pub kind: String,
 }
 
 fn http_histogram() -> Histogram {
@@ -58,7 +75,25 @@ impl OpsMetrics {
             telemetry_pruned: Counter::default(),
             cpu_seen: Arc::default(),
             telemetry_seen: Arc::default(),
+            mempool_class: Family::default(),
+            rocksdb: Family::default(),
+            commit_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         };
+        registry.register(
+            "aurigraph_node_mempool_class_transactions",
+            "Transactions held in the mempool by priority class (read at each scrape)",
+            m.mempool_class.clone(),
+        );
+        registry.register(
+            "aurigraph_rocksdb_bytes",
+            "RocksDB figures summed over column families, by kind: sst, live_data, memtable, pending_compaction (read at each scrape)",
+            m.rocksdb.clone(),
+        );
+        registry.register(
+            "aurigraph_node_commit_latency_seconds",
+            "Admission to commit of each transaction, on the node that admitted it (a node alone, or the leader for what it proposed)",
+            m.commit_latency.clone(),
+        );
         registry.register(
             "process_cpu_seconds",
             "User and system CPU time of the node's process (read from /proc at each scrape)",
@@ -453,6 +488,42 @@ impl NodeMetrics {
                 (true, Some(ms)) => ms as f64 / 1e3,
                 _ => -1.0,
             });
+    }
+
+    /// The mempool's occupancy per class and RocksDB's figures, read at scrape time.
+    pub(crate) fn refresh_storage(
+        &self,
+        stats: &aurigraph_ledger::mempool::MempoolStats,
+        rocks: aurigraph_storage::RocksDbFigures,
+    ) {
+        for c in &stats.classes {
+            self.ops
+                .mempool_class
+                .get_or_create(&ClassLabels {
+                    class: c.class.as_str().to_string(),
+                })
+                .set(c.count as i64);
+        }
+        for (kind, v) in [
+            ("sst", rocks.sst_bytes),
+            ("live_data", rocks.live_data_bytes),
+            ("memtable", rocks.memtable_bytes),
+            ("pending_compaction", rocks.pending_compaction_bytes),
+        ] {
+            self.ops
+                .rocksdb
+                .get_or_create(&RocksLabels {
+                    kind: kind.to_string(),
+                })
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Admission to commit of transactions this node admitted.
+    pub(crate) fn commit_latencies(&self, latencies: impl IntoIterator<Item = Duration>) {
+        for d in latencies {
+            self.ops.commit_latency.observe(d.as_secs_f64());
+        }
     }
 
     /// A node alone is its own quorum: `quorum_ok` 1, no acknowledgement age (-1).

@@ -930,6 +930,10 @@ impl NodeCore {
     /// changing, so its age is computed now), telemetry pruned.
     pub fn refresh_scrape_metrics(&self) {
         self.metrics.refresh_process();
+        self.metrics.refresh_storage(
+            &self.pipeline.mempool().stats(),
+            self.storage.rocksdb_figures(),
+        );
         match self.cluster_status() {
             Some(s) => {
                 let max = match self.config.cluster.election_max_ms {

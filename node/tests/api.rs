@@ -337,6 +337,18 @@ async fn submit_query_and_subscribe_through_rest_grpc_and_websocket() {
         "{text}"
     );
     assert!(
+        value("aurigraph_node_commit_latency_seconds_count").is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
+    assert!(
+        value(r#"aurigraph_node_mempool_class_transactions{class="normal"}"#).is_some(),
+        "{text}"
+    );
+    assert!(
+        value(r#"aurigraph_rocksdb_bytes{kind="memtable"}"#).is_some_and(|v| v > 0.0),
+        "{text}"
+    );
+    assert!(
         value("process_resident_memory_bytes").is_some_and(|v| v > 1e6),
         "{text}"
     );

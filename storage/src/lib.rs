@@ -207,6 +207,19 @@ pub struct BlockWrite<'a> {
     pub raft_state: Option<&'a [u8]>,
 }
 
+/// RocksDB's figures of [`Storage::rocksdb_figures`], in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RocksDbFigures {
+    /// SST files on disk.
+    pub sst_bytes: u64,
+    /// Estimated live data (what compaction would keep).
+    pub live_data_bytes: u64,
+    /// Memtables in memory.
+    pub memtable_bytes: u64,
+    /// Estimated bytes compaction still has to rewrite.
+    pub pending_compaction_bytes: u64,
+}
+
 /// An accepted transaction that left the mempool without committing: why, when, and the
 /// transaction itself (so a query can still show it).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -744,6 +757,26 @@ impl Storage {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// RocksDB's own figures, summed over the column families: SST files, estimated live
+    /// data, memtables, and bytes waiting for compaction (what an operator watches for disk
+    /// and write stalls). A property RocksDB does not report counts 0.
+    pub fn rocksdb_figures(&self) -> RocksDbFigures {
+        let sum = |name: &str| -> u64 {
+            FAMILIES
+                .iter()
+                .chain(std::iter::once(&"default"))
+                .filter_map(|f| self.db.cf_handle(f))
+                .filter_map(|cf| self.db.property_int_value_cf(cf, name).ok().flatten())
+                .sum()
+        };
+        RocksDbFigures {
+            sst_bytes: sum("rocksdb.total-sst-files-size"),
+            live_data_bytes: sum("rocksdb.estimate-live-data-size"),
+            memtable_bytes: sum("rocksdb.cur-size-all-mem-tables"),
+            pending_compaction_bytes: sum("rocksdb.estimate-pending-compaction-bytes"),
+        }
     }
 
     /// The Raft state machine's own state, as last written with a block or by

@@ -143,6 +143,7 @@ impl BlockApplier for NodeApplier {
                 None => None,
             }
         };
+        let admitted_here = mine.is_some();
         let executed = match mine {
             Some((_, _, _, executed)) => executed,
             None => {
@@ -179,7 +180,7 @@ impl BlockApplier for NodeApplier {
         })?;
         *core.head.write() = head;
         drop(view);
-        published(&core, produced, block, head);
+        published(&core, produced, block, head, admitted_here);
         prune_slim(&core, height);
         core.metrics.raft_apply(started.elapsed());
         Ok(BlockApplied {

@@ -51,7 +51,7 @@ pub fn produce_ready_blocks(core: &NodeCore, max_blocks: usize) -> NodeResult<us
         })?;
         *core.head.write() = head;
         drop(view);
-        published(core, produced, block, head);
+        published(core, produced, block, head, true);
         n += 1;
     }
     Ok(n)
@@ -93,15 +93,26 @@ pub(crate) fn persist(
     Ok((head, block))
 }
 
-/// After a block is committed: metrics, the guards' outcomes, the transactions it made
-/// stale recorded as dropped, and the block published to subscribers.
+/// After a block is committed: metrics (with each transaction's admission-to-commit time
+/// when this node admitted them: `admitted_here`), the guards' outcomes, the transactions it
+/// made stale recorded as dropped, and the block published to subscribers.
 pub(crate) fn published(
     core: &NodeCore,
     produced: ProducedBlock,
     block: StoredBlock,
     head: aurigraph_storage::Head,
+    admitted_here: bool,
 ) {
     core.metrics.block_committed(&block, produced.latency);
+    if admitted_here {
+        let now = Instant::now();
+        core.metrics.commit_latencies(
+            produced
+                .txs
+                .iter()
+                .map(|t| now.saturating_duration_since(t.admitted_at)),
+        );
+    }
     observe_outcomes(core, &produced);
     let stale: Vec<DroppedEvent> = produced
         .removed
