@@ -5,10 +5,16 @@
 #   3. live: a real `aurigraph start` node on a free 127.0.0.1 port, a real `prometheus` scraping
 #      it every 1 s with the REAL alerts.yml loaded; the node is stopped and the check waits for
 #      AurigraphNodeUnresponsive to fire on GET /api/v1/alerts (its `for:` is 30 s).
+#      Before that, a guard rollback: the node watches a plugins folder holding the
+#      fault-injected plugin deploy/prometheus/testdata/fault-trap-after-warmup.wasm (passes the
+#      warm-up, traps on real blocks; WAT source and gen script next to it); the check loads it
+#      as the `ordering` candidate (admin API), routes 100 % of decisions to it, sends a little
+#      load, and waits for the guard's rollback and for AurigraphGuardRollback to fire.
 # Installs Debian's `prometheus` package (promtool + server) when either is missing (needs root or
 # sudo). Uses the release binary $CARGO_TARGET_DIR/release/aurigraph (default target dir
 # /var/tmp/aurigraph-ci-target), building it when missing; AURIGRAPH_BIN overrides.
-# Env: FIRE_TIMEOUT (s, default 60): longest wait for the alert after the node stopped.
+# Env: FIRE_TIMEOUT (s, default 60): longest wait for the alert after the node stopped;
+#      ROLLBACK_TIMEOUT (s, default 30): longest wait for the rollback and its alert.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,6 +23,10 @@ TESTS="$ROOT/deploy/prometheus/alerts_test.yml"
 EXAMPLE="$ROOT/deploy/prometheus/prometheus.yml"
 ALERT=AurigraphNodeUnresponsive
 FIRE_TIMEOUT=${FIRE_TIMEOUT:-60}
+ROLLBACK_ALERT=AurigraphGuardRollback
+ROLLBACK_TIMEOUT=${ROLLBACK_TIMEOUT:-30}
+FAULT_PLUGIN="$ROOT/deploy/prometheus/testdata/fault-trap-after-warmup.wasm"
+FAULT_NAME=fault-trap-after-warmup FAULT_VERSION=1.0.0 FAULT_SLOT=ordering
 START=$SECONDS
 
 log() { printf '[check-prometheus %3ds] %s\n' "$((SECONDS - START))" "$*"; }
@@ -85,7 +95,7 @@ cleanup() {
         fi
     done
     if [ "$rc" -ne 0 ]; then
-        for f in node.log prometheus.log; do
+        for f in node.log prometheus.log load.log; do
             [ -s "$TMP/$f" ] && { echo "---- last lines of $f"; tail -n 20 "$TMP/$f"; }
         done
     fi
@@ -119,8 +129,22 @@ wait_for() { # SECONDS DESCRIPTION COMMAND...
     done
 }
 
+# The node's own config: an admin token (the policy verbs), an empty models folder and a
+# plugins folder holding only the fault-injected plugin, polled every 200 ms.
+[ -s "$FAULT_PLUGIN" ] || die "fixture $FAULT_PLUGIN missing (deploy/prometheus/testdata/gen-fault-plugin.sh)"
+mkdir -p "$TMP/models" "$TMP/plugins"
+cp "$FAULT_PLUGIN" "$TMP/plugins/"
+TOKEN="check-prometheus-$RANDOM$RANDOM$RANDOM"
+cat >"$TMP/node.toml" <<CFG
+[admin]
+token = "$TOKEN"
+[policies]
+models_dir = "$TMP/models"
+plugins_dir = "$TMP/plugins"
+watch_interval_ms = 200
+CFG
 log "starting aurigraph node on $NODE ($BIN)"
-"$BIN" start --data-dir "$TMP/node" --listen "$NODE" >"$TMP/node.log" 2>&1 &
+"$BIN" start --config "$TMP/node.toml" --data-dir "$TMP/node" --listen "$NODE" >"$TMP/node.log" 2>&1 &
 NODE_PID=$!
 wait_for 30 "the node's /healthz" curl -fsS "http://$NODE/healthz"
 curl -fsS "http://$NODE/metrics" >"$TMP/metrics.txt" || die "GET /metrics failed"
@@ -183,6 +207,46 @@ sleep 2
 [ -z "$(alert_state "$ALERT")" ] || die "$ALERT is already active while the node runs"
 log "node running: $ALERT is not active (firing now: $(firing_alerts))"
 
+# ---------------------------------------------------------------- live: guard rollback
+# The fault-injected plugin answers the host's warm-up (1, 7 and 64 rows) and traps on every
+# other batch: loaded as the candidate with 100 % canary, the first blocks' ordering decisions
+# fail and the guard rolls it back (conclusive evidence: a handful of decisions).
+[ -z "$(alert_state "$ROLLBACK_ALERT")" ] || die "$ROLLBACK_ALERT is already active before any rollout"
+policy() { AURIGRAPH_NODE="http://$NODE" AURIGRAPH_ADMIN_TOKEN="$TOKEN" "$BIN" policy "$@"; }
+registered() { policy load "$FAULT_SLOT" "$FAULT_NAME" "$FAULT_VERSION" --backend wasm; }
+wait_for 15 "the node to register plugin $FAULT_NAME@$FAULT_VERSION and load it as the $FAULT_SLOT candidate" registered
+policy canary "$FAULT_SLOT" 100 >/dev/null || die "policy canary $FAULT_SLOT 100 failed"
+log "candidate wasm:$FAULT_NAME@$FAULT_VERSION loaded on slot $FAULT_SLOT, canary 100 % (admin API)"
+rollbacks() { # the node's aurigraph_policy_rollbacks_total for the slot
+    curl -fsS "http://$NODE/metrics" | sed -n "s/^aurigraph_policy_rollbacks_total{slot=\"$FAULT_SLOT\"} //p"
+}
+[ "$(rollbacks)" = 0 ] || die "aurigraph_policy_rollbacks_total{slot=\"$FAULT_SLOT\"} is '$(rollbacks)' before the load, not 0"
+LOADED=$SECONDS
+n=0
+until [ "$(rollbacks)" != 0 ]; do
+    [ "$((SECONDS - LOADED))" -lt "$ROLLBACK_TIMEOUT" ] || die "no rollback on slot $FAULT_SLOT ${ROLLBACK_TIMEOUT}s after the load started: $(policy status "$FAULT_SLOT" 2>&1 | tail -n 3)"
+    n=$((n + 1))
+    "$BIN" load --node "http://$NODE" --rate 200 --duration 1s --senders 8 --connections 1 \
+        --transport rest >>"$TMP/load.log" 2>&1 || die "aurigraph load failed (burst $n)"
+done
+status=$(policy status "$FAULT_SLOT" 2>&1) || die "policy status $FAULT_SLOT failed: $status"
+grep -q "guard: .*(wasm:$FAULT_NAME@$FAULT_VERSION)" <<<"$status" || die "the rollback was not the guard's: $status"
+log "guard rolled wasm:$FAULT_NAME@$FAULT_VERSION back after $n load burst(s), $((SECONDS - LOADED))s: $(grep -o "guard: .*(wasm:$FAULT_NAME@$FAULT_VERSION)" <<<"$status" | head -n1)"
+ROLLED=$SECONDS
+state=""
+while [ "$((SECONDS - ROLLED))" -lt "$ROLLBACK_TIMEOUT" ]; do
+    state=$(alert_state "$ROLLBACK_ALERT" || true)
+    [ "$state" = firing ] && break
+    sleep 1
+done
+[ "$state" = firing ] || die "$ROLLBACK_ALERT not firing ${ROLLBACK_TIMEOUT}s after the rollback (state: '${state:-none}')"
+line=$(alert_line "$ROLLBACK_ALERT")
+grep -q "\"slot\":\"$FAULT_SLOT\"" <<<"$line" || die "$ROLLBACK_ALERT fired without slot $FAULT_SLOT: $line"
+grep -q '"severity":"P1"' <<<"$line" || die "$ROLLBACK_ALERT fired without severity P1: $line"
+grep -q '"runbook_url":"docs/runbook.md#aurigraphguardrollback"' <<<"$line" || die "$ROLLBACK_ALERT fired without its runbook_url: $line"
+log "$ROLLBACK_ALERT FIRING $((SECONDS - ROLLED))s after the rollback (instance $NODE, slot $FAULT_SLOT, severity P1, runbook_url set)"
+[ -z "$(alert_state "$ALERT")" ] || die "$ALERT is active while the node runs"
+
 log "stopping the node (SIGTERM to pid $NODE_PID)"
 kill "$NODE_PID"
 for _ in $(seq 100); do kill -0 "$NODE_PID" 2>/dev/null || break; sleep 0.1; done
@@ -207,4 +271,4 @@ grep -q '"severity":"P2"' <<<"$line" || die "$ALERT fired without severity P2: $
 grep -q '"runbook_url":"docs/runbook.md#aurigraphnodeunresponsive"' <<<"$line" || die "$ALERT fired without its runbook_url: $line"
 log "$ALERT FIRING $((SECONDS - STOPPED))s after the node stopped (instance $NODE, severity P2, runbook_url set)"
 log "firing now: $(firing_alerts)"
-log "OK: rules valid, unit tests pass, live alert fired; total $((SECONDS - START))s"
+log "OK: rules valid, unit tests pass, live alerts fired ($ROLLBACK_ALERT, $ALERT); total $((SECONDS - START))s"
