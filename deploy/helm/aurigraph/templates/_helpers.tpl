@@ -38,12 +38,12 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .role }}
 {{- end -}}
 
-{{/* The StatefulSet (and client Service) of a role: (dict "root" $ "role" "validator"). */}}
+{{/* The StatefulSet or Deployment (and client Service) of a role: (dict "root" $ "role" "validator"). */}}
 {{- define "aurigraph.roleName" -}}
 {{- printf "%s-%s" (include "aurigraph.fullname" .root) .role -}}
 {{- end -}}
 
-{{/* The headless Service of a role: the pods' stable DNS names. */}}
+{{/* The headless Service of a role: the validators' stable DNS names; every pod's scrape target. */}}
 {{- define "aurigraph.headlessName" -}}
 {{- printf "%s-%s-headless" (include "aurigraph.fullname" .root) .role -}}
 {{- end -}}
@@ -81,13 +81,19 @@ app.kubernetes.io/component: {{ .role }}
 {{- end -}}
 
 {{/*
-One node's TOML: (dict "root" $ "role" "validator" "nodeId" 1 "bootstrap" true).
+One node's TOML: (dict "root" $ "role" "validator" "nodeId" 1 "bootstrap" true), or a
+learner's template: (dict "root" $ "role" "business" "nodeId" "@NODE_ID@" "bootstrap" false),
+whose @NODE_ID@ and @NODE_ADDR@ the pod's `identity` init container replaces (sed).
 data_dir and listen are also set by AURIGRAPH_DATA_DIR and AURIGRAPH_LISTEN in the pod (the
 image sets defaults for both); the secrets come only from the environment.
 */}}
 {{- define "aurigraph.toml" -}}
 {{- $v := .root.Values -}}
+{{- $learnerTemplate := eq (toString .nodeId) "@NODE_ID@" -}}
 # Rendered by the aurigraph Helm chart for node {{ .nodeId }} ({{ .role }}).
+{{- if $learnerTemplate }}
+# Reached by the other nodes at @NODE_ADDR@ (the pod IP; what the join step registers).
+{{- end }}
 data_dir = "/var/lib/aurigraph/data"
 listen = "0.0.0.0:{{ int $v.port }}"
 
@@ -111,7 +117,7 @@ models_dir = "/opt/aurigraph/models"
 plugins_dir = "/opt/aurigraph/plugins"
 
 [cluster]
-node_id = {{ int64 .nodeId }}
+node_id = {{ if $learnerTemplate }}{{ .nodeId }}{{ else }}{{ int64 .nodeId }}{{ end }}
 role = {{ .role | quote }}
 bootstrap = {{ .bootstrap }}
 members = [
@@ -142,14 +148,4 @@ scale_down_cooldown_s = {{ int64 $v.scaling.scaleDownCooldownSeconds }}
 
 {{ . }}
 {{- end }}
-{{- end -}}
-
-{{/* Business pods the chart renders a TOML for: business.replicas, or up to the HPA's
-maxReplicas when scaling.hpa.enabled (pods the HPA adds need their file). */}}
-{{- define "aurigraph.businessPods" -}}
-{{- $n := int .Values.business.replicas -}}
-{{- if .Values.scaling.hpa.enabled -}}
-{{- $n = max $n (int .Values.scaling.hpa.maxReplicas) -}}
-{{- end -}}
-{{- $n -}}
 {{- end -}}
