@@ -25,7 +25,7 @@ use aurigraph_ledger::executor::{BlockExecutor, ExecutorConfig, commit};
 use aurigraph_ledger::state::{Account, Genesis, ShardedState, StateRoot, StateView};
 use aurigraph_ledger::tx::{Address, SignedTransaction};
 
-use crate::state_machine::{ApplyError, BlockApplier};
+use crate::state_machine::{ApplyError, BlockApplier, check_snapshot, snapshot_state};
 use crate::types::{BlockApplied, BlockEntry};
 
 /// Version of the snapshot format.
@@ -235,18 +235,7 @@ impl BlockApplier for LedgerApplier {
     fn install(&self, height: u64, data: &[u8], raft_state: &[u8]) -> Result<(), ApplyError> {
         let snapshot: LedgerSnapshot =
             postcard::from_bytes(data).map_err(|e| ApplyError::Snapshot(format!("decode: {e}")))?;
-        if snapshot.version != SNAPSHOT_VERSION {
-            return Err(ApplyError::Snapshot(format!(
-                "format version {} (expected {SNAPSHOT_VERSION})",
-                snapshot.version
-            )));
-        }
-        if snapshot.height != height {
-            return Err(ApplyError::Snapshot(format!(
-                "the data is at height {}, the snapshot says {height}",
-                snapshot.height
-            )));
-        }
+        check_snapshot(snapshot.version, SNAPSHOT_VERSION, snapshot.height, height)?;
         let (chain_id, shards) = {
             let inner = self.inner.read();
             (inner.state.chain_id(), inner.state.shard_count())
@@ -257,15 +246,7 @@ impl BlockApplier for LedgerApplier {
                 snapshot.chain_id
             )));
         }
-        let mut state = ShardedState::new(chain_id, shards)
-            .map_err(|e| ApplyError::Snapshot(format!("state: [{}] {e}", e.code())))?;
-        let root = state.apply(&snapshot.accounts);
-        if root.0 != snapshot.root {
-            return Err(ApplyError::Snapshot(format!(
-                "the accounts' root {root} differs from the snapshot's {}",
-                StateRoot(snapshot.root)
-            )));
-        }
+        let state = snapshot_state(chain_id, shards, &snapshot.accounts, snapshot.root)?;
         let mut inner = self.inner.write();
         inner.state = state;
         inner.height = height;

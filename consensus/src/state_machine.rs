@@ -244,6 +244,51 @@ where
     }
 }
 
+/// Checks an applier's decoded snapshot against what it is installed as: its format
+/// `version` (the applier's is `expected_version`) and the `height` its data holds against the
+/// `height` openraft installs it at. `E_SNAPSHOT` otherwise.
+pub fn check_snapshot(
+    version: u8,
+    expected_version: u8,
+    data_height: u64,
+    height: u64,
+) -> Result<(), ApplyError> {
+    if version != expected_version {
+        return Err(ApplyError::Snapshot(format!(
+            "format version {version} (expected {expected_version})"
+        )));
+    }
+    if data_height != height {
+        return Err(ApplyError::Snapshot(format!(
+            "the data is at height {data_height}, the snapshot says {height}"
+        )));
+    }
+    Ok(())
+}
+
+/// The state a snapshot's `accounts` make (chain `chain_id`, `shards` shards), refused with
+/// `E_SNAPSHOT` unless its recomputed root is the snapshot's `root`.
+pub fn snapshot_state(
+    chain_id: u32,
+    shards: usize,
+    accounts: &[(
+        aurigraph_ledger::tx::Address,
+        aurigraph_ledger::state::Account,
+    )],
+    root: [u8; 32],
+) -> Result<aurigraph_ledger::state::ShardedState, ApplyError> {
+    let mut state = aurigraph_ledger::state::ShardedState::new(chain_id, shards)
+        .map_err(|e| ApplyError::Snapshot(format!("state: [{}] {e}", e.code())))?;
+    let got = state.apply(accounts);
+    if got.0 != root {
+        return Err(ApplyError::Snapshot(format!(
+            "the accounts' root {got} differs from the snapshot's {}",
+            StateRoot(root)
+        )));
+    }
+    Ok(state)
+}
+
 /// The snapshot data openraft moves between the state machine and the network.
 pub type SnapshotData = Cursor<Vec<u8>>;
 

@@ -16,14 +16,10 @@ use aurigraph_consensus::network::{RaftNetwork, RaftService};
 use aurigraph_consensus::state_machine::BlockStateMachine;
 use aurigraph_consensus::types::{NodeId, NodeInfo, TypeConfig};
 use aurigraph_ledger::executor::ExecutorConfig;
-use aurigraph_ledger::state::Genesis;
-use aurigraph_ledger::tx::{Address, Operation, Transaction, keypair_from_seed};
 use aurigraph_storage::Storage;
-use ed25519_consensus::SigningKey;
 use openraft::async_runtime::WatchReceiver;
 
-const CHAIN: u32 = 7;
-const SECRET: &str = "cluster-secret-for-the-tests-0123";
+use crate::common::*;
 
 type Raft = openraft::Raft<TypeConfig, BlockStateMachine<Arc<LedgerApplier>>>;
 
@@ -34,50 +30,6 @@ struct Replica {
     addr: String,
     server: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
-}
-
-fn accounts() -> Vec<(SigningKey, Address)> {
-    (1..=4u8).map(|s| keypair_from_seed([s; 32])).collect()
-}
-
-fn genesis() -> Genesis {
-    Genesis {
-        chain_id: CHAIN,
-        allocations: accounts().iter().map(|(_, a)| (*a, 1_000_000)).collect(),
-    }
-}
-
-/// Transfers of 1 from every account to the next, at `nonce`.
-fn transfers(nonce: u64) -> Vec<Vec<u8>> {
-    let accts = accounts();
-    (0..accts.len())
-        .map(|i| {
-            let (key, sender) = &accts[i];
-            Transaction {
-                chain_id: CHAIN,
-                sender: *sender,
-                nonce,
-                fee: 1,
-                op: Operation::Transfer {
-                    to: accts[(i + 1) % accts.len()].1,
-                    amount: 1,
-                },
-            }
-            .sign(key)
-            .encoded()
-            .to_vec()
-        })
-        .collect()
-}
-
-fn raft_config() -> openraft::Config {
-    openraft::Config {
-        cluster_name: "aurigraph-test".into(),
-        heartbeat_interval: 100,
-        election_timeout_min: 500,
-        election_timeout_max: 1_000,
-        ..Default::default()
-    }
 }
 
 async fn replica(id: NodeId, secret: &str) -> Replica {
@@ -150,7 +102,7 @@ async fn commit_next(leader: &Replica, all: &[&Replica], nonce: u64) -> [u8; 32]
             height,
             [0; 32],
             1_700_000_000_000 + height,
-            transfers(nonce),
+            transfers(nonce, 4, 1),
         )
         .expect("the leader executes its proposal");
     let root = entry.state_root;
@@ -341,7 +293,7 @@ async fn a_block_whose_root_does_not_match_stops_every_replicas_apply_with_its_c
     let good = commit_next(leader, &all, 0).await;
     let mut entry = leader
         .applier
-        .propose(2, [0; 32], 1_700_000_000_002, transfers(1))
+        .propose(2, [0; 32], 1_700_000_000_002, transfers(1, 4, 1))
         .expect("proposal");
     entry.state_root = [9; 32];
     let err = leader

@@ -2,6 +2,7 @@
 //! consensus`): each module is one area, in its own file.
 
 mod cluster;
+mod common;
 mod log_store;
 mod network;
 mod partition;

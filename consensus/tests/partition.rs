@@ -25,18 +25,15 @@ use aurigraph_consensus::network::{RaftNetwork, RaftService};
 use aurigraph_consensus::state_machine::{ApplyError, BlockApplier, BlockStateMachine};
 use aurigraph_consensus::types::{BlockApplied, BlockEntry, NodeId, NodeInfo, TypeConfig, Vote};
 use aurigraph_ledger::executor::ExecutorConfig;
-use aurigraph_ledger::state::Genesis;
-use aurigraph_ledger::tx::{Address, Operation, Transaction, keypair_from_seed};
 use aurigraph_storage::Storage;
-use ed25519_consensus::SigningKey;
 use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, ForwardReason, RPCError, RaftError};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 
-const CHAIN: u32 = 7;
-const SECRET: &str = "cluster-secret-for-the-tests-0123";
+use crate::common::*;
+
 /// How long a wait-for loop waits before the test fails (a loaded 2-core machine).
 const PATIENCE: Duration = Duration::from_secs(15);
 
@@ -107,40 +104,6 @@ impl Replica {
     }
 }
 
-fn accounts() -> Vec<(SigningKey, Address)> {
-    (1..=4u8).map(|s| keypair_from_seed([s; 32])).collect()
-}
-
-fn genesis() -> Genesis {
-    Genesis {
-        chain_id: CHAIN,
-        allocations: accounts().iter().map(|(_, a)| (*a, 1_000_000)).collect(),
-    }
-}
-
-/// Transfers of `amount` from each of the first `senders` accounts to the next, at `nonce`.
-fn transfers(nonce: u64, senders: usize, amount: u64) -> Vec<Vec<u8>> {
-    let accts = accounts();
-    (0..senders)
-        .map(|i| {
-            let (key, sender) = &accts[i];
-            Transaction {
-                chain_id: CHAIN,
-                sender: *sender,
-                nonce,
-                fee: 1,
-                op: Operation::Transfer {
-                    to: accts[(i + 1) % accts.len()].1,
-                    amount,
-                },
-            }
-            .sign(key)
-            .encoded()
-            .to_vec()
-        })
-        .collect()
-}
-
 /// The block after `replica`'s applied height, as its leader proposes it. Block `h` spends
 /// nonce `h - 1` of every account.
 fn next_block(replica: &Replica) -> BlockEntry {
@@ -155,16 +118,6 @@ fn next_block(replica: &Replica) -> BlockEntry {
             transfers(height - 1, 4, 1),
         )
         .expect("the leader executes its proposal")
-}
-
-fn raft_config() -> openraft::Config {
-    openraft::Config {
-        cluster_name: "aurigraph-test".into(),
-        heartbeat_interval: 100,
-        election_timeout_min: 500,
-        election_timeout_max: 1_000,
-        ..Default::default()
-    }
 }
 
 async fn replica(id: NodeId, faults: Arc<FaultyLinks>) -> (Replica, String) {

@@ -473,12 +473,22 @@ impl Pipeline {
     /// Fails with [`LedgerError::Execution`] (`E_EXECUTION`) when the executor cannot
     /// execute the block.
     pub fn execute(&self, proposal: Proposal) -> Result<Executed> {
-        let block: Vec<_> = proposal.batch.txs.iter().map(|t| t.tx.clone()).collect();
         let state = self.state.read();
-        let chain_id = state.chain_id();
+        self.execute_on(proposal, &*state, state.chain_id())
+    }
+
+    /// Executes `proposal` reading `view`; `before` holds the accounts of its write set as
+    /// `view` had them.
+    fn execute_on(
+        &self,
+        proposal: Proposal,
+        view: &dyn StateView,
+        chain_id: u32,
+    ) -> Result<Executed> {
+        let block: Vec<_> = proposal.batch.txs.iter().map(|t| t.tx.clone()).collect();
         let execution = self
             .executor
-            .execute(&*state as &dyn StateView, chain_id, &block)
+            .execute(view, chain_id, &block)
             .map_err(|source| LedgerError::Execution {
                 height: proposal.height,
                 source,
@@ -486,7 +496,7 @@ impl Pipeline {
         let before = execution
             .write_set
             .iter()
-            .map(|(a, _)| (*a, state.account(a)))
+            .map(|(a, _)| (*a, view.account(a)))
             .collect();
         Ok(Executed {
             proposal,
@@ -505,31 +515,12 @@ impl Pipeline {
         proposal: Proposal,
         pending: &std::collections::HashMap<crate::tx::Address, crate::state::Account>,
     ) -> Result<Executed> {
-        let block: Vec<_> = proposal.batch.txs.iter().map(|t| t.tx.clone()).collect();
         let state = self.state.read();
         let view = InFlightView {
             base: &state,
             pending,
         };
-        let chain_id = state.chain_id();
-        let execution = self
-            .executor
-            .execute(&view as &dyn StateView, chain_id, &block)
-            .map_err(|source| LedgerError::Execution {
-                height: proposal.height,
-                source,
-            })?;
-        let before = execution
-            .write_set
-            .iter()
-            .map(|(a, _)| (*a, view.account(a)))
-            .collect();
-        Ok(Executed {
-            proposal,
-            block,
-            execution,
-            before,
-        })
+        self.execute_on(proposal, &view, state.chain_id())
     }
 
     /// The state root `executed` reaches on top of the blocks in flight (`pending`, as for

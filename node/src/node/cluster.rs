@@ -35,9 +35,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use aurigraph_consensus::replica::{self, Replica, ReplicaConfig, ReplicaError};
-use aurigraph_consensus::state_machine::{ApplyError, BlockApplier};
+use aurigraph_consensus::state_machine::{
+    ApplyError, BlockApplier, check_snapshot, snapshot_state,
+};
 use aurigraph_consensus::types::{BlockApplied, BlockEntry};
-use aurigraph_ledger::state::{Account, ShardedState, StateRoot};
+use aurigraph_ledger::state::{Account, StateRoot};
 use aurigraph_ledger::tx::Address;
 use aurigraph_ledger::tx::SignedTransaction;
 
@@ -237,18 +239,7 @@ impl BlockApplier for NodeApplier {
         let core = self.core()?;
         let snapshot: NodeSnapshot =
             postcard::from_bytes(data).map_err(|e| ApplyError::Snapshot(format!("decode: {e}")))?;
-        if snapshot.version != SNAPSHOT_VERSION {
-            return Err(ApplyError::Snapshot(format!(
-                "format version {} (expected {SNAPSHOT_VERSION})",
-                snapshot.version
-            )));
-        }
-        if snapshot.height != height {
-            return Err(ApplyError::Snapshot(format!(
-                "the data is at height {}, the snapshot says {height}",
-                snapshot.height
-            )));
-        }
+        check_snapshot(snapshot.version, SNAPSHOT_VERSION, snapshot.height, height)?;
         let (genesis, chain_id) = core
             .storage
             .genesis()
@@ -261,15 +252,8 @@ impl BlockApplier for NodeApplier {
             )));
         }
         let shards = core.pipeline.state().shard_count();
-        let mut state = ShardedState::new(chain_id, shards)
-            .map_err(|e| ApplyError::Snapshot(format!("state: [{}] {e}", e.code())))?;
-        let root = state.apply(&snapshot.accounts);
-        if root.0 != snapshot.root {
-            return Err(ApplyError::Snapshot(format!(
-                "the accounts' root {root} differs from the snapshot's {}",
-                StateRoot(snapshot.root)
-            )));
-        }
+        let state = snapshot_state(chain_id, shards, &snapshot.accounts, snapshot.root)?;
+        let root = StateRoot(snapshot.root);
         let head = aurigraph_storage::Head {
             height,
             hash: snapshot.hash,
