@@ -5,36 +5,16 @@
 //! chained by parent hashes), every acknowledged transaction is committed, and no temporary
 //! segment file is left.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use crate::crash::{ChildNode, free_port};
 use parking_lot::Mutex;
 use serde_json::json;
-
-/// A child node, killed (SIGKILL) when dropped.
-struct ChildNode {
-    child: Child,
-    base: String,
-}
-
-impl Drop for ChildNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// Starts `aurigraph start --config dir/node.toml` on a free port, waits for `/readyz` 200.
 async fn spawn_node(dir: &Path, c: &reqwest::Client) -> ChildNode {

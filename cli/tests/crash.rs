@@ -17,9 +17,9 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 /// A child node, killed (SIGKILL) when dropped so a failing test leaves nothing behind.
-struct ChildNode {
-    child: Child,
-    base: String,
+pub(crate) struct ChildNode {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
 impl Drop for ChildNode {
@@ -29,7 +29,7 @@ impl Drop for ChildNode {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
