@@ -920,8 +920,9 @@ fn watch_leader(urls: &[String], on: &std::sync::atomic::AtomicBool) -> Vec<(Ins
     samples
 }
 
-/// The longest span without a node that says it leads (to the last sample when none came).
-fn longest_without_leader(samples: &[(Instant, bool)]) -> Duration {
+/// The longest span without a node that says it leads, from samples `(when, some node
+/// leads)` in time order (to the last sample when none came). Shared with the chaos test.
+pub fn longest_without_leader(samples: &[(Instant, bool)]) -> Duration {
     let mut longest = Duration::ZERO;
     let mut since: Option<Instant> = None;
     for (at, leader) in samples {

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cluster::{Down, aurigraph, text, up_three};
 use crate::common::*;
+use aurigraph_cli::demo::longest_without_leader;
 use serde_json::{Value, json};
 
 /// Client tasks, one development account each (accounts 1..=CLIENTS send, 40.. receive).
@@ -259,27 +260,6 @@ async fn watch_leader(
         tokio::time::sleep_until((at + Duration::from_millis(50)).into()).await;
     }
     samples
-}
-
-/// The longest span between a sample with no leader after one with a leader and the next
-/// sample with a leader (to the last sample when none came).
-fn longest_without_leader(samples: &[(Instant, bool)]) -> Duration {
-    let mut longest = Duration::ZERO;
-    let mut since: Option<Instant> = None;
-    for (at, leader) in samples {
-        match (leader, since) {
-            (false, None) => since = Some(*at),
-            (true, Some(s)) => {
-                longest = longest.max(*at - s);
-                since = None;
-            }
-            _ => {}
-        }
-    }
-    if let (Some(s), Some((last, _))) = (since, samples.last()) {
-        longest = longest.max(*last - s);
-    }
-    longest
 }
 
 fn now_ms() -> u64 {
