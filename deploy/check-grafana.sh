@@ -98,19 +98,9 @@ log "tsc --noEmit (layer 2: aurigraph.json as an object literal 'satisfies Aurig
 log "types OK: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); p=d["panels"]; print("schemaVersion %s, %d rows, %d panels, %d variables" % (d["schemaVersion"], sum(x["type"]=="row" for x in p), sum(x["type"]!="row" for x in p), len(d["templating"]["list"])))' "$DASH")"
 
 # ---------------------------------------------------------------- 2. PromQL
-if ! command -v promtool >/dev/null; then
-    log "promtool missing: installing Debian package prometheus"
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || die "promtool missing and not root (no sudo)"
-        SUDO="sudo -n"
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || {
-        $SUDO apt-get update -qq >/dev/null 2>&1
-        $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1
-    } || die "apt-get install prometheus failed"
-fi
+# shellcheck source=deploy/lib.sh
+. "$ROOT/deploy/lib.sh"
+ensure_prometheus
 log "using $(promtool --version 2>&1 | head -n1)"
 
 # Writes $TMP/rules.yml (JSON is YAML), $TMP/exprs.tsv (where, expression) and $TMP/names.tsv

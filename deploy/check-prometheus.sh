@@ -33,19 +33,9 @@ log() { printf '[check-prometheus %3ds] %s\n' "$((SECONDS - START))" "$*"; }
 die() { log "FAIL: $*"; exit 1; }
 
 # ---------------------------------------------------------------- tools
-if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
-    log "promtool/prometheus missing: installing Debian package prometheus"
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || die "promtool/prometheus missing and not root (no sudo)"
-        SUDO="sudo -n"
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || {
-        $SUDO apt-get update -qq >/dev/null 2>&1
-        $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1
-    } || die "apt-get install prometheus failed"
-fi
+# shellcheck source=deploy/lib.sh
+. "$ROOT/deploy/lib.sh"
+ensure_prometheus
 command -v curl >/dev/null || die "curl is needed"
 log "using $(promtool --version 2>&1 | head -n1)"
 
