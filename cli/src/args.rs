@@ -56,6 +56,91 @@ pub enum Command {
     /// folder each under DIR (up, status, down).
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Fault scenarios under load against a running cluster (`cluster up --chaos --dir
+    /// DIR`): a crash, a partition, a degradation or an overload, and the verdict that
+    /// nothing acknowledged was lost.
+    #[command(subcommand)]
+    Chaos(ChaosCommand),
+}
+
+/// `aurigraph chaos ...`
+#[derive(Debug, Subcommand)]
+pub enum ChaosCommand {
+    /// Run one scenario under steady load (the fault from a third of --duration to two
+    /// thirds); print the verdict and figures, write them as JSON (--out) and the run's
+    /// labels to DIR/chaos-runs/SCENARIO-MS/events.json. Exits non-zero on a failed
+    /// verdict.
+    Run(ChaosRunArgs),
+    /// The leader_health slot's A/B under a scenario: --runs runs on static and --runs with
+    /// --model at 100% on every node, alternating; per arm the unavailability per leader
+    /// failure and the hand-over lead time (median, min/max), and with --healthy-minutes the
+    /// false hand-overs per hour of a fault-free cluster.
+    Ab(ChaosAbArgs),
+}
+
+/// What every `aurigraph chaos` verb takes.
+#[derive(Debug, Args)]
+pub struct ChaosCommon {
+    /// The scenario.
+    #[arg(long, value_enum)]
+    pub scenario: crate::chaos::Scenario,
+    /// The cluster's folder (as given to `cluster up`); the cluster must be running.
+    #[arg(long)]
+    pub dir: std::path::PathBuf,
+    /// How long the load runs, e.g. 30s; the fault starts at a third of it.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: std::time::Duration,
+    /// Steady load offered by the client threads, transactions per second all together
+    /// [default: as fast as each client's last transaction is acknowledged].
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// degrade-leader-*: seconds between the degradation and the SIGKILL.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub warning: std::time::Duration,
+    /// The verdict fails when a node's resident memory (VmRSS) exceeded this, MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub max_rss_mb: u64,
+    /// No progress bar (for logs and CI).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `aurigraph chaos run`.
+#[derive(Debug, Args)]
+pub struct ChaosRunArgs {
+    #[allow(missing_docs)] // flattened: documented on `ChaosCommon`
+    #[command(flatten)]
+    pub common: ChaosCommon,
+    /// The verdict as JSON [default: DIR/chaos-SCENARIO-UNIXTIME.json].
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// After the run, write each node's `leader_health` telemetry as CSV (node-ID.csv) into
+    /// the run's folder (the databases are opened read-only: the nodes stay up).
+    #[arg(long)]
+    pub export_telemetry: bool,
+}
+
+/// Arguments of `aurigraph chaos ab`.
+#[derive(Debug, Args)]
+pub struct ChaosAbArgs {
+    #[allow(missing_docs)] // flattened: documented on `ChaosCommon`
+    #[command(flatten)]
+    pub common: ChaosCommon,
+    /// Runs per arm.
+    #[arg(long, default_value_t = 3)]
+    pub runs: u32,
+    /// The leader_health model (a folder of --models) of the model arm.
+    #[arg(long)]
+    pub model: String,
+    /// Where the model's folder is copied from into DIR/models when missing there.
+    #[arg(long, default_value = "models")]
+    pub models: std::path::PathBuf,
+    /// Also run the cluster this many minutes per arm with no fault and count hand-overs.
+    #[arg(long, default_value_t = 0.0, value_name = "M")]
+    pub healthy_minutes: f64,
+    /// The comparison as JSON [default: DIR/chaos-ab-SCENARIO-UNIXTIME.json].
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
 }
 
 /// `aurigraph cluster ...`
@@ -125,6 +210,10 @@ pub struct ClusterUpArgs {
     /// [default: 0, or the stopped cluster's count].
     #[arg(long, value_name = "M", value_parser = clap::value_parser!(u64).range(0..=16))]
     pub learners: Option<u64>,
+    /// For `aurigraph chaos`: every node's config gets `[faults] enabled = true` (the
+    /// fault-injection admin API) and `telemetry.features = "full"` (a new cluster only).
+    #[arg(long)]
+    pub chaos: bool,
 }
 
 /// Arguments of `aurigraph cluster status`.

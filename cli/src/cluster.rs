@@ -141,7 +141,7 @@ fn alive(pid: u32, _config: &Path) -> bool {
 }
 
 /// Sends `kill -SIG pid`; whether it was delivered.
-fn signal(pid: u32, sig: &str) -> bool {
+pub(crate) fn signal(pid: u32, sig: &str) -> bool {
     Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
@@ -199,6 +199,8 @@ struct Layout<'a> {
     base: u16,
     secret: &'a str,
     token: &'a str,
+    /// `--chaos`: the fault API on, decision features recorded in full.
+    chaos: bool,
 }
 
 /// The config of node `id` (a validator when `id <= validators`, else a business learner),
@@ -232,6 +234,9 @@ fn node_config(dir: &Path, id: u64, l: &Layout<'_>) -> NodeConfig {
         election_max_ms: 1_000,
         ..ClusterConfig::default()
     };
+    if l.chaos {
+        c.telemetry.features = aurigraph_node::config::FeatureRecording::Full;
+    }
     c
 }
 
@@ -240,9 +245,17 @@ fn port(base: u16, id: u64) -> u16 {
     u16::try_from(u64::from(base) + id - 1).unwrap_or(u16::MAX)
 }
 
-/// Writes `config` to `path`, readable by its owner only (it holds the secret and token).
-fn write_config(path: &Path, config: &NodeConfig, dir: &Path) -> Result<()> {
-    let body = toml::to_string_pretty(config).context("cannot write the node's config")?;
+/// Writes `config` to `path`, readable by its owner only (it holds the secret and token);
+/// with `chaos`, its `[faults]` section says `enabled = true` (the node's fault-injection
+/// API, `POST /v1/admin/faults`).
+fn write_config(path: &Path, config: &NodeConfig, dir: &Path, chaos: bool) -> Result<()> {
+    let mut table = toml::Table::try_from(config).context("cannot write the node's config")?;
+    if chaos {
+        let mut faults = toml::Table::new();
+        faults.insert("enabled".into(), toml::Value::Boolean(true));
+        table.insert("faults".into(), toml::Value::Table(faults));
+    }
+    let body = toml::to_string_pretty(&table).context("cannot write the node's config")?;
     // The text must read back as the same config.
     NodeConfig::parse(&body)
         .map_err(|e| anyhow::anyhow!("[E_CONFIG] the written config does not parse: {}", e.0))?;
@@ -333,6 +346,7 @@ fn plan(args: &ClusterUpArgs, dir: &Path) -> Result<ClusterFile> {
         base,
         secret: &secret,
         token: &token,
+        chaos: args.chaos,
     };
     for sub in ["models", "plugins"] {
         fs::create_dir_all(dir.join(sub))
@@ -347,7 +361,7 @@ fn plan(args: &ClusterUpArgs, dir: &Path) -> Result<ClusterFile> {
             .validate()
             .map_err(|e| anyhow::anyhow!("node {id}'s config: {e}"))?;
         let path = own.join("aurigraph.toml");
-        write_config(&path, &config, dir)?;
+        write_config(&path, &config, dir, args.chaos)?;
         nodes.push(NodeEntry {
             id,
             role: config.cluster.role,
@@ -590,6 +604,48 @@ pub(crate) fn restart_node(dir: &Path, id: u64) -> Result<Child> {
         .with_context(|| format!("cannot write {}", node.pid_file().display()))?;
     write_cluster(dir, &cluster)?;
     Ok(child)
+}
+
+/// One node of the cluster in a folder, as `aurigraph chaos` drives it.
+pub(crate) struct Member {
+    pub(crate) id: u64,
+    pub(crate) url: String,
+    /// Its data dir (from its config).
+    pub(crate) data_dir: PathBuf,
+}
+
+/// The nodes of the cluster in `dir` (validators and learners, in id order) and its admin
+/// token.
+pub(crate) fn members(dir: &Path) -> Result<(Vec<Member>, String)> {
+    let cluster = read_cluster(dir)?;
+    let mut token = None;
+    let mut out = Vec::new();
+    for n in &cluster.nodes {
+        let c = load_config(&n.config)?;
+        token = token.or(c.admin.token.clone());
+        out.push(Member {
+            id: n.id,
+            url: n.url.clone(),
+            data_dir: c.data_dir,
+        });
+    }
+    let token = token.with_context(|| {
+        format!(
+            "[E_CONFIG] no node of {} has an admin.token",
+            dir.display()
+        )
+    })?;
+    Ok((out, token))
+}
+
+/// The pid of node `id` of the cluster in `dir` when it is running.
+pub(crate) fn node_pid(dir: &Path, id: u64) -> Option<u32> {
+    read_cluster(dir)
+        .ok()?
+        .nodes
+        .iter()
+        .find(|n| n.id == id)?
+        .running_pid()
 }
 
 /// A base port from which `n` consecutive ports on 127.0.0.1 bind now, in 20000..60000.

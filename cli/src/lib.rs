@@ -14,6 +14,7 @@
 //! | `aurigraph bench ab` | [`bench`](mod@bench) (the harness is `aurigraph_ab`) |
 //! | `aurigraph telemetry export` | [`telemetry`] (the work is [`export`]'s) |
 //! | `aurigraph cluster up/status/down` | [`cluster`] |
+//! | `aurigraph chaos run/ab` | [`chaos`] |
 //!
 //! The client verbs reach a running node over its REST API through [`client`] (`load` also
 //! over gRPC, its default transport, with the node library's generated client). This crate
@@ -22,6 +23,7 @@
 
 pub mod args;
 pub mod bench;
+pub mod chaos;
 pub mod client;
 pub mod cluster;
 pub mod demo;

@@ -976,6 +976,13 @@ fn totals(outs: Vec<WorkerOut>) -> Totals {
     t
 }
 
+/// Runs the load as `aurigraph load` does, without printing: the report (as `--json` prints
+/// it) and the acknowledged hashes. `aurigraph chaos` offers its overload through it.
+pub(crate) fn run_json(args: &LoadArgs) -> Result<(serde_json::Value, Vec<TxHash>)> {
+    let (report, acked) = run(args)?;
+    Ok((serde_json::to_value(&report)?, acked))
+}
+
 fn run(args: &LoadArgs) -> Result<(Report, Vec<TxHash>)> {
     if args.rate == 0 || args.batch == 0 || args.duration.is_zero() {
         bail!("[E_CONFIG] --rate, --batch and --duration must be positive");

@@ -4,8 +4,8 @@
 
 use std::process::ExitCode;
 
-use aurigraph_cli::args::{self, BenchCommand, ClusterCommand, Command, TelemetryCommand};
-use aurigraph_cli::{bench, cluster, demo, load, models, policy, start, telemetry, tx};
+use aurigraph_cli::args::{self, BenchCommand, ChaosCommand, ClusterCommand, Command, TelemetryCommand};
+use aurigraph_cli::{bench, chaos, cluster, demo, load, models, policy, start, telemetry, tx};
 use clap::Parser;
 
 /// Errors print as `error: [CODE] message` and their causes on one line each; the stack
@@ -47,5 +47,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Cluster(ClusterCommand::Promote(args)) => cluster::change("promote", &args),
         Command::Cluster(ClusterCommand::Remove(args)) => cluster::change("remove", &args),
         Command::Cluster(ClusterCommand::Transfer(args)) => cluster::change("transfer", &args),
+        Command::Chaos(ChaosCommand::Run(args)) => chaos::run(&args),
+        Command::Chaos(ChaosCommand::Ab(args)) => chaos::ab(&args),
     }
 }

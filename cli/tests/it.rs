@@ -12,8 +12,8 @@ mod common;
 
 mod architecture;
 mod archive_crash;
+mod chaos;
 mod cluster;
-mod cluster_chaos;
 mod crash;
 mod demo_cluster;
 mod errors;

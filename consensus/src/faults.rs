@@ -54,6 +54,8 @@ struct State {
     /// Loss probability per link, in millionths (0..=1_000_000).
     loss: BTreeMap<(NodeId, NodeId), u32>,
     delay: BTreeMap<(NodeId, NodeId), Duration>,
+    /// Replicas whose server refuses every call (see [`FaultyLinks::block_inbound`]).
+    inbound: BTreeSet<NodeId>,
     rng: u64,
     cut_hits: u64,
     lost: u64,
@@ -147,6 +149,25 @@ impl FaultyLinks {
         state.cut.clear();
         state.loss.clear();
         state.delay.clear();
+        state.inbound.clear();
+    }
+
+    /// Makes the server of replica `node` refuse every Raft call (when it was built with
+    /// [`RaftService::with_faults`](crate::network::RaftService::with_faults)): with its
+    /// outgoing links cut too, a replica in another process is partitioned from every peer,
+    /// since the peers' own tables know nothing of the fault. `false` lifts it.
+    pub fn block_inbound(&self, node: NodeId, blocked: bool) {
+        let mut state = self.lock();
+        if blocked {
+            state.inbound.insert(node);
+        } else {
+            state.inbound.remove(&node);
+        }
+    }
+
+    /// Whether replica `node`'s server refuses every call.
+    pub fn inbound_blocked(&self, node: NodeId) -> bool {
+        self.lock().inbound.contains(&node)
     }
 
     /// Whether the directed link `from -> to` is cut.
@@ -233,6 +254,11 @@ mod tests {
         assert_eq!(links.check(2, 1), Ok(Duration::ZERO), "only one direction");
         links.restore(1, 2);
         assert!(!links.is_cut(1, 2));
+
+        links.block_inbound(3, true);
+        assert!(links.inbound_blocked(3) && !links.inbound_blocked(1));
+        links.block_inbound(3, false);
+        assert!(!links.inbound_blocked(3));
 
         links.isolate(2, [1, 2, 3]);
         for other in [1, 3] {

@@ -113,7 +113,13 @@ type Result<T, E = LogStoreError> = std::result::Result<T, E>;
 pub struct RaftLogStore {
     storage: Arc<Storage>,
     on_append: Option<AppendObserver>,
+    write_delay: Option<WriteDelay>,
 }
+
+/// **Fault injection, for tests and chaos runs; never in a production config.** Asked before
+/// each append: how long to hold it before the synced write (a slow disk). The held time
+/// counts in what the [`AppendObserver`] is told.
+pub type WriteDelay = Arc<dyn Fn() -> std::time::Duration + Send + Sync>;
 
 /// Called after each append with how long its synced write took and how many entries it
 /// wrote (the node feeds its `aurigraph_raft_append_seconds` histogram with it).
@@ -181,12 +187,19 @@ impl RaftLogStore {
         Ok(Self {
             storage,
             on_append: None,
+            write_delay: None,
         })
     }
 
     /// The same store, calling `observer` after each append (see [`AppendObserver`]).
     pub fn with_append_observer(mut self, observer: AppendObserver) -> Self {
         self.on_append = Some(observer);
+        self
+    }
+
+    /// The same store, holding each append for what `delay` answers (see [`WriteDelay`]).
+    pub fn with_write_delay(mut self, delay: WriteDelay) -> Self {
+        self.write_delay = Some(delay);
         self
     }
 
@@ -349,6 +362,12 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
         I::IntoIter: OptionalSend,
     {
         let started = std::time::Instant::now();
+        if let Some(delay) = &self.write_delay {
+            let d = delay();
+            if !d.is_zero() {
+                tokio::time::sleep(d).await;
+            }
+        }
         let mut encoded = Vec::new();
         for entry in entries {
             encoded.push((index_key(entry.index()), encode("log entry", &entry)?));

@@ -52,6 +52,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::faults::{FaultyLinks, InjectedFault};
+use crate::leadership::LinkStats;
 use crate::types::{NodeId, NodeInfo, SnapshotMeta, TypeConfig, Vote};
 
 /// The gRPC types and services generated from `proto/aurigraph/raft/v1/raft.proto`.
@@ -187,6 +188,7 @@ pub struct RaftNetwork<D = Cursor<Vec<u8>>> {
     secret: Option<AsciiMetadataValue>,
     channels: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
     faults: Option<LinkFaults>,
+    stats: Option<Arc<LinkStats>>,
     _data: PhantomData<fn() -> D>,
 }
 
@@ -202,8 +204,16 @@ impl<D: SnapshotBytes> RaftNetwork<D> {
             secret: AsciiMetadataValue::try_from(secret.as_str()).ok(),
             channels: Arc::new(Mutex::new(HashMap::new())),
             faults: None,
+            stats: None,
             _data: PhantomData,
         }
+    }
+
+    /// The same factory, recording the round trip of every AppendEntries its clients send
+    /// in `stats`.
+    pub fn with_stats(mut self, stats: Arc<LinkStats>) -> Self {
+        self.stats = Some(stats);
+        self
     }
 
     /// **Fault injection, for tests and chaos runs; never in a production config.** A factory
@@ -257,6 +267,7 @@ impl<D: SnapshotBytes> RaftNetworkFactory<TypeConfig> for RaftNetwork<D> {
             client,
             secret: self.secret.clone(),
             faults: self.faults.clone(),
+            stats: self.stats.clone(),
             _data: PhantomData,
         }
     }
@@ -269,6 +280,7 @@ pub struct RaftPeer<D> {
     client: Result<RaftClient<Channel>, RaftRpcError>,
     secret: Option<AsciiMetadataValue>,
     faults: Option<LinkFaults>,
+    stats: Option<Arc<LinkStats>>,
     _data: PhantomData<fn() -> D>,
 }
 
@@ -331,10 +343,15 @@ impl<D> RaftPeer<D> {
         rpc: Unary,
         req: &Req,
     ) -> Result<Resp, RPCError<TypeConfig>> {
+        let started = std::time::Instant::now();
         self.injected_fault()
             .await
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        self.unary(rpc, req).await.map_err(RaftRpcError::into_rpc)
+        let answer = self.unary(rpc, req).await.map_err(RaftRpcError::into_rpc)?;
+        if let (Unary::AppendEntries, Some(stats)) = (rpc, &self.stats) {
+            stats.record_rtt(self.target, started.elapsed());
+        }
+        Ok(answer)
     }
 
     async fn unary<Req: Serialize, Resp: DeserializeOwned>(
@@ -545,13 +562,34 @@ where
 pub struct RaftService<H> {
     raft: H,
     secret: Option<blake3::Hash>,
+    stats: Option<Arc<LinkStats>>,
+    inbound: Option<(NodeId, Arc<FaultyLinks>)>,
 }
 
 impl<H: RaftHandler> RaftService<H> {
     /// The service over `raft`, accepting calls that carry `secret` (none if it is empty).
     pub fn new(raft: H, secret: String) -> Self {
         let secret = (!secret.is_empty()).then(|| blake3::hash(secret.as_bytes()));
-        Self { raft, secret }
+        Self {
+            raft,
+            secret,
+            stats: None,
+            inbound: None,
+        }
+    }
+
+    /// The same service, recording the arrival of every AppendEntries it accepts in `stats`.
+    pub fn with_stats(mut self, stats: Arc<LinkStats>) -> Self {
+        self.stats = Some(stats);
+        self
+    }
+
+    /// **Fault injection, for tests and chaos runs; never in a production config.** The same
+    /// service, refusing every call (`E_FAULT_INJECTED`, unavailable) while `faults` blocks the
+    /// inbound links of replica `me` ([`FaultyLinks::block_inbound`]).
+    pub fn with_faults(mut self, me: NodeId, faults: Arc<FaultyLinks>) -> Self {
+        self.inbound = Some((me, faults));
+        self
     }
 
     /// The tonic service, with the message size limits at [`MAX_MESSAGE_BYTES`].
@@ -571,6 +609,15 @@ impl<H: RaftHandler> RaftService<H> {
     }
 
     fn authorize(&self, metadata: &MetadataMap) -> Result<(), Status> {
+        if let Some((me, faults)) = &self.inbound
+            && faults.inbound_blocked(*me)
+        {
+            return Err(refusal(
+                Code::Unavailable,
+                "E_FAULT_INJECTED",
+                format!("replica {me}'s inbound links are blocked by an injected fault"),
+            ));
+        }
         let given = metadata.get(CLUSTER_SECRET_METADATA).map(|v| v.as_bytes());
         match (given, &self.secret) {
             (Some(given), Some(expected)) if blake3::hash(given) == *expected => Ok(()),
@@ -635,6 +682,9 @@ impl<H: RaftHandler> proto::raft_server::Raft for RaftService<H> {
     ) -> Result<Response<RaftMessage>, Status> {
         self.authorize(request.metadata())?;
         let req = decode_request(&request.get_ref().payload, "AppendEntriesRequest")?;
+        if let Some(stats) = &self.stats {
+            stats.record_arrival();
+        }
         reply(self.raft.append_entries(req).await)
     }
 

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use aurigraph_storage::Storage;
 use serde::Serialize;
 
+use crate::faults::FaultyLinks;
+use crate::leadership::LinkStats;
 use crate::log_store::RaftLogStore;
 use crate::network::{RaftNetwork, RaftService};
 use crate::state_machine::{BlockApplier, BlockStateMachine};
@@ -64,17 +66,33 @@ impl ReplicaError {
     }
 }
 
-/// Starts replica `id`: its log in `storage`'s Raft families (`on_append` called after each
-/// append), its state machine over `applier`. It builds a snapshot every `config.snapshot_logs` applied entries and then
-/// purges the log up to `config.snapshot_keep_logs` entries before it; a replica behind the
-/// purge point (or a new learner) receives the snapshot.
+/// What a replica reports to, and the faults injected into it, all optional.
+#[derive(Clone, Default)]
+pub struct ReplicaHooks {
+    /// Called after each append of the log (see [`crate::log_store::AppendObserver`]).
+    pub on_append: Option<crate::log_store::AppendObserver>,
+    /// Round trips of the AppendEntries it sends, arrivals of those it receives (its
+    /// network client and, through [`router`], its server).
+    pub stats: Option<Arc<LinkStats>>,
+    /// **Fault injection, for tests and chaos runs; never in a production config.** Its
+    /// outgoing links consult this table (as replica `id`), and, through [`router`], its
+    /// server refuses every call while the table blocks its inbound links.
+    pub faults: Option<Arc<FaultyLinks>>,
+    /// **Fault injection, for tests and chaos runs.** Holds each log append (a slow disk).
+    pub write_delay: Option<crate::log_store::WriteDelay>,
+}
+
+/// Starts replica `id`: its log in `storage`'s Raft families, its state machine over
+/// `applier`, with `hooks`. It builds a snapshot every `config.snapshot_logs` applied entries
+/// and then purges the log up to `config.snapshot_keep_logs` entries before it; a replica
+/// behind the purge point (or a new learner) receives the snapshot.
 pub async fn start<A: BlockApplier>(
     id: NodeId,
     config: &ReplicaConfig,
     storage: Arc<Storage>,
     applier: A,
     secret: &str,
-    on_append: Option<crate::log_store::AppendObserver>,
+    hooks: &ReplicaHooks,
 ) -> Result<Replica<A>, ReplicaError> {
     let raft_config = openraft::Config {
         cluster_name: "aurigraph".into(),
@@ -92,24 +110,41 @@ pub async fn start<A: BlockApplier>(
     .validate()
     .map_err(|e| ReplicaError::Start(format!("raft configuration: {e}")))?;
     let mut log = RaftLogStore::new(storage).map_err(|e| ReplicaError::Start(e.to_string()))?;
-    if let Some(f) = on_append {
-        log = log.with_append_observer(f);
+    if let Some(f) = &hooks.on_append {
+        log = log.with_append_observer(f.clone());
+    }
+    if let Some(d) = &hooks.write_delay {
+        log = log.with_write_delay(d.clone());
     }
     let sm = BlockStateMachine::new(applier).map_err(|e| ReplicaError::Start(e.to_string()))?;
-    openraft::Raft::new(
-        id,
-        Arc::new(raft_config),
-        RaftNetwork::new(secret.to_string()),
-        log,
-        sm,
-    )
+    let mut network = match &hooks.faults {
+        Some(f) => RaftNetwork::with_faults(secret.to_string(), id, f.clone()),
+        None => RaftNetwork::new(secret.to_string()),
+    };
+    if let Some(stats) = &hooks.stats {
+        network = network.with_stats(stats.clone());
+    }
+    openraft::Raft::new(id, Arc::new(raft_config), network, log, sm)
     .await
     .map_err(|e| ReplicaError::Start(e.to_string()))
 }
 
-/// The Raft RPC routes (`/aurigraph.raft.v1.Raft/*`) of `raft`, to merge into the node's router.
-pub fn router<A: BlockApplier>(raft: &Replica<A>, secret: &str) -> axum::Router {
-    RaftService::new(raft.clone(), secret.to_string()).into_router()
+/// The Raft RPC routes (`/aurigraph.raft.v1.Raft/*`) of `raft`, to merge into the node's
+/// router, with the stats and faults of `hooks` (see [`ReplicaHooks`]).
+pub fn router<A: BlockApplier>(
+    raft: &Replica<A>,
+    secret: &str,
+    hooks: &ReplicaHooks,
+) -> axum::Router {
+    let mut service = RaftService::new(raft.clone(), secret.to_string());
+    if let Some(stats) = &hooks.stats {
+        service = service.with_stats(stats.clone());
+    }
+    if let Some(faults) = &hooks.faults {
+        let me = raft.metrics().borrow_watched().id;
+        service = service.with_faults(me, faults.clone());
+    }
+    service.into_router()
 }
 
 /// Initializes a new cluster with `members` as voters; nothing when this replica already
@@ -189,6 +224,8 @@ pub struct ReplicaStatus {
     pub last_log: Option<u64>,
     /// The members (voters and learners) with their addresses.
     pub members: Vec<(NodeId, String)>,
+    /// The voters among them.
+    pub voters: Vec<NodeId>,
     /// The error that stopped this replica's Raft, if it stopped.
     pub stopped: Option<String>,
     /// On the leader: how many log entries each other replica is behind its last log entry.
@@ -245,6 +282,7 @@ fn status_of(m: &openraft::RaftMetrics<TypeConfig>) -> ReplicaStatus {
             .nodes()
             .map(|(id, n)| (*id, n.addr.clone()))
             .collect(),
+        voters: m.membership_config.membership().voter_ids().collect(),
         stopped: m.running_state.as_ref().err().map(|e| e.to_string()),
         lags,
         quorum_acked_ms_ago: m.last_quorum_acked.as_ref().map(|t| {

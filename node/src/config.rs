@@ -57,6 +57,10 @@ pub struct NodeConfig {
     pub cluster: ClusterConfig,
     /// Scaling advice from the `demand` forecast (see [`crate::scaling`]).
     pub scaling: crate::scaling::ScalingConfig,
+    /// The `leader_health` monitor and hand-over (see [`crate::health`]).
+    pub leader_health: crate::health::LeaderHealthConfig,
+    /// Fault injection, for tests and chaos runs only (see [`crate::faults`]).
+    pub faults: crate::faults::FaultsConfig,
 }
 
 /// A replica of a validator cluster (openraft). Off when `node_id` is 0: the node then runs
@@ -174,6 +178,8 @@ impl Default for NodeConfig {
             telemetry: TelemetryConfig::default(),
             cluster: ClusterConfig::default(),
             scaling: crate::scaling::ScalingConfig::default(),
+            leader_health: crate::health::LeaderHealthConfig::default(),
+            faults: crate::faults::FaultsConfig::default(),
         }
     }
 }
@@ -517,6 +523,7 @@ impl NodeConfig {
 
     /// Checks values that would fail later in a less clear way.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.leader_health.validate().map_err(ConfigError)?;
         if self.storage.archive_segment_blocks == 0 {
             return Err(ConfigError(
                 "storage.archive_segment_blocks must be at least 1".into(),

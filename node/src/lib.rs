@@ -14,6 +14,8 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod faults;
+pub mod health;
 pub mod metrics;
 pub mod node;
 pub mod registries;

@@ -44,6 +44,15 @@ struct OpsMetrics {
     mempool_class: Family<ClassLabels, Gauge>,
     rocksdb: Family<RocksLabels, Gauge>,
     commit_latency: Histogram,
+    leader_health: Gauge<f64, std::sync::atomic::AtomicU64>,
+    handovers: Family<AnsweredLabels, Counter>,
+}
+
+/// Labels of a `leader_health` hand-over.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnsweredLabels {
+    /// What answered the decision: `static`, `onnx` or `wasm`.
+    pub answered_by: String,
 }
 
 /// Labels of a mempool priority class.
@@ -78,7 +87,19 @@ impl OpsMetrics {
             mempool_class: Family::default(),
             rocksdb: Family::default(),
             commit_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            leader_health: Gauge::default(),
+            handovers: Family::default(),
         };
+        registry.register(
+            "aurigraph_leader_health_probability",
+            "The leader_health slot's last failure probability for the leader, as this replica scores it",
+            m.leader_health.clone(),
+        );
+        registry.register(
+            "aurigraph_leader_handovers",
+            "Leadership hand-overs this replica made on its leader_health score, by what answered",
+            m.handovers.clone(),
+        );
         registry.register(
             "aurigraph_node_mempool_class_transactions",
             "Transactions held in the mempool by priority class (read at each scrape)",
@@ -130,7 +151,7 @@ impl OpsMetrics {
 
 /// `utime + stime` of this process in seconds, from `/proc/self/stat` (USER_HZ is 100 on
 /// Linux for the values `/proc` exports); `None` elsewhere or when unreadable.
-fn process_cpu_seconds() -> Option<f64> {
+pub(crate) fn process_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name (in parentheses, possibly with spaces): state is field 3,
     // utime field 14 and stime field 15 of the whole line.
@@ -142,7 +163,7 @@ fn process_cpu_seconds() -> Option<f64> {
 }
 
 /// `VmRSS` of this process in bytes, from `/proc/self/status`.
-fn process_resident_bytes() -> Option<i64> {
+pub(crate) fn process_resident_bytes() -> Option<i64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb: i64 = status
         .lines()
@@ -620,6 +641,19 @@ impl NodeMetrics {
 
     pub(crate) fn raft_proposed(&self, in_flight: usize) {
         self.raft.in_flight.observe(in_flight as f64);
+    }
+
+    pub(crate) fn leader_health_probability(&self, p: f64) {
+        self.ops.leader_health.set(p);
+    }
+
+    pub(crate) fn leader_handover(&self, answered_by: &str) {
+        self.ops
+            .handovers
+            .get_or_create(&AnsweredLabels {
+                answered_by: answered_by.to_string(),
+            })
+            .inc();
     }
 
     pub(crate) fn raft_append(&self, d: Duration) {

@@ -918,6 +918,56 @@ impl NodeCore {
         Ok(host.status())
     }
 
+    /// What the `leader_health` monitor last published (`None` off a cluster).
+    pub fn leader_health(&self) -> Option<crate::health::HealthView> {
+        self.cluster.get().map(|c| c.health.view())
+    }
+
+    /// The injector, or `E_FAULTS_DISABLED` when the node runs without `[faults] enabled` on
+    /// a cluster replica.
+    fn injector(&self) -> Result<&std::sync::Arc<crate::faults::FaultInjector>, ApiError> {
+        self.faults.as_ref().ok_or_else(|| {
+            ApiError::new(
+                crate::error::ErrorKind::Conflict,
+                "E_FAULTS_DISABLED",
+                "fault injection is off: it needs `[faults] enabled = true` on a cluster replica (tests and chaos runs only)",
+            )
+        })
+    }
+
+    /// The injected faults now active (`E_FAULTS_DISABLED` when injection is off).
+    pub fn active_faults(&self) -> Result<Vec<crate::faults::ActiveFault>, ApiError> {
+        Ok(self.injector()?.active())
+    }
+
+    /// Injects `spec` into this node (tests and chaos runs only; see [`crate::faults`]).
+    pub fn inject_fault(
+        &self,
+        spec: crate::faults::FaultSpec,
+    ) -> Result<Vec<crate::faults::ActiveFault>, ApiError> {
+        let injector = self.injector()?;
+        let cluster = self.cluster.get().ok_or_else(|| {
+            ApiError::new(
+                crate::error::ErrorKind::Unavailable,
+                "E_NOT_READY",
+                "the replica has not started yet",
+            )
+        })?;
+        let me = self.config.cluster.node_id;
+        let peers: Vec<u64> = aurigraph_consensus::replica::status(&cluster.raft)
+            .members
+            .iter()
+            .map(|m| m.0)
+            .chain(self.config.cluster.members.iter().map(|m| m.id))
+            .filter(|id| *id != me)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        injector
+            .apply(spec, peers, &cluster.rt)
+            .map_err(|e| ApiError::bad_request("E_BAD_FAULT", e))
+    }
+
     /// This replica's status, or `None` when the node runs alone.
     pub fn cluster_status(&self) -> Option<aurigraph_consensus::replica::ReplicaStatus> {
         self.cluster

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 const SECRET: &str = "cluster-secret-for-the-node-tests";
 
 /// Free ports on 127.0.0.1, picked by binding and releasing.
-fn free_ports(n: usize) -> Vec<u16> {
+pub(crate) fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<_> = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
         .collect();
@@ -29,7 +29,7 @@ fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
-fn replica_config(dir: &std::path::Path, id: u64, ports: &[u16]) -> NodeConfig {
+pub(crate) fn replica_config(dir: &std::path::Path, id: u64, ports: &[u16]) -> NodeConfig {
     let mut c = config(&dir.join(format!("node-{id}")));
     c.listen = format!("127.0.0.1:{}", ports[id as usize - 1])
         .parse()
@@ -57,13 +57,13 @@ fn replica_config(dir: &std::path::Path, id: u64, ports: &[u16]) -> NodeConfig {
     c
 }
 
-async fn cluster_of(c: &reqwest::Client, node: &Node) -> Value {
+pub(crate) async fn cluster_of(c: &reqwest::Client, node: &Node) -> Value {
     let (s, v) = get_json(c, &format!("{}/v1/cluster", base(node))).await;
     assert_eq!(s, 200, "{v}");
     v
 }
 
-async fn leader(c: &reqwest::Client, nodes: &[&Node]) -> usize {
+pub(crate) async fn leader(c: &reqwest::Client, nodes: &[&Node]) -> usize {
     poll_until(Duration::from_secs(20), "a leader", || async {
         for (i, n) in nodes.iter().enumerate() {
             let v = cluster_of(c, n).await;
@@ -78,7 +78,7 @@ async fn leader(c: &reqwest::Client, nodes: &[&Node]) -> usize {
 
 /// Waits until every node is at `height` or above with one state root at the lowest height
 /// they share.
-async fn converged(c: &reqwest::Client, nodes: &[&Node], height: u64) -> String {
+pub(crate) async fn converged(c: &reqwest::Client, nodes: &[&Node], height: u64) -> String {
     poll_until(
         Duration::from_secs(20),
         "every node at the height",

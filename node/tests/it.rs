@@ -9,6 +9,7 @@ mod bad_input;
 mod cluster;
 mod common;
 mod durability;
+mod leader_health;
 mod overload;
 mod registries;
 mod scaling;

@@ -20,8 +20,8 @@
 //!   activations) and its ONNX export (opset 13, hand-written `prost` messages), plus a
 //!   reference evaluator the tests check the bytes with.
 //! - [`slots`]: one trainer per slot (`anomaly`, `ordering`, `batch_size`, `demand`): data,
-//!   target, split, fit, metrics, manifest. `leader_health` stays static until a cluster
-//!   produces telemetry.
+//!   target, split, fit, metrics, manifest. `leader_health` trains on recorded chaos runs of a
+//!   cluster instead of a seed ([`slots::leader_health`], `train leader_health --data DIR`).
 //! - [`manifest`], [`metrics`], [`model`]: the `model.toml`, the evaluation metrics and the
 //!   writing of a model folder.
 //!
@@ -57,6 +57,20 @@ pub fn train_and_write(
     out: &std::path::Path,
 ) -> Result<(TrainedModel, ModelFiles)> {
     let model = slot.train(config)?;
+    let files = model.write(out)?;
+    Ok((model, files))
+}
+
+/// Trains the `leader_health` model on the recorded runs under `data` and writes it to
+/// `<out>/leader-health-logistic/`; `data_label` is how the folder is spelled in the
+/// recorded command (see [`slots::leader_health::train`]).
+pub fn train_leader_health_and_write(
+    config: &TrainConfig,
+    data: &std::path::Path,
+    data_label: &str,
+    out: &std::path::Path,
+) -> Result<(TrainedModel, ModelFiles)> {
+    let model = slots::leader_health::train(config, data, data_label)?;
     let files = model.write(out)?;
     Ok((model, files))
 }

@@ -2,6 +2,7 @@
 //! --test training`): each module is one area, in its own file.
 
 mod exporter;
+mod leader_health;
 mod reproducible;
 mod shipped_bytes;
 mod slots;

@@ -118,9 +118,12 @@ fn demand_forecasts_with_one_gemm() {
 }
 
 #[test]
-fn leader_health_is_not_trainable_yet() {
-    let err = "leader_health".parse::<TrainableSlot>().unwrap_err();
-    assert!(err.to_string().contains("static"), "{err}");
+fn leader_health_trains_only_on_recorded_data() {
+    let slot = "leader_health".parse::<TrainableSlot>().unwrap();
+    assert_eq!(slot, TrainableSlot::LeaderHealth);
+    assert!(!TrainableSlot::ALL.contains(&slot), "not a seeded slot");
+    let err = slot.train(&TrainConfig::small(1)).unwrap_err();
+    assert!(err.to_string().contains("--data"), "{err}");
     assert_eq!(
         "batch_size".parse::<TrainableSlot>().unwrap(),
         TrainableSlot::BatchSize

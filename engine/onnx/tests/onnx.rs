@@ -115,6 +115,55 @@ fn the_conformance_suite_passes_for_every_slot_with_a_fixture() {
 }
 
 #[test]
+fn a_leader_health_model_on_schema_2_loads_and_passes_the_conformance_suite() {
+    let slot = SlotKind::LeaderHealth;
+    assert_eq!(slot.contract().schema_version, 2);
+    let policy: Arc<dyn Policy> = Arc::new(
+        OnnxPolicy::from_bytes(manifest(slot), &leader_health_logistic(), &test_options())
+            .unwrap_or_else(|e| panic!("[{}] {e}", e.code())),
+    );
+    assert_eq!(policy.info().schema_version, 2);
+    let rep = check(
+        slot,
+        &|| policy.clone(),
+        &Expect::Answers,
+        &SuiteConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(rep.fallbacks, 0, "{rep:?}");
+}
+
+#[test]
+fn a_schema_1_leader_health_model_is_refused_with_the_schema_version_code() {
+    // The committed skl2onnx model of the 9 version-1 columns, `schema = 1`.
+    let e = OnnxPolicy::load_folder(
+        &fixture(LEADER_HEALTH_SCHEMA_1_FIXTURE),
+        &LoadOptions::default(),
+    )
+    .expect_err("a schema-1 leader_health model loaded");
+    assert_eq!(e.code(), "E_SCHEMA_VERSION", "{e}");
+    let why = e.one_line();
+    assert!(why.contains("leader_health"), "{why}");
+    // The manifest alone is refused, before any graph is read.
+    let toml = std::fs::read_to_string(fixture(LEADER_HEALTH_SCHEMA_1_FIXTURE).join("model.toml"))
+        .unwrap();
+    let e = Manifest::parse(&toml, "sklearn_logreg_leader").unwrap_err();
+    assert_eq!(e.code(), "E_SCHEMA_VERSION", "{e}");
+
+    // A current graph declared as schema 1: refused for the declaration.
+    let mut m = manifest(SlotKind::LeaderHealth);
+    m.schema = 1;
+    let (code, why) = code_of(load(m, &leader_health_logistic()));
+    assert_eq!(code, "E_SCHEMA_VERSION", "{why}");
+    // A 9-input graph declared as schema 2: refused for its feature count.
+    let mut m = manifest(SlotKind::LeaderHealth);
+    m.output = Some("y".into());
+    let (code, why) = code_of(load(m, &linear(9, &[Some(1), Some(9)])));
+    assert_eq!(code, "E_ONNX_FEATURES", "{why}");
+    assert!(why.contains("has 18"), "{why}");
+}
+
+#[test]
 fn load_reports_what_it_measured() {
     let p = OnnxPolicy::load_folder(&fixture("torch_mlp"), &LoadOptions::default()).unwrap();
     let r = p.report();

@@ -401,6 +401,27 @@ fn bad_modules_are_refused_at_load_with_stable_codes() {
     let e = refused(&rt, &v9);
     assert_eq!(e.code(), "E_WASM_SCHEMA");
     assert!(e.to_string().contains("v9"), "{e}");
+    // A `leader_health` plugin built for its schema v1 (9 columns): the slot is on v2.
+    let leader = |version: &str| {
+        module(
+            "",
+            &format!(r#"(data (i32.const 96) "\02\00\00\00{version}")"#),
+            META,
+            r#"(export "leader-health" (func $ordering))"#,
+        )
+    };
+    assert_eq!(SlotKind::LeaderHealth.contract().schema_version, 2);
+    let e = refused(&rt, &leader(r"\01\00\00\00"));
+    assert_eq!(e.code(), "E_WASM_SCHEMA");
+    assert!(
+        e.to_string().contains("leader_health") && e.to_string().contains("v1"),
+        "{e}"
+    );
+    let v2 = load(&rt, &leader(r"\02\00\00\00")).expect("schema v2 loads");
+    assert_eq!(
+        v2.slots().collect::<Vec<_>>(),
+        vec![SlotKind::LeaderHealth]
+    );
     // Malformed metadata: a name out of bounds, an unknown slot, no slots.
     let oob = r"\00\00\ff\7f\08\00\00\00\50\00\00\00\05\00\00\00\60\00\00\00\01\00\00\00";
     assert_eq!(

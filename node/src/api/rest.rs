@@ -72,6 +72,7 @@ pub fn router(core: Arc<NodeCore>, slots: Arc<tokio::sync::Semaphore>) -> Router
         .route("/v1/scaling", get(scaling))
         .route("/v1/cluster", get(cluster))
         .route("/v1/cluster/{action}", post(cluster_action))
+        .route("/v1/admin/faults", get(faults).post(inject_fault))
         .route("/v1/policies", get(policies))
         .route("/v1/policies/{slot}", get(policy))
         .route("/v1/policies/{slot}/{action}", post(policy_action))
@@ -143,6 +144,18 @@ async fn cluster(State(core): Core) -> Response {
             "state_root": core.head().state_root.to_string(),
             "members": s.members.iter().map(|(id, addr)| json!({"id": id, "url": format!("http://{addr}")})).collect::<Vec<_>>(),
             "stopped": s.stopped,
+            "leader_health": core.leader_health().map(|h| json!({
+                "probability": h.probability,
+                "answered_by": h.answered_by,
+                "self_scored": h.self_scored,
+                "handovers": h.handovers,
+                "last_handover": h.last_handover,
+                "ticks": h.ticks,
+                "features": h.features,
+                "rtt_p99_ms": h.rtt_p99_ms,
+                "timing": h.timing,
+                "derived_timing": h.derived_timing,
+            })),
         }))
         .into_response(),
         None => Json(json!({"enabled": false})).into_response(),
@@ -196,6 +209,29 @@ async fn cluster_action(
     };
     core.change_cluster(change).await?;
     Ok(cluster(State(core)).await)
+}
+
+/// `GET /v1/admin/faults` (admin): the injected faults active (tests and chaos runs only).
+async fn faults(State(core): Core, headers: HeaderMap) -> Result<Response, ApiError> {
+    check_admin(&core, &headers)?;
+    let active = core.active_faults()?;
+    Ok(Json(json!({ "active": active })).into_response())
+}
+
+/// `POST /v1/admin/faults` (admin): injects a fault into this node, `{"kind": ...}` (see
+/// [`crate::faults`]); tests and chaos runs only.
+async fn inject_fault(
+    State(core): Core,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_admin(&core, &headers)?;
+    core.active_faults()?;
+    let bytes = body_bytes(body)?;
+    let spec: crate::faults::FaultSpec = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("E_BAD_FAULT", format!("not a fault: {e}")))?;
+    let active = core.inject_fault(spec)?;
+    Ok(Json(json!({ "active": active })).into_response())
 }
 
 async fn readyz(State(core): Core) -> Response {

@@ -64,6 +64,8 @@ pub(crate) struct Cluster {
     /// When a follower last forwarded its leftover transactions, and whether it is doing so.
     resubmitted: parking_lot::Mutex<std::time::Instant>,
     resubmitting: Arc<std::sync::atomic::AtomicBool>,
+    /// What the `leader_health` monitor reads and publishes.
+    pub(crate) health: Arc<crate::health::Health>,
 }
 
 /// On the leader: a block it proposed, executed, with its height, parent and root, so applying
@@ -185,6 +187,9 @@ impl BlockApplier for NodeApplier {
         published(&core, produced, block, head, admitted_here);
         prune_slim(&core, height);
         core.metrics.raft_apply(started.elapsed());
+        if let Some(c) = core.cluster.get() {
+            c.health.record_apply(started.elapsed());
+        }
         Ok(BlockApplied {
             height,
             state_root: head.state_root.0,
@@ -333,28 +338,66 @@ pub(crate) async fn start(core: &Arc<NodeCore>) -> NodeResult<Option<axum::Route
     }
     let secret = c.secret.clone().unwrap_or_default();
     let or = |v: u64, d: u64| if v == 0 { d } else { v };
-    let config = ReplicaConfig {
+    let health = Arc::new(crate::health::Health::default());
+    let mut config = ReplicaConfig {
         heartbeat_ms: or(c.heartbeat_ms, 100),
         election_min_ms: or(c.election_min_ms, 500),
         election_max_ms: or(c.election_max_ms, 1_000),
         snapshot_logs: c.snapshot_logs,
         snapshot_keep_logs: c.snapshot_keep_logs,
     };
+    if core.config.leader_health.adaptive_timing
+        && let Some(t) = crate::health::stored_timing(&core.config.data_dir)
+        && t.heartbeat_ms == config.heartbeat_ms
+    {
+        // Within the configured bounds again: the file may come from another configuration.
+        let lh = &core.config.leader_health;
+        let min = t
+            .election_min_ms
+            .clamp(lh.election_floor_ms, lh.election_ceiling_ms)
+            .max(config.heartbeat_ms.saturating_mul(3));
+        config.election_min_ms = min;
+        config.election_max_ms = min.saturating_mul(2);
+        tracing::info!(
+            election_min_ms = config.election_min_ms,
+            election_max_ms = config.election_max_ms,
+            "election timing derived from the round trips measured in an earlier run"
+        );
+    }
+    health.set_timing(crate::health::Timing {
+        heartbeat_ms: config.heartbeat_ms,
+        election_min_ms: config.election_min_ms,
+        election_max_ms: config.election_max_ms,
+    });
     let proposed: ProposedSlot = Arc::default();
     let applier = NodeApplier {
         core: Arc::downgrade(core),
         proposed: proposed.clone(),
     };
     let metrics = core.metrics.clone();
+    let on_append_health = health.clone();
     let on_append: aurigraph_consensus::log_store::AppendObserver =
-        Arc::new(move |took, _entries| metrics.raft_append(took));
+        Arc::new(move |took, _entries| {
+            metrics.raft_append(took);
+            on_append_health.record_append(took);
+        });
+    let mut hooks = replica::ReplicaHooks {
+        on_append: Some(on_append),
+        stats: Some(health.stats.clone()),
+        ..Default::default()
+    };
+    if let Some(f) = &core.faults {
+        let f2 = f.clone();
+        hooks.faults = Some(f.links());
+        hooks.write_delay = Some(Arc::new(move || f2.disk_delay()));
+    }
     let raft = replica::start(
         c.node_id,
         &config,
         core.storage.clone(),
         applier,
         &secret,
-        Some(on_append),
+        &hooks,
     )
     .await?;
     if c.bootstrap {
@@ -362,7 +405,7 @@ pub(crate) async fn start(core: &Arc<NodeCore>) -> NodeResult<Option<axum::Route
             c.members.iter().map(|m| (m.id, m.addr.clone())).collect();
         replica::initialize(&raft, &members).await?;
     }
-    let routes = replica::router(&raft, &secret);
+    let routes = replica::router(&raft, &secret, &hooks);
     let metrics = core.metrics.clone();
     tokio::spawn(replica::watch(raft.clone(), move |s| {
         metrics.raft_status(s)
@@ -375,9 +418,13 @@ pub(crate) async fn start(core: &Arc<NodeCore>) -> NodeResult<Option<axum::Route
         core: Arc::downgrade(core),
         resubmitted: parking_lot::Mutex::new(std::time::Instant::now()),
         resubmitting: Arc::default(),
+        health: health.clone(),
     };
     if core.cluster.set(cluster).is_err() {
         return Err(NodeError::Startup("the replica was started twice".into()));
+    }
+    if core.config.leader_health.enabled {
+        tokio::spawn(crate::health::run(Arc::downgrade(core), health));
     }
     tracing::info!(
         node_id = c.node_id,

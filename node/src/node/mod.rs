@@ -128,6 +128,8 @@ pub struct NodeCore {
     /// Scaling advice from the `demand` forecast (fed by the producer each second, served
     /// at `GET /v1/scaling`).
     pub(crate) scaling: Mutex<crate::scaling::ScalingAdvisor>,
+    /// Injected faults, with `[faults] enabled` on a cluster replica (tests and chaos only).
+    pub(crate) faults: Option<Arc<crate::faults::FaultInjector>>,
 }
 
 impl std::fmt::Debug for NodeCore {

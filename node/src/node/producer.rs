@@ -321,21 +321,25 @@ pub(crate) fn run(core: Arc<NodeCore>) {
             }
         }
         round += 1;
-        // leader_health: this node's heartbeat window (a single node has no peers yet).
-        let round_ms = started.elapsed().as_secs_f32() * 1e3;
-        let hb = leader_health::LeaderHealthFeatures {
-            heartbeat_interval_ms: interval.as_secs_f32() * 1e3,
-            election_timeout_ms: interval.as_secs_f32() * 1e4,
-            ms_since_last_heartbeat: round_ms,
-            missed_heartbeats: 0.0,
-            rtt_mean_ms: round_ms,
-            rtt_p99_ms: round_ms,
-            rtt_trend: 0.0,
-            replication_lag_entries: 0.0,
-            window_ticks: 10.0,
-        };
-        if let Err(e) = core.hosts[&SlotKind::LeaderHealth].decide(round, &hb.matrix()) {
-            tracing::warn!(error = %e, "leader_health decision failed");
+        // leader_health: a node alone has no leader to score; it feeds the slot its own
+        // production round as a stand-in heartbeat window. A cluster replica's monitor scores
+        // the leader instead (crate::health).
+        if !core.config.cluster.enabled() {
+            let round_ms = started.elapsed().as_secs_f32() * 1e3;
+            let hb = leader_health::LeaderHealthFeatures {
+                heartbeat_interval_ms: interval.as_secs_f32() * 1e3,
+                election_timeout_ms: interval.as_secs_f32() * 1e4,
+                ms_since_last_heartbeat: round_ms,
+                rtt_mean_ms: round_ms,
+                rtt_p99_ms: round_ms,
+                window_ticks: 10.0,
+                mempool_depth: core.pipeline.mempool().len() as f32,
+                self_scored: 1.0,
+                ..Default::default()
+            };
+            if let Err(e) = core.hosts[&SlotKind::LeaderHealth].decide(round, &hb.matrix()) {
+                tracing::warn!(error = %e, "leader_health decision failed");
+            }
         }
         // demand: the arrival rate per second, forecast each second.
         if last_demand.elapsed() >= Duration::from_secs(1) {

@@ -153,6 +153,11 @@ pub fn open_with_log(config: NodeConfig, log: Box<dyn BlockLog>) -> NodeResult<A
     let scaling = crate::scaling::ScalingAdvisor::from_config(&config.scaling)
         .map_err(|e| crate::config::ConfigError(e.0))?;
     metrics.scaling_advice(0.0, scaling.desired_replicas());
+    let faults = (config.faults.enabled && config.cluster.enabled())
+        .then(|| Arc::new(crate::faults::FaultInjector::new(config.cluster.node_id)));
+    if faults.is_some() {
+        tracing::warn!("fault injection is on ([faults] enabled): for tests and chaos runs only");
+    }
     let core = Arc::new(NodeCore {
         config,
         storage,
@@ -177,6 +182,7 @@ pub fn open_with_log(config: NodeConfig, log: Box<dyn BlockLog>) -> NodeResult<A
         log,
         cluster: std::sync::OnceLock::new(),
         scaling: Mutex::new(scaling),
+        faults,
     });
     core.metrics.set_head(head.height);
     readmit_pending(&core)?;

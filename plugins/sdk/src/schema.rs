@@ -1,4 +1,5 @@
-//! The feature schemas of the five slots (contract v1), as plain constants.
+//! The feature schemas of the five slots (contract v1; `leader_health` schema v2), as plain
+//! constants.
 //!
 //! This file mirrors the node's slot contracts (`engine/decision/src/slot/`): names and order of the
 //! columns, schema versions and output ranges. The node's test suite includes this very file
@@ -107,9 +108,9 @@ pub mod leader_health {
     use super::OutputLen;
 
     /// Feature-schema version this SDK was written for.
-    pub const SCHEMA_VERSION: u32 = 1;
+    pub const SCHEMA_VERSION: u32 = 2;
     /// Number of features per row.
-    pub const FEATURE_COUNT: usize = 9;
+    pub const FEATURE_COUNT: usize = 18;
     /// Feature names, in column order.
     pub const FEATURES: [&str; FEATURE_COUNT] = [
         "heartbeat_interval_ms",
@@ -121,6 +122,15 @@ pub mod leader_health {
         "rtt_trend",
         "replication_lag_entries",
         "window_ticks",
+        "heartbeat_jitter_ms",
+        "fsync_ms_mean",
+        "fsync_ms_trend",
+        "apply_ms_mean",
+        "cpu_utilisation",
+        "tick_lag_ms",
+        "rss_growth_mb_s",
+        "mempool_depth",
+        "self_scored",
     ];
     /// Length of the output.
     pub const OUTPUT_LEN: OutputLen = OutputLen::Fixed(1);
@@ -146,6 +156,24 @@ pub mod leader_health {
     pub const REPLICATION_LAG_ENTRIES: usize = 7;
     /// Column of `window_ticks`.
     pub const WINDOW_TICKS: usize = 8;
+    /// Column of `heartbeat_jitter_ms`.
+    pub const HEARTBEAT_JITTER_MS: usize = 9;
+    /// Column of `fsync_ms_mean`.
+    pub const FSYNC_MS_MEAN: usize = 10;
+    /// Column of `fsync_ms_trend`.
+    pub const FSYNC_MS_TREND: usize = 11;
+    /// Column of `apply_ms_mean`.
+    pub const APPLY_MS_MEAN: usize = 12;
+    /// Column of `cpu_utilisation`.
+    pub const CPU_UTILISATION: usize = 13;
+    /// Column of `tick_lag_ms`.
+    pub const TICK_LAG_MS: usize = 14;
+    /// Column of `rss_growth_mb_s`.
+    pub const RSS_GROWTH_MB_S: usize = 15;
+    /// Column of `mempool_depth`.
+    pub const MEMPOOL_DEPTH: usize = 16;
+    /// Column of `self_scored`.
+    pub const SELF_SCORED: usize = 17;
 }
 
 /// `anomaly`: Scores transactions at admission: one score per row in 0..=1.

@@ -56,6 +56,8 @@ pub struct TelemetryRow {
     pub seq: u32,
     /// The decision key.
     pub key: u64,
+    /// Wall-clock time of the decision, ms since the Unix epoch (`at_ms`).
+    pub at_ms: u64,
     /// `baseline` or `candidate`.
     pub arm: String,
     /// Backend that answered (`static`, `onnx`, `wasm`).
@@ -170,6 +172,10 @@ pub fn read_slot_csv<R: BufRead>(
                 line: n,
                 reason: format!("key: {e}"),
             })?,
+            at_ms: f[3].parse().map_err(|e| TelemetryError::Line {
+                line: n,
+                reason: format!("at_ms: `{}`: {e}", f[3]),
+            })?,
             arm: f[4].clone(),
             backend: f[5].clone(),
             name: f[6].clone(),
@@ -193,6 +199,8 @@ struct JsonDecision {
     seq: u32,
     #[serde(default)]
     key: u64,
+    #[serde(default)]
+    at_ms: u64,
     #[serde(default)]
     arm: String,
     #[serde(default)]
@@ -270,6 +278,7 @@ pub fn read_slot_jsonl<R: BufRead>(
                 height: d.height,
                 seq: d.seq,
                 key: d.key,
+                at_ms: d.at_ms,
                 arm: d.arm.clone(),
                 backend: d.backend.clone(),
                 name: d.name.clone(),
@@ -311,6 +320,7 @@ mod tests {
         let rows = read_slot_csv(text.as_bytes(), slot).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].height, 3);
+        assert_eq!(rows[0].at_ms, 1_700_000_000_000);
         assert_eq!(rows[0].features.as_ref().unwrap()[0], 1.5);
         assert_eq!(rows[0].values, vec![64.0]);
         assert_eq!(rows[0].fallback, None);

@@ -17,6 +17,7 @@ use crate::model::TrainedModel;
 pub mod anomaly;
 pub mod batch_size;
 pub mod demand;
+pub mod leader_health;
 pub mod ordering;
 
 /// How much data to train on.
@@ -87,10 +88,15 @@ pub enum TrainableSlot {
     BatchSize,
     /// `demand`: linear autoregression, one output per horizon.
     Demand,
+    /// `leader_health`: logistic regression of an imminent leader crash, trained on recorded
+    /// cluster telemetry ([`leader_health::train`], which needs the data folder); not in
+    /// [`TrainableSlot::ALL`].
+    LeaderHealth,
 }
 
 impl TrainableSlot {
-    /// All of them, in the order `all` trains them.
+    /// The slots trained from a seed, in the order `all` trains them (`all` then trains
+    /// `leader_health` when its recorded data folder exists).
     pub const ALL: [TrainableSlot; 4] = [
         TrainableSlot::Anomaly,
         TrainableSlot::Ordering,
@@ -105,16 +111,23 @@ impl TrainableSlot {
             TrainableSlot::Anomaly => SlotKind::Anomaly,
             TrainableSlot::BatchSize => SlotKind::BatchSize,
             TrainableSlot::Demand => SlotKind::Demand,
+            TrainableSlot::LeaderHealth => SlotKind::LeaderHealth,
         }
     }
 
-    /// Trains this slot's model.
+    /// Trains this slot's model from the seed. `leader_health` has no seeded data: it is
+    /// refused here; train it with [`leader_health::train`] on a recorded data folder.
     pub fn train(self, config: &TrainConfig) -> Result<TrainedModel> {
         match self {
             TrainableSlot::Ordering => ordering::train(config),
             TrainableSlot::Anomaly => anomaly::train(config),
             TrainableSlot::BatchSize => batch_size::train(config),
             TrainableSlot::Demand => demand::train(config),
+            TrainableSlot::LeaderHealth => Err(TrainingError::Data(
+                "leader_health trains on recorded cluster telemetry, not on a seed: \
+                 `train leader_health --data DIR` (see training/README.md)"
+                    .into(),
+            )),
         }
     }
 }
@@ -131,11 +144,12 @@ impl FromStr for TrainableSlot {
     fn from_str(s: &str) -> Result<Self> {
         TrainableSlot::ALL
             .into_iter()
+            .chain([TrainableSlot::LeaderHealth])
             .find(|t| t.kind().as_str() == s)
             .ok_or_else(|| {
                 TrainingError::Data(format!(
-                    "`{s}` is not a trainable slot (anomaly, ordering, batch_size, demand; \
-                     leader_health stays static until cluster telemetry exists)"
+                    "`{s}` is not a trainable slot (anomaly, ordering, batch_size, demand, \
+                     leader_health)"
                 ))
             })
     }

@@ -4,6 +4,19 @@
 //! Input is one row summarising the recent heartbeat window (`f32[1, F]`, see
 //! [`LeaderHealthFeatures`]), output one value (`f32[1]`) in `0..=1`.
 //!
+//! # Schema version 2
+//!
+//! Version 2 has 18 columns: the 9 heartbeat and replication columns of version 1
+//! (`heartbeat_interval_ms` .. `window_ticks`, same order, same meaning), then what the node
+//! sees of its own health: `heartbeat_jitter_ms`, `fsync_ms_mean`, `fsync_ms_trend`,
+//! `apply_ms_mean`, `cpu_utilisation`, `tick_lag_ms`, `rss_growth_mb_s`, `mempool_depth`, and
+//! `self_scored` (1 when the leader scores itself, 0 when a follower scores the leader). The
+//! node-local columns describe the node that computes the row: on the leader scoring itself
+//! they describe the leader; on a follower they describe the follower (its `fsync_ms_*` are
+//! 0: it cannot see the leader's disk). A column a node cannot see is 0. Models built for
+//! version 1 (9 inputs, `schema = 1`) are refused at load with `E_SCHEMA_VERSION` (ONNX) or
+//! `E_WASM_SCHEMA` (WASM).
+//!
 //! # Static policy: missed-heartbeat and RTT threshold rule
 //!
 //! [`HeartbeatRule`] is a smooth version of the classic thresholds ("no heartbeat for an
@@ -30,6 +43,14 @@
 //! or replication falls behind. With the defaults ([`HeartbeatParams::default`]) a healthy
 //! leader (silence of a heartbeat interval, low RTT) scores about 0.01, a leader silent for a
 //! full election timeout about 0.95, and 1.25 timeouts about 0.995.
+//!
+//! The rule reads only the 9 version-1 columns. It deliberately ignores the node-health
+//! columns of version 2 (`heartbeat_jitter_ms` .. `self_scored`: disk append latency, apply
+//! latency, CPU, tick lag, memory growth, mempool depth): it has no calibrated thresholds for
+//! them, so it only sees a failing leader once heartbeats go missing or slow down. Learning
+//! how a slowing disk or a starving process precedes a failure is the job of a model trained
+//! on recorded cluster telemetry (`aurigraph-training train leader_health`). The rule's
+//! answers for a row are the same as under version 1 for the same 9 values.
 
 use std::time::{Duration, Instant};
 
@@ -42,7 +63,7 @@ use crate::features::FeatureMatrix;
 use crate::policy::{BackendKind, Isolation, Policy, PolicyError, PolicyInfo};
 
 /// Number of features in the row.
-pub const FEATURE_COUNT: usize = 9;
+pub const FEATURE_COUNT: usize = 18;
 
 /// Upper bound applied to every normalised evidence term before weighting.
 const TERM_CAP: f32 = 1000.0;
@@ -62,8 +83,8 @@ const FEATURES: [(&str, &str, &str); FEATURE_COUNT] = [
     (
         "ms_since_last_heartbeat",
         "ms",
-        "Time since the last heartbeat (or append) from the leader was received; on the \
-         leader itself, since a quorum last acknowledged one.",
+        "On a follower: time since the last append or heartbeat from the leader arrived; on \
+         the leader itself: time since a quorum last acknowledged it.",
     ),
     (
         "missed_heartbeats",
@@ -73,18 +94,20 @@ const FEATURES: [(&str, &str, &str); FEATURE_COUNT] = [
     (
         "rtt_mean_ms",
         "ms",
-        "Mean heartbeat round-trip time over the window.",
+        "Mean append/heartbeat RPC round-trip time over the window (on the leader: to its \
+         followers; on a follower: 0 unless measured).",
     ),
     (
         "rtt_p99_ms",
         "ms",
-        "99th percentile of the heartbeat round-trip time over the window.",
+        "99th percentile of the append/heartbeat RPC round-trip time over the window (0 \
+         where this node cannot see it).",
     ),
     (
         "rtt_trend",
         "ms/tick",
         "Least-squares slope of the round-trip time across the window's ticks (positive = \
-         getting slower).",
+         getting slower; 0 where this node cannot see it).",
     ),
     (
         "replication_lag_entries",
@@ -97,13 +120,64 @@ const FEATURES: [(&str, &str, &str); FEATURE_COUNT] = [
         "ticks",
         "Number of heartbeat ticks the window covers.",
     ),
+    (
+        "heartbeat_jitter_ms",
+        "ms",
+        "Standard deviation of the intervals between heartbeats received (follower) or \
+         acknowledged (leader) over the window.",
+    ),
+    (
+        "fsync_ms_mean",
+        "ms",
+        "This node's Raft log append (fsync) latency, mean over the window (0 on a follower \
+         scoring the leader: it cannot see the leader's disk).",
+    ),
+    (
+        "fsync_ms_trend",
+        "ms/tick",
+        "Least-squares slope of this node's log append latency across the window's ticks \
+         (0 on a follower scoring the leader).",
+    ),
+    (
+        "apply_ms_mean",
+        "ms",
+        "Mean block apply latency on this node over the window.",
+    ),
+    (
+        "cpu_utilisation",
+        "share",
+        "Process CPU time over wall time across the window, per core of the machine (0..1).",
+    ),
+    (
+        "tick_lag_ms",
+        "ms",
+        "How late the health tick fired against its schedule, mean over the window \
+         (run-queue or starvation pressure on this node).",
+    ),
+    (
+        "rss_growth_mb_s",
+        "MB/s",
+        "Growth rate of the process resident memory across the window (negative = \
+         shrinking).",
+    ),
+    (
+        "mempool_depth",
+        "transactions",
+        "Transactions waiting in this node's mempool at the tick.",
+    ),
+    (
+        "self_scored",
+        "0/1",
+        "1 when the leader scores itself (the node-local columns describe the leader), 0 \
+         when a follower scores the leader (they describe the follower).",
+    ),
 ];
 
-/// The `leader_health` slot's contract, schema version 1.
+/// The `leader_health` slot's contract, schema version 2.
 pub(crate) fn contract() -> SlotContract {
     SlotContract {
         slot: SlotKind::LeaderHealth,
-        schema_version: 1,
+        schema_version: 2,
         description: "Predicts the probability that the leader fails within the next horizon.",
         called: "on each heartbeat tick",
         rows: Rows::Single,
@@ -126,27 +200,49 @@ pub(crate) fn contract() -> SlotContract {
 }
 
 /// The `leader_health` features, by name. [`LeaderHealthFeatures::to_row`] lays them out in
-/// the contract's column order.
+/// the contract's column order. A column this node cannot see is 0.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LeaderHealthFeatures {
     /// Configured heartbeat interval, in ms.
     pub heartbeat_interval_ms: f32,
-    /// Election timeout in force, in ms.
+    /// Election timeout in force (lower bound of its range), in ms.
     pub election_timeout_ms: f32,
-    /// Time since the last heartbeat, in ms.
+    /// Follower: ms since the last append/heartbeat from the leader arrived; leader: ms
+    /// since a quorum last acknowledged it.
     pub ms_since_last_heartbeat: f32,
-    /// Missed heartbeat ticks in the window.
+    /// Ticks in the window at which the expected heartbeat had not arrived.
     pub missed_heartbeats: f32,
-    /// Mean heartbeat RTT over the window, in ms.
+    /// Mean append/heartbeat RPC round trip over the window, in ms (leader: to its
+    /// followers; follower: 0 unless measured).
     pub rtt_mean_ms: f32,
-    /// 99th-percentile heartbeat RTT over the window, in ms.
+    /// 99th-percentile append/heartbeat RPC round trip over the window, in ms.
     pub rtt_p99_ms: f32,
-    /// Slope of the RTT across the window, in ms per tick.
+    /// Least-squares slope of the RTT across the window, in ms per tick.
     pub rtt_trend: f32,
     /// Unacknowledged log entries.
     pub replication_lag_entries: f32,
     /// Ticks in the window.
     pub window_ticks: f32,
+    /// Standard deviation of the heartbeat intervals received (follower) or acknowledged
+    /// (leader) over the window, in ms.
+    pub heartbeat_jitter_ms: f32,
+    /// This node's Raft log append (fsync) latency, mean over the window, in ms (0 on a
+    /// follower scoring the leader).
+    pub fsync_ms_mean: f32,
+    /// Slope of the append latency across the window, in ms per tick.
+    pub fsync_ms_trend: f32,
+    /// Mean block apply latency over the window, in ms.
+    pub apply_ms_mean: f32,
+    /// Process CPU time / wall time over the window, per core of the machine (0..1).
+    pub cpu_utilisation: f32,
+    /// How late the health tick fired against its schedule, mean over the window, in ms.
+    pub tick_lag_ms: f32,
+    /// Growth rate of the process resident memory over the window, in MB/s.
+    pub rss_growth_mb_s: f32,
+    /// Transactions in the mempool.
+    pub mempool_depth: f32,
+    /// 1 when the leader scores itself, 0 when a follower scores the leader.
+    pub self_scored: f32,
 }
 
 impl LeaderHealthFeatures {
@@ -162,6 +258,15 @@ impl LeaderHealthFeatures {
             self.rtt_trend,
             self.replication_lag_entries,
             self.window_ticks,
+            self.heartbeat_jitter_ms,
+            self.fsync_ms_mean,
+            self.fsync_ms_trend,
+            self.apply_ms_mean,
+            self.cpu_utilisation,
+            self.tick_lag_ms,
+            self.rss_growth_mb_s,
+            self.mempool_depth,
+            self.self_scored,
         ]
     }
 
@@ -179,6 +284,15 @@ impl LeaderHealthFeatures {
             rtt_trend: r[6],
             replication_lag_entries: r[7],
             window_ticks: r[8],
+            heartbeat_jitter_ms: r[9],
+            fsync_ms_mean: r[10],
+            fsync_ms_trend: r[11],
+            apply_ms_mean: r[12],
+            cpu_utilisation: r[13],
+            tick_lag_ms: r[14],
+            rss_growth_mb_s: r[15],
+            mempool_depth: r[16],
+            self_scored: r[17],
         })
     }
 
@@ -296,7 +410,7 @@ impl HeartbeatRule {
                 version: "1".to_string(),
                 backend: BackendKind::Static,
                 slot: SlotKind::LeaderHealth,
-                schema_version: 1,
+                schema_version: 2,
             },
             params,
         }
@@ -374,13 +488,16 @@ impl Policy for HeartbeatRule {
     }
 }
 
-/// A realistic heartbeat window: mostly a healthy leader, sometimes a degraded or silent one.
+/// A realistic heartbeat window: mostly a healthy leader, sometimes a degraded or silent one,
+/// scored by the leader itself or by a follower.
 pub fn sample<R: Rng + ?Sized>(rng: &mut R) -> FeatureMatrix {
     let hb: f32 = rng.random_range(20.0..200.0);
     let et = (hb * rng.random_range(5.0..20.0)).round();
     let window = rng.random_range(10..=60u32) as f32;
+    let self_scored = rng.random_bool(0.5);
     let f = if rng.random_bool(0.85) {
         let mean = rng.random_range(0.3..30.0f32);
+        let fsync = rng.random_range(0.1..5.0f32);
         LeaderHealthFeatures {
             heartbeat_interval_ms: hb.round(),
             election_timeout_ms: et,
@@ -391,6 +508,15 @@ pub fn sample<R: Rng + ?Sized>(rng: &mut R) -> FeatureMatrix {
             rtt_trend: rng.random_range(-0.2..0.2),
             replication_lag_entries: rng.random_range(0..200) as f32,
             window_ticks: window,
+            heartbeat_jitter_ms: hb * rng.random_range(0.0..0.1),
+            fsync_ms_mean: fsync,
+            fsync_ms_trend: rng.random_range(-0.05..0.05),
+            apply_ms_mean: rng.random_range(0.5..30.0),
+            cpu_utilisation: rng.random_range(0.02..0.6),
+            tick_lag_ms: rng.random_range(0.0..2.0),
+            rss_growth_mb_s: rng.random_range(-0.5..0.5),
+            mempool_depth: rng.random_range(0..5_000) as f32,
+            self_scored: 0.0,
         }
     } else {
         let mean = rng.random_range(20.0..(et * 0.5).max(21.0));
@@ -404,6 +530,28 @@ pub fn sample<R: Rng + ?Sized>(rng: &mut R) -> FeatureMatrix {
             rtt_trend: rng.random_range(0.0..5.0),
             replication_lag_entries: rng.random_range(0..100_000) as f32,
             window_ticks: window,
+            heartbeat_jitter_ms: hb * rng.random_range(0.1..3.0),
+            fsync_ms_mean: rng.random_range(5.0..2_000.0),
+            fsync_ms_trend: rng.random_range(0.0..50.0),
+            apply_ms_mean: rng.random_range(10.0..2_000.0),
+            cpu_utilisation: rng.random_range(0.3..1.0),
+            tick_lag_ms: rng.random_range(0.0..500.0),
+            rss_growth_mb_s: rng.random_range(-1.0..200.0),
+            mempool_depth: rng.random_range(0..200_000) as f32,
+            self_scored: 0.0,
+        }
+    };
+    let f = if self_scored {
+        LeaderHealthFeatures {
+            self_scored: 1.0,
+            ..f
+        }
+    } else {
+        // A follower cannot see the leader's disk.
+        LeaderHealthFeatures {
+            fsync_ms_mean: 0.0,
+            fsync_ms_trend: 0.0,
+            ..f
         }
     };
     f.matrix()
@@ -431,6 +579,15 @@ mod tests {
             rtt_trend: 0.0,
             replication_lag_entries: 10.0,
             window_ticks: 20.0,
+            heartbeat_jitter_ms: 2.0,
+            fsync_ms_mean: 1.0,
+            fsync_ms_trend: 0.0,
+            apply_ms_mean: 5.0,
+            cpu_utilisation: 0.2,
+            tick_lag_ms: 0.5,
+            rss_growth_mb_s: 0.0,
+            mempool_depth: 100.0,
+            self_scored: 1.0,
         }
     }
 
@@ -456,6 +613,15 @@ mod tests {
             rtt_trend: 7.0,
             replication_lag_entries: 8.0,
             window_ticks: 9.0,
+            heartbeat_jitter_ms: 10.0,
+            fsync_ms_mean: 11.0,
+            fsync_ms_trend: 12.0,
+            apply_ms_mean: 13.0,
+            cpu_utilisation: 14.0,
+            tick_lag_ms: 15.0,
+            rss_growth_mb_s: 16.0,
+            mempool_depth: 17.0,
+            self_scored: 18.0,
         };
         let r = f.to_row();
         let by_name = [
@@ -468,6 +634,15 @@ mod tests {
             ("rtt_trend", f.rtt_trend),
             ("replication_lag_entries", f.replication_lag_entries),
             ("window_ticks", f.window_ticks),
+            ("heartbeat_jitter_ms", f.heartbeat_jitter_ms),
+            ("fsync_ms_mean", f.fsync_ms_mean),
+            ("fsync_ms_trend", f.fsync_ms_trend),
+            ("apply_ms_mean", f.apply_ms_mean),
+            ("cpu_utilisation", f.cpu_utilisation),
+            ("tick_lag_ms", f.tick_lag_ms),
+            ("rss_growth_mb_s", f.rss_growth_mb_s),
+            ("mempool_depth", f.mempool_depth),
+            ("self_scored", f.self_scored),
         ];
         assert_eq!(by_name.len(), c.feature_count());
         for (name, v) in by_name {
@@ -480,7 +655,8 @@ mod tests {
     #[test]
     fn contract_and_info() {
         let c = contract();
-        assert_eq!(c.schema_version, 1);
+        assert_eq!(c.schema_version, 2);
+        assert_eq!(c.feature_count(), 18);
         assert_eq!(c.input_shape(), [1, FEATURE_COUNT as i64]);
         assert_eq!(c.output_shape(), vec![1]);
         let p = HeartbeatRule::default();
@@ -488,7 +664,7 @@ mod tests {
         assert_eq!(p.info().version, "1");
         assert_eq!(p.info().backend, BackendKind::Static);
         assert_eq!(p.info().slot, SlotKind::LeaderHealth);
-        assert_eq!(p.info().schema_version, 1);
+        assert_eq!(p.info().schema_version, 2);
         assert_eq!(p.isolation(), Isolation::Inline);
     }
 
@@ -541,6 +717,31 @@ mod tests {
     }
 
     #[test]
+    fn the_static_rule_reads_only_the_version_1_columns() {
+        // A sick disk, a starving process and growing memory on an otherwise healthy leader:
+        // the rule does not see them (that is a trained model's job).
+        let sick = LeaderHealthFeatures {
+            heartbeat_jitter_ms: 400.0,
+            fsync_ms_mean: 900.0,
+            fsync_ms_trend: 40.0,
+            apply_ms_mean: 800.0,
+            cpu_utilisation: 1.0,
+            tick_lag_ms: 300.0,
+            rss_growth_mb_s: 150.0,
+            mempool_depth: 100_000.0,
+            self_scored: 0.0,
+            ..healthy()
+        };
+        assert_eq!(eval(&sick), eval(&healthy()));
+        let at = eval(&LeaderHealthFeatures {
+            ms_since_last_heartbeat: 500.0,
+            ..healthy()
+        });
+        assert!(at > 0.9 && at < 0.97, "{at}");
+        assert!(eval(&healthy()) > 0.005, "{}", eval(&healthy()));
+    }
+
+    #[test]
     fn missing_timeouts_fall_back() {
         // No election timeout: 10 x heartbeat interval = 500 ms, same as healthy().
         let f = LeaderHealthFeatures {
@@ -582,6 +783,15 @@ mod tests {
                     rtt_trend: a,
                     replication_lag_entries: b,
                     window_ticks: a,
+                    heartbeat_jitter_ms: b,
+                    fsync_ms_mean: a,
+                    fsync_ms_trend: b,
+                    apply_ms_mean: a,
+                    cpu_utilisation: b,
+                    tick_lag_ms: a,
+                    rss_growth_mb_s: b,
+                    mempool_depth: a,
+                    self_scored: b,
                 };
                 let p = rule.probability(&f);
                 contract().validate_output(1, &[p]).unwrap();

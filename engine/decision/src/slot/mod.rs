@@ -1,4 +1,5 @@
-//! The five decision slots and their contracts (`docs/CONTRACTS.md`, "Slots", contract v1).
+//! The five decision slots and their contracts (`docs/CONTRACTS.md`, "Slots"; schema v1,
+//! `leader_health` v2).
 //!
 //! A [`SlotContract`] is the whole agreement between the node and whatever answers a slot:
 //! the feature schema (names, order, units, version), the input and output shapes, and the

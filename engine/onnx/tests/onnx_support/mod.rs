@@ -24,18 +24,50 @@ pub fn fixture(name: &str) -> PathBuf {
     fixtures().join(name)
 }
 
-/// Every fixture folder and the slot it is for.
-pub const FIXTURES: [(&str, SlotKind); 9] = [
+/// Every fixture folder that loads today and the slot it is for.
+pub const FIXTURES: [(&str, SlotKind); 8] = [
     ("sklearn_ridge", SlotKind::Ordering),
     ("sklearn_mlp", SlotKind::Ordering),
     ("sklearn_gbr", SlotKind::Ordering),
     ("torch_mlp", SlotKind::Ordering),
     ("sklearn_logreg", SlotKind::Anomaly),
     ("sklearn_logreg_zipmap", SlotKind::Anomaly),
-    ("sklearn_logreg_leader", SlotKind::LeaderHealth),
     ("sklearn_gbr_batch_size", SlotKind::BatchSize),
     ("torch_demand", SlotKind::Demand),
 ];
+
+/// A `leader_health` model built for feature schema 1 (skl2onnx `LogisticRegression` on the
+/// 9 version-1 columns, `schema = 1`): the slot is on schema 2 now, so it must be refused with
+/// `E_SCHEMA_VERSION`.
+pub const LEADER_HEALTH_SCHEMA_1_FIXTURE: &str = "sklearn_logreg_leader";
+
+/// A logistic regression for `leader_health` on the current schema: `Sigmoid(x @ w + b)`,
+/// input `x` `f32[1, F]`, output `y` `f32[1, 1]`, with small positive weights on the first
+/// columns (silence, missed heartbeats, RTT) and on `fsync_ms_mean`.
+pub fn leader_health_logistic() -> Vec<u8> {
+    let slot = SlotKind::LeaderHealth;
+    let c = slot.contract();
+    let f = c.feature_count();
+    let mut w = vec![0.0f32; f];
+    for (name, weight) in [
+        ("ms_since_last_heartbeat", 0.004),
+        ("missed_heartbeats", 0.2),
+        ("rtt_p99_ms", 0.002),
+        ("fsync_ms_mean", 0.003),
+    ] {
+        w[c.feature_index(name).expect("a v2 column")] = weight;
+    }
+    model(
+        vec![
+            node("MatMul", &["x", "w"], &["xw"]),
+            node("Add", &["xw", "b"], &["z"]),
+            node("Sigmoid", &["z"], &["y"]),
+        ],
+        vec![init("w", &[f as i64, 1], w), init("b", &[1], vec![-4.0])],
+        vec![f32_vi("x", &[Some(1), Some(f as i64)])],
+        vec![f32_vi("y", &[Some(1), Some(1)])],
+    )
+}
 
 /// Load options for tests. The warm-up times 1,000 rows instead of 10,000: tests build the
 /// workspace code unoptimised (dev profile), and the tree-ensemble kernel is workspace code,

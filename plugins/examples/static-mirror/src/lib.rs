@@ -7,7 +7,7 @@
 //!   ascending), as rank scores;
 //! - `batch_size`: the queue-depth rule (grow when two batches are waiting, shrink when the
 //!   last block ran 10% over its latency target; the conflict condition is off by default);
-//! - `leader_health`: the heartbeat rule, a logistic combination of silence, missed
+//! - `leader_health` (schema v2): the heartbeat rule, a logistic combination of silence, missed
 //!   heartbeats, RTT and replication lag;
 //! - `anomaly`: the z-score rule, a logistic map of the larger of the sender-rate and size
 //!   z-scores;
