@@ -273,9 +273,18 @@ fn resolve_tx(
                 }
             }
             c if c.starts_with("no answer") || c.starts_with("HTTP 5") => {}
-            "E_NOT_LEADER" | "E_FORWARD" | "E_COMMIT_PENDING" | "E_NOT_READY" | "E_TIMEOUT"
-            | "E_OVERLOADED" | "E_MEMPOOL_FULL" | "E_SENDER_LIMIT" | "E_DROPPED" | "E_RAFT"
-            | "E_TOO_MANY_REQUESTS" | "HTTP 429" => {}
+            "E_NOT_LEADER"
+            | "E_FORWARD"
+            | "E_COMMIT_PENDING"
+            | "E_NOT_READY"
+            | "E_TIMEOUT"
+            | "E_OVERLOADED"
+            | "E_MEMPOOL_FULL"
+            | "E_SENDER_LIMIT"
+            | "E_DROPPED"
+            | "E_RAFT"
+            | "E_TOO_MANY_REQUESTS"
+            | "HTTP 429" => {}
             other => return Resolution::Anomaly(format!("unexpected refusal {other}")),
         }
         if Instant::now() > give_up {
@@ -361,7 +370,14 @@ fn client(
         let body = serde_json::json!(hex::encode(tx.encoded())).to_string();
         let sent = Instant::now();
         let give_up = clock.stop() + DRAIN;
-        match resolve_tx(&c, urls, &mut next, (&body, &hash), give_up, &mut out.refusals) {
+        match resolve_tx(
+            &c,
+            urls,
+            &mut next,
+            (&body, &hash),
+            give_up,
+            &mut out.refusals,
+        ) {
             Resolution::Acked => {
                 out.acked.push(Ack {
                     hash,
@@ -389,11 +405,14 @@ fn client(
 // ---- the cluster side ----
 
 /// Whether the node at `url` follows a leader and is within [`CAUGHT_UP_BLOCKS`] of its
-/// height.
+/// height, or leads (a majority elected it: its log is up to date).
 fn follows(c: &reqwest::blocking::Client, urls: &[String], url: &str) -> bool {
     let Some(v) = cluster_view(c, url) else {
         return false;
     };
+    if v["state"] == "leader" && v["leader"] == v["id"] {
+        return true;
+    }
     let Some(leader) = v["leader"].as_u64() else {
         return false;
     };
@@ -535,10 +554,7 @@ pub fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
         .filter(|t| (from..=to).contains(t))
         .collect();
     t.sort_unstable();
-    t.windows(2)
-        .map(|w| w[1] - w[0])
-        .max()
-        .unwrap_or_default()
+    t.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
 }
 
 /// Problems with the chains: each promised hash must be exactly once in every node's chain
@@ -919,7 +935,12 @@ impl Ctx<'_> {
     }
 
     /// Waits until `done` holds, `limit` at most; whether it did.
-    fn wait_for(&mut self, limit: Duration, what: &str, mut done: impl FnMut(&mut Self) -> bool) -> bool {
+    fn wait_for(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        mut done: impl FnMut(&mut Self) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + limit;
         loop {
             if done(self) {
@@ -982,10 +1003,7 @@ impl Ctx<'_> {
                 cleared: None,
             });
         }
-        self.say(format!(
-            "{:>6.1?}  node {id}: fault {body}",
-            self.since(at)
-        ));
+        self.say(format!("{:>6.1?}  node {id}: fault {body}", self.since(at)));
         Ok(())
     }
 
@@ -1052,7 +1070,10 @@ fn inject(ctx: &mut Ctx<'_>, o: &RunOpts, leader_before: u64) -> Result<()> {
             let body = o.scenario.degradation().context("a degradation")?;
             ctx.script.victim = Some(leader);
             ctx.fault(leader, &body)?;
-            ctx.wait_until(Instant::now() + o.warning, &format!("node {leader} degraded"));
+            ctx.wait_until(
+                Instant::now() + o.warning,
+                &format!("node {leader} degraded"),
+            );
             let role = if current_leader(&ctx.c, &ctx.urls) == Some(leader) {
                 "leader"
             } else {
@@ -1061,7 +1082,10 @@ fn inject(ctx: &mut Ctx<'_>, o: &RunOpts, leader_before: u64) -> Result<()> {
             ctx.crash(leader, role, "KILL")?;
             let killed = Instant::now();
             ctx.cleared_by_crash(leader, killed);
-            ctx.wait_until(e.max(killed + Duration::from_secs(1)), &format!("node {leader} down"));
+            ctx.wait_until(
+                e.max(killed + Duration::from_secs(1)),
+                &format!("node {leader} down"),
+            );
             ctx.restart(leader)?;
         }
         Scenario::LeakLeader => {
@@ -1089,7 +1113,12 @@ fn inject(ctx: &mut Ctx<'_>, o: &RunOpts, leader_before: u64) -> Result<()> {
             ctx.restart(leader)?;
         }
         Scenario::RollingRestart => {
-            let mut order: Vec<u64> = ctx.nodes.ids().into_iter().filter(|id| *id != leader).collect();
+            let mut order: Vec<u64> = ctx
+                .nodes
+                .ids()
+                .into_iter()
+                .filter(|id| *id != leader)
+                .collect();
             order.push(leader);
             for id in order {
                 let role = if id == leader { "leader" } else { "follower" };
@@ -1100,7 +1129,9 @@ fn inject(ctx: &mut Ctx<'_>, o: &RunOpts, leader_before: u64) -> Result<()> {
                     ctx.script.caught_up.contains_key(&id)
                 });
                 if !caught {
-                    bail!("[E_CHAOS] node {id} did not catch up within {CATCH_UP:?} of its restart");
+                    bail!(
+                        "[E_CHAOS] node {id} did not catch up within {CATCH_UP:?} of its restart"
+                    );
                 }
                 ctx.clock.extend_to(Instant::now() + Duration::from_secs(1));
             }
@@ -1122,7 +1153,8 @@ fn inject(ctx: &mut Ctx<'_>, o: &RunOpts, leader_before: u64) -> Result<()> {
                  ({OVERLOAD_PERCENT}% of {capacity:.0} tx/s)",
                 ctx.since(Instant::now())
             ));
-            let t = std::thread::spawn(move || crate::load::run_json(&load_args(&url, rate, window)));
+            let t =
+                std::thread::spawn(move || crate::load::run_json(&load_args(&url, rate, window)));
             while !t.is_finished() {
                 ctx.wait_until(Instant::now() + Duration::from_millis(100), "overload");
             }
@@ -1166,7 +1198,10 @@ fn measure_capacity(url: &str, duration: Duration) -> Result<(f64, Vec<String>)>
     };
     let (report, acked) = crate::load::run_json(&load_args(url, CAPACITY_PROBE_RATE, probe))?;
     let rate = report["acknowledged"]["rate"].as_f64().unwrap_or(0.0);
-    Ok((rate.max(1.0), acked.iter().map(ToString::to_string).collect()))
+    Ok((
+        rate.max(1.0),
+        acked.iter().map(ToString::to_string).collect(),
+    ))
 }
 
 fn wall_ms() -> u64 {
@@ -1374,7 +1409,11 @@ pub(crate) fn run_scenario(nodes: &mut Nodes, o: &RunOpts) -> Result<RunResult> 
         }
     }
     let mut overload_refusals = BTreeMap::new();
-    if let Some(r) = script.overload.as_ref().and_then(|r| r["refused"].as_object()) {
+    if let Some(r) = script
+        .overload
+        .as_ref()
+        .and_then(|r| r["refused"].as_object())
+    {
         for (k, v) in r {
             overload_refusals.insert(k.clone(), v.as_u64().unwrap_or(0));
         }
@@ -1395,8 +1434,11 @@ pub(crate) fn run_scenario(nodes: &mut Nodes, o: &RunOpts) -> Result<RunResult> 
         fault_start.checked_sub(around).unwrap_or(t0),
         fault_end + around,
     );
-    let leaders_seen: Vec<(Instant, bool)> =
-        seen.leaders.iter().map(|(at, l)| (*at, l.is_some())).collect();
+    let leaders_seen: Vec<(Instant, bool)> = seen
+        .leaders
+        .iter()
+        .map(|(at, l)| (*at, l.is_some()))
+        .collect();
     let without_leader = longest_without_leader(&leaders_seen);
     let changes = leader_changes(&seen.leaders);
     let kill_at = script
@@ -1450,14 +1492,18 @@ pub(crate) fn run_scenario(nodes: &mut Nodes, o: &RunOpts) -> Result<RunResult> 
         .iter()
         .max()
         .map_or(Duration::from_millis(1), |last| {
-            last.saturating_duration_since(t0).max(Duration::from_millis(1))
+            last.saturating_duration_since(t0)
+                .max(Duration::from_millis(1))
         });
     let mut s = Table::new();
     s.load_style(UTF8_FULL_CONDENSED);
     s.set_header(["figure", "value"]);
     s.add_row([
         "acknowledged (committed) transactions".to_string(),
-        format!("{} ({acked_after_fault} after the fault began)", acked.len()),
+        format!(
+            "{} ({acked_after_fault} after the fault began)",
+            acked.len()
+        ),
     ]);
     s.add_row([
         "confirmed by hash after a lost answer".to_string(),
@@ -1504,7 +1550,10 @@ pub(crate) fn run_scenario(nodes: &mut Nodes, o: &RunOpts) -> Result<RunResult> 
             format!(
                 "{cap:.0} tx/s; {} acknowledged of {}; refused {overload_refusals:?}",
                 script.load_acked.len(),
-                script.overload.as_ref().map_or(Value::Null, |r| r["offered"]["transactions"].clone()),
+                script
+                    .overload
+                    .as_ref()
+                    .map_or(Value::Null, |r| r["offered"]["transactions"].clone()),
             ),
         ]);
     }
@@ -1739,7 +1788,9 @@ pub fn run(args: &ChaosRunArgs) -> Result<()> {
         println!("the run's labels: {}", d.join("events.json").display());
     }
     if !r.passed {
-        bail!("[E_CHAOS_VERDICT] the cluster lost or duplicated acknowledged transactions, or its nodes disagree, or a limit was passed (see above)");
+        bail!(
+            "[E_CHAOS_VERDICT] the cluster lost or duplicated acknowledged transactions, or its nodes disagree, or a limit was passed (see above)"
+        );
     }
     Ok(())
 }
@@ -1842,7 +1893,11 @@ fn model_version(args: &ChaosAbArgs) -> Result<String> {
         std::fs::create_dir_all(&dst)
             .with_context(|| format!("cannot create {}", dst.display()))?;
         let entries = std::fs::read_dir(&src).with_context(|| {
-            format!("[E_NO_MODEL] no model {} in {}", args.model, args.models.display())
+            format!(
+                "[E_NO_MODEL] no model {} in {}",
+                args.model,
+                args.models.display()
+            )
         })?;
         for e in entries {
             let e = e?;
@@ -1884,7 +1939,10 @@ fn set_arm(nodes: &Nodes, model: Option<(&str, &str)>) -> Result<()> {
                 "/v1/policies/leader_health/load",
                 &json!({"backend": "onnx", "name": name, "version": version}),
             )?;
-            nodes.admin_all("/v1/policies/leader_health/canary", &json!({"percent": 100.0}))
+            nodes.admin_all(
+                "/v1/policies/leader_health/canary",
+                &json!({"percent": 100.0}),
+            )
         }
     }
 }
@@ -1920,17 +1978,34 @@ pub fn ab(args: &ChaosAbArgs) -> Result<()> {
         let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
         for arm in order {
             settle(&nodes)?;
-            set_arm(&nodes, (arm == 1).then_some((args.model.as_str(), version.as_str())))?;
-            println!("chaos ab: run {} of {}, arm {}", i + 1, args.runs, arms[arm]);
-            let r = run_scenario(&mut nodes, &RunOpts::from_common(common, common.scenario, true))?;
+            set_arm(
+                &nodes,
+                (arm == 1).then_some((args.model.as_str(), version.as_str())),
+            )?;
+            println!(
+                "chaos ab: run {} of {}, arm {}",
+                i + 1,
+                args.runs,
+                arms[arm]
+            );
+            let r = run_scenario(
+                &mut nodes,
+                &RunOpts::from_common(common, common.scenario, true),
+            )?;
             runs[arm].push(r.json);
         }
     }
     if args.healthy_minutes > 0.0 {
         for (arm, slot) in healthy.iter_mut().enumerate() {
             settle(&nodes)?;
-            set_arm(&nodes, (arm == 1).then_some((args.model.as_str(), version.as_str())))?;
-            println!("chaos ab: {} healthy minutes, arm {}", args.healthy_minutes, arms[arm]);
+            set_arm(
+                &nodes,
+                (arm == 1).then_some((args.model.as_str(), version.as_str())),
+            )?;
+            println!(
+                "chaos ab: {} healthy minutes, arm {}",
+                args.healthy_minutes, arms[arm]
+            );
             let mut o = RunOpts::from_common(common, Scenario::None, true);
             o.duration = Duration::from_secs_f64(args.healthy_minutes * 60.0);
             let r = run_scenario(&mut nodes, &o)?;
@@ -1974,9 +2049,9 @@ pub fn ab(args: &ChaosAbArgs) -> Result<()> {
                 leads.len(),
                 runs[arm].len()
             ),
-            healthy[arm]
-                .as_ref()
-                .map_or("-".to_string(), |h| format!("{:.1}", h["per_hour"].as_f64().unwrap_or(0.0))),
+            healthy[arm].as_ref().map_or("-".to_string(), |h| {
+                format!("{:.1}", h["per_hour"].as_f64().unwrap_or(0.0))
+            }),
             format!("{passed} of {} passed", runs[arm].len()),
         ]);
         arms_json.push(json!({
@@ -2034,7 +2109,10 @@ mod tests {
             handed_over(&samples, 1, t, t + Duration::from_millis(300)),
             Some((t + Duration::from_millis(150), 2))
         );
-        assert_eq!(handed_over(&samples, 1, t, t + Duration::from_millis(100)), None);
+        assert_eq!(
+            handed_over(&samples, 1, t, t + Duration::from_millis(100)),
+            None
+        );
         let flags: Vec<(Instant, bool)> = samples.iter().map(|(a, l)| (*a, l.is_some())).collect();
         assert_eq!(longest_without_leader(&flags), Duration::from_millis(50));
         let times: Vec<Instant> = samples.iter().map(|(a, _)| *a).rev().collect();
@@ -2086,6 +2164,9 @@ mod tests {
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(&[]), None);
         let (lo, hi) = bootstrap_median(&[1.0, 2.0, 3.0, 4.0, 5.0], 1).expect("an interval");
-        assert!((1.0..=3.0).contains(&lo) && (3.0..=5.0).contains(&hi), "{lo} {hi}");
+        assert!(
+            (1.0..=3.0).contains(&lo) && (3.0..=5.0).contains(&hi),
+            "{lo} {hi}"
+        );
     }
 }

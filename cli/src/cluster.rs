@@ -629,12 +629,8 @@ pub(crate) fn members(dir: &Path) -> Result<(Vec<Member>, String)> {
             data_dir: c.data_dir,
         });
     }
-    let token = token.with_context(|| {
-        format!(
-            "[E_CONFIG] no node of {} has an admin.token",
-            dir.display()
-        )
-    })?;
+    let token = token
+        .with_context(|| format!("[E_CONFIG] no node of {} has an admin.token", dir.display()))?;
     Ok((out, token))
 }
 

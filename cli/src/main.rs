@@ -4,7 +4,9 @@
 
 use std::process::ExitCode;
 
-use aurigraph_cli::args::{self, BenchCommand, ChaosCommand, ClusterCommand, Command, TelemetryCommand};
+use aurigraph_cli::args::{
+    self, BenchCommand, ChaosCommand, ClusterCommand, Command, TelemetryCommand,
+};
 use aurigraph_cli::{bench, chaos, cluster, demo, load, models, policy, start, telemetry, tx};
 use clap::Parser;
 

@@ -51,7 +51,10 @@ fn chaos(dir: &Path, scenario: &str, extra: &[&str]) -> Value {
     assert_eq!(v["lost"], 0, "{v}");
     assert_eq!(v["not_exactly_once"], 0, "{v}");
     assert!(v["acknowledged"].as_u64().unwrap_or(0) > 0, "{v}");
-    assert!(v["acknowledged_after_fault"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert!(
+        v["acknowledged_after_fault"].as_u64().unwrap_or(0) > 0,
+        "{v}"
+    );
     for figure in [
         "time_without_leader_ms",
         "longest_commit_gap_ms",
@@ -99,7 +102,10 @@ fn chaos_kill_leader_then_kill_follower_lose_nothing() {
     let v = chaos(&dir, "kill-leader", &[]);
     assert_eq!(crash_kinds(&v), ["kill"], "{v}");
     assert_eq!(v["events"]["crashes"][0]["node"], v["leader_before"], "{v}");
-    assert!(v["time_without_leader_ms"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+    assert!(
+        v["time_without_leader_ms"].as_f64().unwrap_or(0.0) > 0.0,
+        "{v}"
+    );
     assert!(v["leader_changes"].as_u64().unwrap_or(0) >= 1, "{v}");
 
     let v = chaos(&dir, "kill-follower", &[]);
@@ -118,12 +124,19 @@ fn chaos_rolling_restart_then_overload_lose_nothing() {
     assert_eq!(crash_kinds(&v), ["term", "term", "term"], "{v}");
     // Followers first, the leader last.
     assert_eq!(v["events"]["crashes"][2]["node"], v["leader_before"], "{v}");
-    assert_eq!(v["caught_up_ms"].as_object().map(|o| o.len()), Some(3), "{v}");
+    assert_eq!(
+        v["caught_up_ms"].as_object().map(|o| o.len()),
+        Some(3),
+        "{v}"
+    );
 
     let v = chaos(&dir, "overload", &[]);
     assert!(v["capacity_tps"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
     assert!(v["overload_refused"].is_object(), "{v}");
-    assert!(v["acknowledged_by_overload"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert!(
+        v["acknowledged_by_overload"].as_u64().unwrap_or(0) > 0,
+        "{v}"
+    );
 }
 
 #[test]
@@ -156,7 +169,14 @@ fn chaos_partition_degrade_and_leak_of_the_leader_lose_nothing() {
 fn chaos_run_needs_a_cluster() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = aurigraph(
-        &["chaos", "run", "--scenario", "kill-leader", "--duration", "3s"],
+        &[
+            "chaos",
+            "run",
+            "--scenario",
+            "kill-leader",
+            "--duration",
+            "3s",
+        ],
         &tmp.path().join("none"),
     );
     assert!(!out.status.success(), "{}", text(&out));

@@ -79,10 +79,17 @@ mod tests {
         let all = s.rtts_since(Instant::now() - Duration::from_secs(60));
         assert_eq!(all.len(), KEPT_SAMPLES);
         assert_eq!(all[0].2, Duration::from_micros(10));
-        assert!(s.rtts_since(Instant::now() + Duration::from_secs(1)).is_empty());
+        assert!(
+            s.rtts_since(Instant::now() + Duration::from_secs(1))
+                .is_empty()
+        );
         assert!(s.last_arrival().is_none());
         s.record_arrival();
         assert!(s.last_arrival().is_some());
-        assert_eq!(s.arrivals_since(Instant::now() - Duration::from_secs(1)).len(), 1);
+        assert_eq!(
+            s.arrivals_since(Instant::now() - Duration::from_secs(1))
+                .len(),
+            1
+        );
     }
 }

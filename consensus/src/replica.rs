@@ -125,8 +125,8 @@ pub async fn start<A: BlockApplier>(
         network = network.with_stats(stats.clone());
     }
     openraft::Raft::new(id, Arc::new(raft_config), network, log, sm)
-    .await
-    .map_err(|e| ReplicaError::Start(e.to_string()))
+        .await
+        .map_err(|e| ReplicaError::Start(e.to_string()))
 }
 
 /// The Raft RPC routes (`/aurigraph.raft.v1.Raft/*`) of `raft`, to merge into the node's

@@ -311,7 +311,11 @@ impl FaultInjector {
                 started: Instant::now(),
             });
         }
-        tracing::warn!(kind = spec.kind(), ?spec, "fault injected (test and chaos only)");
+        tracing::warn!(
+            kind = spec.kind(),
+            ?spec,
+            "fault injected (test and chaos only)"
+        );
         // Every active fault's loop runs under the newest generation.
         for a in self.active() {
             self.spawn_loop(a, generation, rt);
@@ -419,11 +423,9 @@ mod tests {
         );
         assert!(serde_json::from_str::<FaultSpec>(r#"{"kind":"melt"}"#).is_err());
         assert!(serde_json::from_str::<FaultSpec>(r#"{"kind":"partition","x":1}"#).is_err());
-        let bad: FaultSpec =
-            serde_json::from_str(r#"{"kind":"net_flaky","loss":1.5}"#).unwrap();
+        let bad: FaultSpec = serde_json::from_str(r#"{"kind":"net_flaky","loss":1.5}"#).unwrap();
         assert!(bad.validate().is_err());
-        let bad: FaultSpec =
-            serde_json::from_str(r#"{"kind":"cpu_starve","every_ms":0}"#).unwrap();
+        let bad: FaultSpec = serde_json::from_str(r#"{"kind":"cpu_starve","every_ms":0}"#).unwrap();
         assert!(bad.validate().is_err());
     }
 
@@ -443,7 +445,8 @@ mod tests {
         f.apply(spec, vec![2, 3], rt.handle()).unwrap();
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(f.disk_delay(), Duration::from_millis(40));
-        f.apply(FaultSpec::Partition, vec![2, 3], rt.handle()).unwrap();
+        f.apply(FaultSpec::Partition, vec![2, 3], rt.handle())
+            .unwrap();
         assert!(f.links().is_cut(1, 2) && f.links().is_cut(3, 1));
         assert!(f.links().inbound_blocked(1));
         assert_eq!(f.active().len(), 2);

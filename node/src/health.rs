@@ -108,7 +108,9 @@ impl LeaderHealthConfig {
         if !(self.threshold > 0.0 && self.threshold <= 1.0)
             || !(0.0..=self.threshold).contains(&self.release)
         {
-            return Err("leader_health: need 0 < threshold <= 1 and 0 <= release <= threshold".into());
+            return Err(
+                "leader_health: need 0 < threshold <= 1 and 0 <= release <= threshold".into(),
+            );
         }
         if self.election_floor_ms == 0
             || self.election_ceiling_ms < self.election_floor_ms
@@ -464,10 +466,7 @@ pub(crate) async fn run(core: Weak<NodeCore>, health: Arc<Health>) {
         let tick_lag = mean(&window.iter().map(|t| t.lag_ms).collect::<Vec<_>>());
         let f = if leading {
             let win_rtts = health.stats.rtts_since(win_start);
-            let all: Vec<f32> = win_rtts
-                .iter()
-                .map(|r| r.2.as_secs_f32() * 1e3)
-                .collect();
+            let all: Vec<f32> = win_rtts.iter().map(|r| r.2.as_secs_f32() * 1e3).collect();
             // Spread of the intervals between one follower's acknowledgements, averaged.
             let mut per: std::collections::BTreeMap<u64, Vec<Instant>> = Default::default();
             for (at, id, _) in &win_rtts {
@@ -484,8 +483,7 @@ pub(crate) async fn run(core: Weak<NodeCore>, health: Arc<Health>) {
                 rtt_mean_ms: mean(&all),
                 rtt_p99_ms: p99(&all),
                 rtt_trend: slope(&window.iter().map(|t| t.rtt_mean).collect::<Vec<_>>()),
-                replication_lag_entries: status.lags.iter().map(|l| l.1).max().unwrap_or(0)
-                    as f32,
+                replication_lag_entries: status.lags.iter().map(|l| l.1).max().unwrap_or(0) as f32,
                 window_ticks: window.len() as f32,
                 heartbeat_jitter_ms: mean(&jitters),
                 fsync_ms_mean: mean(&fsync_w),
@@ -556,7 +554,10 @@ pub(crate) async fn run(core: Weak<NodeCore>, health: Arc<Health>) {
             m.into_iter().map(|(id, v)| (id, mean(&v))).collect()
         };
         let Some(to) = healthiest(&status, me, &per_node) else {
-            tracing::warn!(probability = p, "leader_health: no follower to hand over to");
+            tracing::warn!(
+                probability = p,
+                "leader_health: no follower to hand over to"
+            );
             continue;
         };
         let h = Handover {
@@ -582,7 +583,9 @@ pub(crate) async fn run(core: Weak<NodeCore>, health: Arc<Health>) {
                 v.handovers += 1;
                 v.last_handover = Some(h);
             }
-            Err(e) => tracing::warn!(code = e.code(), error = %e, "leader_health: hand-over failed"),
+            Err(e) => {
+                tracing::warn!(code = e.code(), error = %e, "leader_health: hand-over failed")
+            }
         }
     }
 }
@@ -613,7 +616,10 @@ mod tests {
         let t0 = Instant::now();
         let mut t = Trigger::default();
         assert!(!t.feed(&c, 0.9, t0));
-        assert!(!t.feed(&c, 0.7, t0), "a tick below the threshold ends the streak");
+        assert!(
+            !t.feed(&c, 0.7, t0),
+            "a tick below the threshold ends the streak"
+        );
         assert!(!t.feed(&c, 0.9, t0));
         assert!(t.feed(&c, 0.95, t0), "two in a row");
         // Disarmed until the probability falls below `release`.
@@ -639,7 +645,11 @@ mod tests {
     fn timing_follows_the_rtt_within_its_bounds() {
         let c = LeaderHealthConfig::default();
         let t = derive_timing(&c, 100, 2.0);
-        assert_eq!((t.election_min_ms, t.election_max_ms), (300, 600), "3 x heartbeat");
+        assert_eq!(
+            (t.election_min_ms, t.election_max_ms),
+            (300, 600),
+            "3 x heartbeat"
+        );
         let t = derive_timing(&c, 20, 1.0);
         assert_eq!(t.election_min_ms, 150, "the floor");
         let t = derive_timing(&c, 100, 80.0);

@@ -117,14 +117,22 @@ async fn a_leader_failing_visibly_hands_over_and_nothing_acknowledged_is_lost() 
         .map(|n| hex_of(&transfer(n % 4, u64::from(n / 4), 9, 1)))
         .collect();
     submit_all(&c, all[l], &txs).await;
-    poll_until(Duration::from_secs(10), "the slow appends in the window", || async {
-        let v = cluster_of(&c, all[l]).await;
-        let fsync = v["leader_health"]["features"]["fsync_ms_mean"].as_f64()?;
-        (fsync >= 25.0).then_some(())
-    })
+    poll_until(
+        Duration::from_secs(10),
+        "the slow appends in the window",
+        || async {
+            let v = cluster_of(&c, all[l]).await;
+            let fsync = v["leader_health"]["features"]["fsync_ms_mean"].as_f64()?;
+            (fsync >= 25.0).then_some(())
+        },
+    )
     .await;
     let (s, v) = fault(&c, all[l], &json!({"kind": "clear"})).await;
-    assert_eq!((s, v["active"].as_array().map(Vec::len)), (200, Some(0)), "{v}");
+    assert_eq!(
+        (s, v["active"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{v}"
+    );
 
     // Links that slow down: the static rule sees the quorum's acknowledgements age and the
     // round trips grow, and the leader hands over before the followers' election timeout.
@@ -167,7 +175,11 @@ async fn a_leader_failing_visibly_hands_over_and_nothing_acknowledged_is_lost() 
     })
     .await;
     let v = cluster_of(&c, all[l]).await;
-    assert_eq!(v["leader"].as_u64(), Some(l2 as u64 + 1), "the old leader follows: {v}");
+    assert_eq!(
+        v["leader"].as_u64(),
+        Some(l2 as u64 + 1),
+        "the old leader follows: {v}"
+    );
     let more: Vec<String> = (0..20)
         .map(|n| hex_of(&transfer(4 + n % 4, u64::from(n / 4), 9, 1)))
         .collect();

@@ -97,7 +97,8 @@ fn main() -> anyhow::Result<()> {
             data,
             options,
         } => {
-            let data = data.context("train leader_health needs --data DIR (recorded chaos runs)")?;
+            let data =
+                data.context("train leader_health needs --data DIR (recorded chaos runs)")?;
             let label = data.display().to_string();
             (Vec::new(), Some((data, label)), options)
         }
@@ -130,7 +131,10 @@ fn main() -> anyhow::Result<()> {
         let (model, files) =
             aurigraph_training::train_leader_health_and_write(&config, &dir, &label, &options.out)
                 .with_context(|| {
-                    format!("training and writing the {slot} model from {}", dir.display())
+                    format!(
+                        "training and writing the {slot} model from {}",
+                        dir.display()
+                    )
                 })?;
         report(slot, &model, &files, started);
     }

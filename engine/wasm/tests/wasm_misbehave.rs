@@ -418,10 +418,7 @@ fn bad_modules_are_refused_at_load_with_stable_codes() {
         "{e}"
     );
     let v2 = load(&rt, &leader(r"\02\00\00\00")).expect("schema v2 loads");
-    assert_eq!(
-        v2.slots().collect::<Vec<_>>(),
-        vec![SlotKind::LeaderHealth]
-    );
+    assert_eq!(v2.slots().collect::<Vec<_>>(), vec![SlotKind::LeaderHealth]);
     // Malformed metadata: a name out of bounds, an unknown slot, no slots.
     let oob = r"\00\00\ff\7f\08\00\00\00\50\00\00\00\05\00\00\00\60\00\00\00\01\00\00\00";
     assert_eq!(

@@ -17,8 +17,8 @@
 //!   node uses [`SingleNodeLog`](aurigraph_consensus::SingleNodeLog), which passes every
 //!   block straight through. Side loops run in the same thread: `demand` forecasts the
 //!   arrival rate each second (the forecast feeds the scaling advice, [`crate::scaling`])
-//!   and `leader_health` scores the heartbeat window each round (computed and not acted on
-//!   yet). Each round also drops, with
+//!   and, on a node alone, `leader_health` scores stand-ins each round (recorded, not acted
+//!   on; a cluster replica's monitor, [`crate::health`], scores the leader). Each round also drops, with
 //!   `E_DROPPED_EXPIRED`, the transactions that stayed behind a nonce gap past
 //!   `block.mempool_gapped_ttl_ms`.
 //! - [`Node`] ([`server`]): a started node: the producer thread, the folder watchers and the

@@ -252,7 +252,13 @@ pub fn recall_fpr(labels: &[bool], scores: &[f64], threshold: f64) -> (f64, f64)
             (false, false) => tn += 1,
         }
     }
-    let ratio = |a: usize, b: usize| if a + b == 0 { 0.0 } else { a as f64 / (a + b) as f64 };
+    let ratio = |a: usize, b: usize| {
+        if a + b == 0 {
+            0.0
+        } else {
+            a as f64 / (a + b) as f64
+        }
+    };
     (ratio(tp, fneg), ratio(fp, tn))
 }
 
@@ -452,8 +458,7 @@ pub fn train(config: &TrainConfig, data: &Path, data_label: &str) -> Result<Trai
         output: contract.output.name.into(),
         batch: BatchAxis::One,
         output_shape: OutputShape::PerRow,
-        doc: "Logistic regression: P(this leader crashes within 3 s) from the schema-2 row."
-            .into(),
+        doc: "Logistic regression: P(this leader crashes within 3 s) from the schema-2 row.".into(),
         metadata: meta,
     };
     let mut manifest = manifest(
