@@ -1830,7 +1830,7 @@ pub fn median(xs: &[f64]) -> Option<f64> {
     }
     v.sort_by(f64::total_cmp);
     let m = v.len() / 2;
-    Some(if v.len() % 2 == 0 {
+    Some(if v.len().is_multiple_of(2) {
         f64::midpoint(v[m - 1], v[m])
     } else {
         v[m]

@@ -49,7 +49,6 @@ fn every_fixture_validates() {
         "sklearn_gbr",
         "sklearn_logreg",
         "sklearn_logreg_zipmap",
-        "sklearn_logreg_leader",
         "sklearn_gbr_batch_size",
         "torch_mlp",
         "torch_demand",
@@ -63,6 +62,19 @@ fn every_fixture_validates() {
         ]);
         assert!(out.status.success(), "{name}: {}", text(&out.stdout));
     }
+}
+
+#[test]
+fn a_leader_health_model_of_schema_1_is_refused_with_its_code() {
+    // Built for the 9-column schema the slot had before version 2.
+    let out = validate(&[fixture("sklearn_logreg_leader").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stdout).contains("E_SCHEMA_VERSION") || text(&out.stderr).contains("E_SCHEMA_VERSION"),
+        "{} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -1,149 +1,252 @@
-//! Multi-version memory: for each account, the value each transaction incarnation wrote,
-//! or an estimate mark where an aborted incarnation wrote.
+//! Multi-version memory: for each account, the committed value (read once, on first use)
+//! and the value each transaction's last incarnation wrote, or an estimate mark where an
+//! aborted incarnation wrote.
+//!
+//! Layout, chosen for low contention and no allocation on the hot path:
+//!
+//! - the accounts are spread over a power-of-two number of shards (about one per eight
+//!   transactions, at most [`MAX_SHARDS`]), each a cache-padded lock over a small hash index
+//!   and a vector of keys; there is no global lock, and two workers meet on a shard lock
+//!   only when they touch accounts of the same shard at the same moment (for a hot account
+//!   that is the account itself, as with a per-key lock);
+//! - a key's versions are a vector sorted by transaction index: the read of transaction `i`
+//!   is a binary search for the highest index below `i`, and writes arrive mostly in block
+//!   order, so an insert is an append or a short move;
+//! - a read returns the key's [`Loc`] (shard and slot), which the caller keeps in its read
+//!   set: writes (a transaction writes only accounts it read), validation, estimates and
+//!   removals go straight to the slot without hashing the address again;
+//! - the committed value is cached in the key when it is created, so each account is read
+//!   from the state once per block, as the sequential executor does, and the write set's
+//!   values before the block come from the cache.
 
-use std::collections::BTreeMap;
-
+use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
 use super::super::hash::{AddressMap, address_map};
-use crate::state::Account;
+use super::super::semantics::Touched;
+use crate::state::{Account, StateView};
 use crate::tx::Address;
 
-const STRIPES: usize = 256;
+/// Most shards.
+const MAX_SHARDS: usize = 1 << 12;
+/// Fewest shards.
+const MIN_SHARDS: usize = 16;
 
-/// Where a read found its value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Origin {
-    /// The committed state (no earlier transaction wrote the account).
-    Storage,
-    /// Transaction `.0`, incarnation `.1`.
-    Written(usize, u32),
+/// Where a read found its value: `idx == STORAGE` is the committed state, otherwise
+/// transaction `idx`, incarnation `incarnation`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Origin {
+    idx: u32,
+    incarnation: u32,
+}
+
+impl Origin {
+    const STORAGE: Origin = Origin {
+        idx: u32::MAX,
+        incarnation: 0,
+    };
+}
+
+/// A key's place in the memory: its shard and its slot there. Stable for the block.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Loc {
+    shard: u32,
+    slot: u32,
 }
 
 /// The result of a read.
 pub(super) enum Read {
-    /// No earlier transaction wrote the account.
-    Storage,
-    /// An earlier transaction's write.
+    /// A value, and where it came from.
     Value(Origin, Account),
-    /// An earlier transaction that will probably write again is being re-executed.
-    Blocked(usize),
+    /// Transaction `.0`, below the reader, wrote the account in an aborted incarnation and
+    /// is being re-executed: the reader waits for it.
+    Estimate(usize),
 }
 
 #[derive(Clone, Copy)]
-struct Cell {
+struct Entry {
+    idx: u32,
     incarnation: u32,
-    /// None: an estimate (the incarnation was aborted).
-    value: Option<Account>,
+    estimate: bool,
+    value: Account,
 }
 
-type Versions = BTreeMap<usize, Cell>;
+struct Key {
+    address: Address,
+    base: Account,
+    versions: Vec<Entry>,
+}
+
+impl Key {
+    fn lookup(&self, idx: u32) -> Read {
+        let below = self.versions.partition_point(|e| e.idx < idx);
+        match below.checked_sub(1).map(|at| self.versions[at]) {
+            None => Read::Value(Origin::STORAGE, self.base),
+            Some(e) if e.estimate => Read::Estimate(e.idx as usize),
+            Some(e) => Read::Value(
+                Origin {
+                    idx: e.idx,
+                    incarnation: e.incarnation,
+                },
+                e.value,
+            ),
+        }
+    }
+
+    fn find(&mut self, idx: u32) -> Result<usize, usize> {
+        self.versions.binary_search_by_key(&idx, |e| e.idx)
+    }
+}
+
+struct Shard {
+    index: AddressMap<u32>,
+    keys: Vec<Key>,
+}
 
 pub(super) struct MvMemory {
-    stripes: Vec<Mutex<AddressMap<Versions>>>,
-    written: Vec<Mutex<Vec<Address>>>,
-    reads: Vec<Mutex<Vec<(Address, Origin)>>>,
-}
-
-fn stripe_of(address: &Address) -> usize {
-    // Bytes 2-3: well mixed for keys, and independent of the root bucket (bytes 0-1).
-    (usize::from(address.0[2]) << 8 | usize::from(address.0[3])) % STRIPES
+    shards: Box<[CachePadded<Mutex<Shard>>]>,
+    mask: usize,
 }
 
 impl MvMemory {
+    /// Memory for a block of `size` transactions.
     pub(super) fn new(size: usize) -> Self {
+        let count = (size / 8)
+            .next_power_of_two()
+            .clamp(MIN_SHARDS, MAX_SHARDS);
+        let per_shard = size * 2 / count + 4;
         Self {
-            stripes: (0..STRIPES)
-                .map(|_| Mutex::new(address_map(size * 2 / STRIPES + 1)))
+            shards: (0..count)
+                .map(|_| {
+                    CachePadded::new(Mutex::new(Shard {
+                        index: address_map(per_shard),
+                        keys: Vec::with_capacity(per_shard),
+                    }))
+                })
                 .collect(),
-            written: (0..size).map(|_| Mutex::new(Vec::new())).collect(),
-            reads: (0..size).map(|_| Mutex::new(Vec::new())).collect(),
+            mask: count - 1,
         }
     }
 
-    pub(super) fn read(&self, address: &Address, idx: usize) -> Read {
-        let stripe = self.stripes[stripe_of(address)].lock();
-        let Some(versions) = stripe.get(address) else {
-            return Read::Storage;
-        };
-        match versions.range(..idx).next_back() {
-            None => Read::Storage,
-            Some((&j, cell)) => match cell.value {
-                None => Read::Blocked(j),
-                Some(v) => Read::Value(Origin::Written(j, cell.incarnation), v),
+    /// Number of shards.
+    pub(super) fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn shard_of(&self, address: &Address) -> usize {
+        // Bytes 8-15, mixed: well spread for keys (which are hashes of secrets) and
+        // independent of the bytes the state's own buckets use; a sender grinding keys into
+        // one shard only slows its own block down.
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&address.0[8..16]);
+        let x = u64::from_le_bytes(h).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (x >> 40) as usize & self.mask
+    }
+
+    /// The key's slot in `shard`, created (with the committed value read from `base`) if
+    /// absent.
+    fn slot(shard: &mut Shard, base: &dyn StateView, address: &Address) -> u32 {
+        if let Some(&slot) = shard.index.get(address) {
+            return slot;
+        }
+        let slot = shard.keys.len() as u32;
+        shard.keys.push(Key {
+            address: *address,
+            base: base.account(address),
+            versions: Vec::new(),
+        });
+        shard.index.insert(*address, slot);
+        slot
+    }
+
+    /// What transaction `idx` reads at `address`, and the key's location.
+    pub(super) fn read(&self, base: &dyn StateView, address: &Address, idx: usize) -> (Loc, Read) {
+        let s = self.shard_of(address);
+        let mut shard = self.shards[s].lock();
+        let slot = Self::slot(&mut shard, base, address);
+        let read = shard.keys[slot as usize].lookup(idx as u32);
+        (
+            Loc {
+                shard: s as u32,
+                slot,
             },
+            read,
+        )
+    }
+
+    /// The location of `address` (created if absent), for a write of an account the
+    /// transaction did not read (the execution rules never do that; kept for safety).
+    pub(super) fn locate(&self, base: &dyn StateView, address: &Address) -> Loc {
+        let s = self.shard_of(address);
+        let mut shard = self.shards[s].lock();
+        Loc {
+            shard: s as u32,
+            slot: Self::slot(&mut shard, base, address),
         }
     }
 
-    /// Stores an incarnation's reads and writes. True if it wrote an account that its
-    /// previous incarnation did not.
-    pub(super) fn record(
-        &self,
-        idx: usize,
-        incarnation: u32,
-        reads: Vec<(Address, Origin)>,
-        writes: &[(Address, Account)],
-    ) -> bool {
-        for (address, value) in writes {
-            self.stripes[stripe_of(address)]
-                .lock()
-                .entry(*address)
-                .or_default()
-                .insert(
-                    idx,
-                    Cell {
-                        incarnation,
-                        value: Some(*value),
-                    },
-                );
-        }
-        let new: Vec<Address> = writes.iter().map(|(a, _)| *a).collect();
-        let mut written = self.written[idx].lock();
-        for old in written.iter() {
-            if !new.contains(old)
-                && let Some(versions) = self.stripes[stripe_of(old)].lock().get_mut(old)
-            {
-                versions.remove(&idx);
-            }
-        }
-        let wrote_new = new.iter().any(|a| !written.contains(a));
-        *written = new;
-        *self.reads[idx].lock() = reads;
-        wrote_new
-    }
-
-    /// Marks an aborted incarnation's writes as estimates.
-    pub(super) fn convert_writes_to_estimates(&self, idx: usize) {
-        for address in self.written[idx].lock().iter() {
-            if let Some(cell) = self.stripes[stripe_of(address)]
-                .lock()
-                .get_mut(address)
-                .and_then(|v| v.get_mut(&idx))
-            {
-                cell.value = None;
+    /// Stores the value incarnation `incarnation` of transaction `idx` wrote at `loc`.
+    pub(super) fn write(&self, loc: Loc, idx: usize, incarnation: u32, value: Account) {
+        let entry = Entry {
+            idx: idx as u32,
+            incarnation,
+            estimate: false,
+            value,
+        };
+        let mut shard = self.shards[loc.shard as usize].lock();
+        let key = &mut shard.keys[loc.slot as usize];
+        match key.find(idx as u32) {
+            Ok(at) => key.versions[at] = entry,
+            Err(at) => {
+                if key.versions.capacity() == 0 {
+                    key.versions.reserve_exact(2);
+                }
+                key.versions.insert(at, entry)
             }
         }
     }
 
-    /// Whether every read of the last incarnation of `idx` would read the same now.
-    pub(super) fn validate_read_set(&self, idx: usize) -> bool {
-        let reads = self.reads[idx].lock();
-        reads
-            .iter()
-            .all(|(address, origin)| match self.read(address, idx) {
-                Read::Storage => *origin == Origin::Storage,
-                Read::Value(now, _) => now == *origin,
-                Read::Blocked(_) => false,
-            })
+    /// Removes transaction `idx`'s write at `loc` (its last incarnation did not write it).
+    pub(super) fn remove(&self, loc: Loc, idx: usize) {
+        let mut shard = self.shards[loc.shard as usize].lock();
+        let key = &mut shard.keys[loc.slot as usize];
+        if let Ok(at) = key.find(idx as u32) {
+            key.versions.remove(at);
+        }
     }
 
-    /// The last value of every written account (None if an estimate is left: a bug).
-    pub(super) fn snapshot(self) -> Option<Vec<(Address, Account)>> {
+    /// Marks transaction `idx`'s write at `loc` as an estimate (its incarnation aborted).
+    pub(super) fn mark_estimate(&self, loc: Loc, idx: usize) {
+        let mut shard = self.shards[loc.shard as usize].lock();
+        let key = &mut shard.keys[loc.slot as usize];
+        if let Ok(at) = key.find(idx as u32) {
+            key.versions[at].estimate = true;
+        }
+    }
+
+    /// Whether transaction `idx` would read from `origin` at `loc` now.
+    pub(super) fn validate(&self, loc: Loc, idx: usize, origin: Origin) -> bool {
+        let shard = self.shards[loc.shard as usize].lock();
+        matches!(shard.keys[loc.slot as usize].lookup(idx as u32), Read::Value(now, _) if now == origin)
+    }
+
+    /// The accounts of shards `first, first + step, ...` that some transaction wrote: their
+    /// committed value and the last write. `None` if an estimate is left (a bug).
+    pub(super) fn touched(&self, first: usize, step: usize) -> Option<Vec<Touched>> {
         let mut out = Vec::new();
-        for stripe in self.stripes {
-            for (address, versions) in stripe.into_inner() {
-                if let Some((_, cell)) = versions.iter().next_back() {
-                    out.push((address, cell.value?));
+        for shard in self.shards.iter().skip(first).step_by(step.max(1)) {
+            let shard = shard.lock();
+            out.reserve(shard.keys.len());
+            for key in &shard.keys {
+                if let Some(last) = key.versions.last() {
+                    if last.estimate {
+                        return None;
+                    }
+                    out.push(Touched {
+                        address: key.address,
+                        before: key.base,
+                        after: last.value,
+                    });
                 }
             }
         }

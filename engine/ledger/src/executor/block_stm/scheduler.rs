@@ -1,8 +1,16 @@
 //! The collaborative scheduler of Block-STM (Gelashvili et al., 2022, algorithm 4-5), kept
 //! close to the paper's pseudo-code so that it can be checked against it.
+//!
+//! Two shared counters hand out tasks in block order (`execution_idx`, `validation_idx`);
+//! `decrease_cnt` and `num_active_tasks` detect completion. Each counter sits on its own
+//! cache line (they are written by every task, and sharing a line made every increment of
+//! one invalidate the others for all workers). A transaction's status, incarnation and the
+//! transactions waiting for it (its dependencies) share one small lock, so that recording
+//! a dependency and finishing the execution it waits for cannot cross.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
+use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
 /// A transaction's incarnation.
@@ -27,29 +35,40 @@ enum Status {
     Aborting,
 }
 
+struct TxState {
+    incarnation: u32,
+    status: Status,
+    /// Transactions suspended until this one finishes executing.
+    dependencies: Vec<u32>,
+}
+
 pub(super) struct Scheduler {
     size: usize,
-    execution_idx: AtomicUsize,
-    validation_idx: AtomicUsize,
-    decrease_cnt: AtomicUsize,
-    num_active_tasks: AtomicUsize,
-    done_marker: AtomicBool,
-    dependencies: Vec<Mutex<Vec<usize>>>,
-    status: Vec<Mutex<(u32, Status)>>,
+    execution_idx: CachePadded<AtomicUsize>,
+    validation_idx: CachePadded<AtomicUsize>,
+    decrease_cnt: CachePadded<AtomicUsize>,
+    num_active_tasks: CachePadded<AtomicUsize>,
+    done_marker: CachePadded<AtomicBool>,
+    txs: Box<[Mutex<TxState>]>,
 }
 
 impl Scheduler {
     pub(super) fn new(size: usize) -> Self {
         Self {
             size,
-            execution_idx: AtomicUsize::new(0),
-            validation_idx: AtomicUsize::new(0),
-            decrease_cnt: AtomicUsize::new(0),
-            num_active_tasks: AtomicUsize::new(0),
-            done_marker: AtomicBool::new(false),
-            dependencies: (0..size).map(|_| Mutex::new(Vec::new())).collect(),
-            status: (0..size)
-                .map(|_| Mutex::new((0, Status::ReadyToExecute)))
+            execution_idx: CachePadded::new(AtomicUsize::new(0)),
+            validation_idx: CachePadded::new(AtomicUsize::new(0)),
+            decrease_cnt: CachePadded::new(AtomicUsize::new(0)),
+            num_active_tasks: CachePadded::new(AtomicUsize::new(0)),
+            done_marker: CachePadded::new(AtomicBool::new(false)),
+            txs: (0..size)
+                .map(|_| {
+                    Mutex::new(TxState {
+                        incarnation: 0,
+                        status: Status::ReadyToExecute,
+                        dependencies: Vec::new(),
+                    })
+                })
                 .collect(),
         }
     }
@@ -84,12 +103,12 @@ impl Scheduler {
 
     fn try_incarnate(&self, idx: usize) -> Option<Version> {
         if idx < self.size {
-            let mut s = self.status[idx].lock();
-            if s.1 == Status::ReadyToExecute {
-                s.1 = Status::Executing;
+            let mut s = self.txs[idx].lock();
+            if s.status == Status::ReadyToExecute {
+                s.status = Status::Executing;
                 return Some(Version {
                     idx,
-                    incarnation: s.0,
+                    incarnation: s.incarnation,
                 });
             }
         }
@@ -115,11 +134,11 @@ impl Scheduler {
         self.num_active_tasks.fetch_add(1, SeqCst);
         let idx = self.validation_idx.fetch_add(1, SeqCst);
         if idx < self.size {
-            let s = self.status[idx].lock();
-            if s.1 == Status::Executed {
+            let s = self.txs[idx].lock();
+            if s.status == Status::Executed {
                 return Some(Version {
                     idx,
-                    incarnation: s.0,
+                    incarnation: s.incarnation,
                 });
             }
         }
@@ -139,35 +158,42 @@ impl Scheduler {
     /// (the caller re-executes at once).
     pub(super) fn add_dependency(&self, idx: usize, blocking: usize) -> bool {
         {
-            let mut deps = self.dependencies[blocking].lock();
-            if self.status[blocking].lock().1 == Status::Executed {
+            let mut b = self.txs[blocking].lock();
+            if b.status == Status::Executed {
                 return false;
             }
-            self.status[idx].lock().1 = Status::Aborting;
-            deps.push(idx);
+            // Locks nest only from a lower index (`blocking`) to a higher one (`idx`).
+            self.txs[idx].lock().status = Status::Aborting;
+            b.dependencies.push(idx as u32);
         }
         self.num_active_tasks.fetch_sub(1, SeqCst);
         true
     }
 
     fn set_ready_status(&self, idx: usize) {
-        let mut s = self.status[idx].lock();
-        *s = (s.0 + 1, Status::ReadyToExecute);
+        let mut s = self.txs[idx].lock();
+        s.incarnation += 1;
+        s.status = Status::ReadyToExecute;
     }
 
-    fn resume_dependencies(&self, deps: Vec<usize>) {
-        for &d in &deps {
-            self.set_ready_status(d);
+    fn resume_dependencies(&self, deps: &[u32]) {
+        for &d in deps {
+            self.set_ready_status(d as usize);
         }
         if let Some(&min) = deps.iter().min() {
-            self.decrease_execution_idx(min);
+            self.decrease_execution_idx(min as usize);
         }
     }
 
     pub(super) fn finish_execution(&self, v: Version, wrote_new_location: bool) -> Option<Task> {
-        self.status[v.idx].lock().1 = Status::Executed;
-        let deps = std::mem::take(&mut *self.dependencies[v.idx].lock());
-        self.resume_dependencies(deps);
+        let deps = {
+            let mut s = self.txs[v.idx].lock();
+            s.status = Status::Executed;
+            std::mem::take(&mut s.dependencies)
+        };
+        if !deps.is_empty() {
+            self.resume_dependencies(&deps);
+        }
         if self.validation_idx.load(SeqCst) > v.idx {
             if wrote_new_location {
                 self.decrease_validation_idx(v.idx);
@@ -180,9 +206,9 @@ impl Scheduler {
     }
 
     pub(super) fn try_validation_abort(&self, v: Version) -> bool {
-        let mut s = self.status[v.idx].lock();
-        if *s == (v.incarnation, Status::Executed) {
-            s.1 = Status::Aborting;
+        let mut s = self.txs[v.idx].lock();
+        if s.incarnation == v.incarnation && s.status == Status::Executed {
+            s.status = Status::Aborting;
             return true;
         }
         false
