@@ -1639,8 +1639,8 @@ pub(crate) fn run_scenario(nodes: &mut Nodes, o: &RunOpts) -> Result<RunResult> 
 
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
-    t.set_header(["node", "state", "height", "state_root"]);
-    for (id, v) in &views {
+    t.set_header(["node", "role", "state", "height", "state_root"]);
+    for ((id, v), m) in views.iter().zip(&nodes.members) {
         let field = |k: &str| {
             v.as_ref().map_or("-".to_string(), |v| match &v[k] {
                 Value::String(s) => s.clone(),
@@ -1650,6 +1650,7 @@ pub(crate) fn run_scenario(nodes: &mut Nodes, o: &RunOpts) -> Result<RunResult> 
         };
         t.add_row([
             id.to_string(),
+            m.role.as_str().to_string(),
             field("state"),
             field("height"),
             field("state_root"),

@@ -609,6 +609,7 @@ pub(crate) fn restart_node(dir: &Path, id: u64) -> Result<Child> {
 /// One node of the cluster in a folder, as `aurigraph chaos` drives it.
 pub(crate) struct Member {
     pub(crate) id: u64,
+    pub(crate) role: NodeRole,
     pub(crate) url: String,
     /// Its data dir (from its config).
     pub(crate) data_dir: PathBuf,
@@ -625,6 +626,7 @@ pub(crate) fn members(dir: &Path) -> Result<(Vec<Member>, String)> {
         token = token.or(c.admin.token.clone());
         out.push(Member {
             id: n.id,
+            role: n.role,
             url: n.url.clone(),
             data_dir: c.data_dir,
         });

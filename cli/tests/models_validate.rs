@@ -70,7 +70,8 @@ fn a_leader_health_model_of_schema_1_is_refused_with_its_code() {
     let out = validate(&[fixture("sklearn_logreg_leader").to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(
-        text(&out.stdout).contains("E_SCHEMA_VERSION") || text(&out.stderr).contains("E_SCHEMA_VERSION"),
+        text(&out.stdout).contains("E_SCHEMA_VERSION")
+            || text(&out.stderr).contains("E_SCHEMA_VERSION"),
         "{} {}",
         text(&out.stdout),
         text(&out.stderr)

@@ -531,7 +531,7 @@ fn output_reader(
             "one value per row: [N], [N, 1], or [N, K] with output_column".to_string()
         }
         OutputLen::Fixed(n) => format!(
-            "{n} value(s): [{n}] or [1, {n}]{}",
+            "{n} value(s): [{n}], [1, {n}] or [{n}, 1]{}",
             if n == 1 {
                 ", or [1, K] with output_column"
             } else {
@@ -575,7 +575,18 @@ fn output_reader(
             }
         }
         OutputLen::Fixed(len) => {
-            let sizes: Option<Vec<usize>> = dims.iter().map(concrete).collect();
+            // A single-row slot runs one row: a dimension in the batch symbol (skl2onnx's
+            // `N*H` for a multi-output regressor) is read with N = 1.
+            let mut one = tract_onnx::prelude::SymbolValues::default();
+            one.set(batch, 1);
+            let at_one = |d: &TDim| {
+                concrete(d).or_else(|| {
+                    d.eval_to_i64(&one)
+                        .ok()
+                        .and_then(|v| usize::try_from(v).ok())
+                })
+            };
+            let sizes: Option<Vec<usize>> = dims.iter().map(at_one).collect();
             let Some(sizes) = sizes else {
                 return Err(bad());
             };
@@ -585,6 +596,14 @@ fn output_reader(
                 }
                 [1, k] if len == 1 && manifest.output_column.is_some() => column(*k),
                 [] if len == 1 => Ok(OutputReader::Flat),
+                // Any other layout of exactly `len` values in row-major order (`[len, 1]`,
+                // `[1, len, 1]`): the values are the slot's, in order.
+                s if manifest.output_column.is_none()
+                    && s.iter().product::<usize>() == len
+                    && s.iter().filter(|&&d| d != 1).count() <= 1 =>
+                {
+                    Ok(OutputReader::Flat)
+                }
                 _ => Err(bad()),
             }
         }

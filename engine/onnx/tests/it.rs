@@ -6,6 +6,7 @@
 mod failing_candidate;
 mod onnx;
 mod onnx_memory_cap;
+mod onnx_output_layouts;
 mod onnx_registry;
 mod onnx_shipped;
 mod onnx_support;

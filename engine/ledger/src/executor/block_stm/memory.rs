@@ -111,9 +111,7 @@ pub(super) struct MvMemory {
 impl MvMemory {
     /// Memory for a block of `size` transactions.
     pub(super) fn new(size: usize) -> Self {
-        let count = (size / 8)
-            .next_power_of_two()
-            .clamp(MIN_SHARDS, MAX_SHARDS);
+        let count = (size / 8).next_power_of_two().clamp(MIN_SHARDS, MAX_SHARDS);
         let per_shard = size * 2 / count + 4;
         Self {
             shards: (0..count)
@@ -126,11 +124,6 @@ impl MvMemory {
                 .collect(),
             mask: count - 1,
         }
-    }
-
-    /// Number of shards.
-    pub(super) fn shards(&self) -> usize {
-        self.shards.len()
     }
 
     fn shard_of(&self, address: &Address) -> usize {

@@ -301,12 +301,11 @@ impl BlockExecutor for BlockStmExecutor {
             scheduler: Scheduler::new(block.len()),
             txs: (0..block.len()).map(|_| Mutex::new(TxRec::new())).collect(),
         };
-        let shards = run.memory.shards();
         // Each worker, once the scheduler is done (the memory no longer changes), collects
-        // the accounts of its share of the shards.
+        // the accounts of its share of the shards (shard `s` is worker `s % threads`'s).
         let parts = self.workers.broadcast(|w| {
             let stats = run.work();
-            (stats, run.memory.touched(w, threads.min(shards)))
+            (stats, run.memory.touched(w, threads))
         });
         let receipts: Vec<Receipt> = block
             .iter()
@@ -323,16 +322,14 @@ impl BlockExecutor for BlockStmExecutor {
         let mut executions = 0u64;
         let mut conflicts = 0u64;
         let mut touched: Vec<Touched> = Vec::new();
-        for (w, (s, part)) in parts.into_iter().enumerate() {
+        for (s, part) in parts {
             executions += s.executions;
             conflicts += s.conflicts;
-            if w < shards {
-                let part = part.ok_or(ExecutorError::Invariant("an estimate outlived the block"))?;
-                if touched.is_empty() {
-                    touched = part;
-                } else {
-                    touched.extend(part);
-                }
+            let part = part.ok_or(ExecutorError::Invariant("an estimate outlived the block"))?;
+            if touched.is_empty() {
+                touched = part;
+            } else {
+                touched.extend(part);
             }
         }
         let mut stats = ExecStats::new(ExecutorKind::BlockStm, threads, true, &receipts);
