@@ -1891,8 +1891,6 @@ fn model_version(args: &ChaosAbArgs) -> Result<String> {
     let dst = args.common.dir.join("models").join(&args.model);
     if !dst.join("model.toml").is_file() {
         let src = args.models.join(&args.model);
-        std::fs::create_dir_all(&dst)
-            .with_context(|| format!("cannot create {}", dst.display()))?;
         let entries = std::fs::read_dir(&src).with_context(|| {
             format!(
                 "[E_NO_MODEL] no model {} in {}",
@@ -1900,6 +1898,8 @@ fn model_version(args: &ChaosAbArgs) -> Result<String> {
                 args.models.display()
             )
         })?;
+        std::fs::create_dir_all(&dst)
+            .with_context(|| format!("cannot create {}", dst.display()))?;
         for e in entries {
             let e = e?;
             if e.file_type()?.is_file() {
@@ -2137,7 +2137,14 @@ mod tests {
         let twice = chain(&[("a", &[3, 5]), ("b", &[4]), ("c", &[4])]);
         let moved = chain(&[("a", &[3]), ("b", &[5])]);
         let p = chain_problems(&promised, &[(1, good), (2, twice), (3, moved)]);
-        assert_eq!(p.len(), 4, "{p:?}");
+        assert_eq!(
+            p,
+            [
+                "a: 2 times in node 2's chain",
+                "b: at heights {4, 5} on different nodes",
+                "c: 0 times in node 3's chain"
+            ]
+        );
 
         let ok = Checks {
             roots: 1,

@@ -140,7 +140,6 @@ fn chaos_rolling_restart_then_overload_lose_nothing() {
 }
 
 #[test]
-#[ignore = "needs node fault API"]
 fn chaos_partition_degrade_and_leak_of_the_leader_lose_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("cluster");

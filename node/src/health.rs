@@ -105,9 +105,10 @@ impl LeaderHealthConfig {
                     .into(),
             );
         }
-        if !(self.threshold > 0.0 && self.threshold <= 1.0)
-            || !(0.0..=self.threshold).contains(&self.release)
-        {
+        let ordered = self.threshold > 0.0
+            && self.threshold <= 1.0
+            && (0.0..=self.threshold).contains(&self.release);
+        if !ordered {
             return Err(
                 "leader_health: need 0 < threshold <= 1 and 0 <= release <= threshold".into(),
             );

@@ -11,3 +11,4 @@ mod tx_decode_fuzz;
 mod tx_strategies;
 mod vectors;
 mod workload;
+mod workload_presets;

@@ -201,6 +201,9 @@ fn presets_produce_the_anomalies_they_claim() {
             ] {
                 assert!(share(l) > 0.003 && share(l) < 0.04, "{l:?}: {c:?}");
             }
+        } else if p == Preset::AdversarialSpam {
+            // Covered by `workload_presets.rs`.
+            assert!(c.contains_key(&Label::Normal), "{c:?}");
         } else {
             assert_eq!(c.len(), 1, "{p}: only normal traffic: {c:?}");
         }

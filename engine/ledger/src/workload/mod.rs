@@ -2,9 +2,11 @@
 //! The tests, the training crate, the A/B harness and the demo all use it.
 //!
 //! A [`Workload`] is built from a [`WorkloadConfig`] (or a named [`Preset`]: `uniform`,
-//! `hot-accounts`, `bursty`, `diurnal`, `spam-attack`). It derives:
+//! `hot-accounts`, `bursty`, `diurnal`, `spam-attack`, and the decision-quality presets
+//! `adversarial-spam`, `shifting-hotspots`, `seasonal-demand`). It derives:
 //!
 //! - **accounts**: `accounts` regular accounts then `anomalies.spam_senders` spam accounts,
+//!   then an [`Adversary`]'s sybil and newcomer accounts,
 //!   each with a key pair from [`keypair_from_seed`] of BLAKE3-derived seed bytes;
 //!   regular account `i` has popularity rank `i` (0 is the hottest);
 //! - **a [`Genesis`]** that funds all of them with `initial_balance`;
@@ -57,7 +59,7 @@ mod config;
 mod plan;
 mod rng;
 
-pub use config::{Anomalies, Arrival, Preset, WorkloadConfig};
+pub use config::{Adversary, Anomalies, Arrival, Hotspots, Preset, WorkloadConfig};
 pub use rng::WorkloadRng;
 
 use plan::{Body, Draft, Planner};
@@ -152,7 +154,7 @@ impl Workload {
     /// its documented ranges.
     pub fn new(config: WorkloadConfig) -> Result<Self> {
         config.validate()?;
-        let total = config.accounts + config.anomalies.spam_senders;
+        let total = config.total_accounts();
         let seed = config.seed;
         let (keys, addresses): (Vec<SigningKey>, Vec<Address>) = (0..total as u64)
             .into_par_iter()
@@ -206,9 +208,23 @@ impl Workload {
         &self.addresses[..self.config.accounts]
     }
 
-    /// The spam accounts.
+    /// The accounts that send labelled spam: the spam senders, then the sybils of an
+    /// [`Adversary`].
     pub fn spam_accounts(&self) -> &[Address] {
-        &self.addresses[self.config.accounts..]
+        let start = self.config.accounts;
+        &self.addresses
+            [start..start + self.config.anomalies.spam_senders + self.config.sybil_accounts()]
+    }
+
+    /// The honest newcomer accounts of an [`Adversary`] (empty without one).
+    pub fn newcomer_accounts(&self) -> &[Address] {
+        &self.addresses[self.config.total_accounts() - self.config.newcomer_accounts()..]
+    }
+
+    /// Ground truth for `demand`: the mean rate of the regular arrival process over each
+    /// of `n` intervals of `interval` from the start ([`Arrival::mean_rates`]).
+    pub fn true_rates(&self, interval: Duration, n: usize) -> Vec<f64> {
+        self.config.arrival.mean_rates(interval, n)
     }
 
     /// The signing key of account `i` (as in [`Workload::addresses`]).

@@ -90,8 +90,8 @@ pub(crate) struct Planner<'a> {
     rng: WorkloadRng,
     arrivals: Arrivals,
     next_regular: u64,
-    /// Pending spam events: (time, order, spam account).
-    spam: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    /// Pending scheduled events: (time, order, account, kind).
+    spam: BinaryHeap<Reverse<(u64, u64, usize, Scheduled)>>,
     spam_order: u64,
     burst_probability: f64,
     recipients: Popularity,
@@ -99,6 +99,23 @@ pub(crate) struct Planner<'a> {
     nonces: Vec<u64>,
     replayable: VecDeque<(Transaction, usize)>,
     index: u64,
+    /// Time of the event being planned, in seconds (for hot sets that move).
+    now_s: f64,
+    /// Sybils activated so far.
+    next_sybil: usize,
+    /// Newcomers used so far.
+    next_newcomer: usize,
+}
+
+/// What a scheduled event is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Scheduled {
+    /// Part of a spam burst: a minimum-fee transfer, label `Spam`.
+    SpamBurst,
+    /// A sybil's transaction: honest-looking, label `Spam`.
+    Sybil,
+    /// An honest burst or a newcomer's follow-up: label `Normal`.
+    Honest,
 }
 
 fn nanos(t: f64) -> u64 {
@@ -133,28 +150,57 @@ impl<'a> Planner<'a> {
             nonces: vec![0; addresses.len()],
             replayable: VecDeque::new(),
             index: 0,
+            now_s: 0.0,
+            next_sybil: 0,
+            next_newcomer: 0,
         }
     }
 
     pub(crate) fn next_draft(&mut self) -> Draft {
         let index = self.index;
         self.index += 1;
-        if let Some(&Reverse((at, _, spammer))) = self.spam.peek()
+        if let Some(&Reverse((at, _, sender, kind))) = self.spam.peek()
             && at <= self.next_regular
         {
             self.spam.pop();
-            let to = self.recipient(spammer);
-            let tx = self.transaction(
-                spammer,
-                self.config.min_fee,
-                Operation::Transfer { to, amount: 1 },
-            );
-            return self.signed(index, at, Label::Spam, tx, spammer, false);
+            self.now_s = at as f64 / 1e9;
+            let (label, fee, op) = match kind {
+                Scheduled::SpamBurst => {
+                    let to = self.recipient(sender);
+                    (
+                        Label::Spam,
+                        self.config.min_fee,
+                        Operation::Transfer { to, amount: 1 },
+                    )
+                }
+                Scheduled::Sybil => {
+                    let (fee, op) = self.regular_op(sender);
+                    (Label::Spam, fee, op)
+                }
+                Scheduled::Honest => {
+                    let (fee, op) = self.regular_op(sender);
+                    (Label::Normal, fee, op)
+                }
+            };
+            let tx = self.transaction(sender, fee, op);
+            return self.signed(index, at, label, tx, sender, false);
         }
         let at = self.next_regular;
+        self.now_s = at as f64 / 1e9;
         self.next_regular = nanos(self.arrivals.next(&mut self.rng)).max(at);
         if self.burst_probability > 0.0 && self.rng.random::<f64>() < self.burst_probability {
             self.start_burst(at);
+        }
+        let mut wave = 0.0;
+        if let Some(adv) = &self.config.adversary {
+            let t = self.now_s;
+            wave = adv.replay_wave_at(t);
+            if self.rng.random::<f64>() < adv.activation_probability(t) {
+                self.start_sybil(at);
+            }
+            if self.rng.random::<f64>() < adv.honest_burst_probability {
+                self.start_honest_burst(at);
+            }
         }
         let a = &self.config.anomalies;
         let u: f64 = self.rng.random();
@@ -162,7 +208,7 @@ impl<'a> Planner<'a> {
         if u < edge {
             return self.oversized(index, at);
         }
-        edge += a.replay_share;
+        edge += a.replay_share + wave;
         if u < edge && !self.replayable.is_empty() {
             let i = self.rng.random_range(0..self.replayable.len());
             let (tx, signer) = self.replayable[i].clone();
@@ -208,10 +254,79 @@ impl<'a> Planner<'a> {
                 body: Body::Raw(self.malformed()),
             };
         }
-        let sender = self.senders.pick(&mut self.rng);
+        let sender = self.regular_sender(at);
         let (fee, op) = self.regular_op(sender);
         let tx = self.transaction(sender, fee, op);
         self.signed(index, at, Label::Normal, tx, sender, false)
+    }
+
+    /// The sender of a regular transaction: a newcomer (then its follow-ups are
+    /// scheduled), a hot account of the current hot set, or a regular account.
+    fn regular_sender(&mut self, at: u64) -> usize {
+        if let Some(adv) = &self.config.adversary
+            && adv.newcomer_share > 0.0
+            && self.rng.random::<f64>() < adv.newcomer_share
+        {
+            let first = self.config.total_accounts() - adv.newcomer_accounts;
+            let sender = first + self.next_newcomer % adv.newcomer_accounts;
+            self.next_newcomer += 1;
+            let follow_ups = self.rng.random_range(0..=2);
+            self.schedule(sender, at, follow_ups, 4.0, Scheduled::Honest);
+            return sender;
+        }
+        if let Some(h) = &self.config.hotspots
+            && self.rng.random::<f64>() < h.chain_share
+        {
+            let j = self.rng.random_range(0..h.hot_accounts);
+            return h.hot_rank(self.now_s, j, self.config.accounts);
+        }
+        self.senders.pick(&mut self.rng)
+    }
+
+    /// Schedules `n` transactions of `sender` after `at`, with exponential gaps of mean
+    /// `mean_gap_s` seconds.
+    fn schedule(&mut self, sender: usize, at: u64, n: usize, mean_gap_s: f64, kind: Scheduled) {
+        let mut t = at as f64 / 1e9;
+        for _ in 0..n {
+            let u: f64 = self.rng.random();
+            t += -(1.0 - u).ln() * mean_gap_s;
+            self.spam
+                .push(Reverse((nanos(t).max(at), self.spam_order, sender, kind)));
+            self.spam_order += 1;
+        }
+    }
+
+    /// Activates the next sybil: its first transaction at `at`, the rest with exponential
+    /// gaps of mean `sybil_gap`.
+    fn start_sybil(&mut self, at: u64) {
+        let Some(adv) = &self.config.adversary else {
+            return;
+        };
+        let first = self.config.accounts + self.config.anomalies.spam_senders;
+        let sender = first + self.next_sybil % adv.sybil_accounts.max(1);
+        self.next_sybil += 1;
+        let n = self.rng.random_range(2..=adv.sybil_max_txs);
+        let gap = adv.sybil_gap.as_secs_f64();
+        self.spam
+            .push(Reverse((at, self.spam_order, sender, Scheduled::Sybil)));
+        self.spam_order += 1;
+        self.schedule(sender, at, n - 1, gap, Scheduled::Sybil);
+    }
+
+    /// An honest burst from an established regular account, after `at`.
+    fn start_honest_burst(&mut self, at: u64) {
+        let Some(adv) = &self.config.adversary else {
+            return;
+        };
+        let (len, interval) = (adv.honest_burst_len, adv.honest_burst_interval);
+        let sender = self.senders.pick(&mut self.rng);
+        let step = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
+        for i in 1..=len as u64 {
+            let t = at.saturating_add(step.saturating_mul(i));
+            self.spam
+                .push(Reverse((t, self.spam_order, sender, Scheduled::Honest)));
+            self.spam_order += 1;
+        }
     }
 
     fn start_burst(&mut self, at: u64) {
@@ -220,7 +335,8 @@ impl<'a> Planner<'a> {
         let step = u64::try_from(a.spam_interval.as_nanos()).unwrap_or(u64::MAX);
         for i in 0..a.spam_burst_len as u64 {
             let t = at.saturating_add(step.saturating_mul(i));
-            self.spam.push(Reverse((t, self.spam_order, spammer)));
+            self.spam
+                .push(Reverse((t, self.spam_order, spammer, Scheduled::SpamBurst)));
             self.spam_order += 1;
         }
     }
@@ -265,7 +381,13 @@ impl<'a> Planner<'a> {
 
     /// A recipient other than `sender`, by popularity.
     fn recipient(&mut self, sender: usize) -> Address {
-        let mut r = self.recipients.pick(&mut self.rng);
+        let mut r = match &self.config.hotspots {
+            Some(h) if self.rng.random::<f64>() < h.hot_share => {
+                let j = self.rng.random_range(0..h.hot_accounts);
+                h.hot_rank(self.now_s, j, self.config.accounts)
+            }
+            _ => self.recipients.pick(&mut self.rng),
+        };
         if r == sender {
             r = (r + 1) % self.config.accounts;
         }
