@@ -287,7 +287,8 @@ pub struct AbArgs {
     /// Arm B (the challenger; ratios are B/A), same syntax.
     #[arg(long, value_name = "SPEC")]
     pub b: aurigraph_ab::spec::ArmSpec,
-    /// Workload preset: uniform, hot-accounts, bursty, diurnal or spam-attack.
+    /// Workload preset: uniform, hot-accounts, bursty, diurnal, spam-attack, adversarial-spam,
+    /// shifting-hotspots or seasonal-demand.
     #[arg(long, default_value = "hot-accounts")]
     pub workload: String,
     /// Transactions (events) to generate.
@@ -654,7 +655,8 @@ pub struct DemoArgs {
     /// default takes about a minute at --speed 1).
     #[arg(long, default_value_t = 60_000)]
     pub txs: usize,
-    /// Workload preset: uniform, hot-accounts, bursty, diurnal or spam-attack.
+    /// Workload preset: uniform, hot-accounts, bursty, diurnal, spam-attack, adversarial-spam,
+    /// shifting-hotspots or seasonal-demand.
     #[arg(long, default_value = "spam-attack")]
     pub workload: String,
     /// Play the workload this many times faster than its arrival times.

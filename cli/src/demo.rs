@@ -19,7 +19,8 @@
 //! - `batch_size`: the ONNX `batch-size-linear` behind a fault injector that fails 4% of its
 //!   decisions, on a 50% canary: the guard rolls it back by itself;
 //! - `demand`: the ONNX `demand-autoregression` in shadow, compared and never used;
-//! - `leader_health`: static (its model waits for cluster telemetry).
+//! - `leader_health`: static (a node alone has no leader to score: its model, trained on
+//!   recorded chaos runs, acts in a cluster; see `aurigraph chaos ab`).
 //!
 //! A candidate that cannot be had (no models folder, say) leaves its slot on static and the
 //! demo says so.
@@ -307,7 +308,9 @@ fn roll_out(core: &NodeCore) -> Result<Vec<String>> {
         }
         None => notes.push("demand: static (model demand-autoregression not found)".into()),
     }
-    notes.push("leader_health: static".into());
+    notes.push(
+        "leader_health: static (a node alone has no leader; the model acts in a cluster)".into(),
+    );
     Ok(notes)
 }
 

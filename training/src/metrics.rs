@@ -123,6 +123,57 @@ pub fn pairwise_agreement(truth: &[f64], pred: &[f64], groups: &[std::ops::Range
     }
 }
 
+/// Share of negatives with `score >= threshold` (0 when there are no negatives).
+pub fn false_positive_rate(labels: &[bool], scores: &[f64], threshold: f64) -> f64 {
+    let neg = labels.iter().filter(|&&l| !l).count();
+    if neg == 0 {
+        return 0.0;
+    }
+    let fp = labels
+        .iter()
+        .zip(scores)
+        .filter(|&(&l, &s)| !l && s >= threshold)
+        .count();
+    fp as f64 / neg as f64
+}
+
+/// The best recall of a rule `score >= t` whose false-positive rate is at most `max_fpr`
+/// (the ROC curve read at that rate; ties are flagged together, so a threshold never splits
+/// equal scores): `(recall, threshold)`; recall 0 and threshold infinity when no threshold
+/// qualifies.
+pub fn recall_at_fpr(labels: &[bool], scores: &[f64], max_fpr: f64) -> (f64, f64) {
+    let pos = labels.iter().filter(|&&l| l).count();
+    let neg = labels.len() - pos;
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut best = (0.0, f64::INFINITY);
+    let mut i = 0;
+    while i < idx.len() {
+        let s = scores[idx[i]];
+        while i < idx.len() && scores[idx[i]] == s {
+            if labels[idx[i]] {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+            i += 1;
+        }
+        if neg > 0 && fp as f64 > max_fpr * neg as f64 {
+            break;
+        }
+        best = (
+            if pos == 0 {
+                1.0
+            } else {
+                tp as f64 / pos as f64
+            },
+            s,
+        );
+    }
+    best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +205,15 @@ mod tests {
         assert_eq!(pairwise_agreement(&t, &t, &[0..3, 3..4]), 1.0);
         assert_eq!(pairwise_agreement(&t, &[1.0, 2.0, 3.0, 0.0], &first), 0.0);
         assert_eq!(pairwise_agreement(&t, &[1.0, 1.0, 1.0, 0.0], &first), 0.5);
+    }
+
+    #[test]
+    fn recall_at_a_false_positive_budget() {
+        let labels = [true, true, false, true, false, false];
+        let scores = [0.9, 0.8, 0.7, 0.6, 0.2, 0.1];
+        // One negative above 0.6: 1/3 false positives buys all three positives.
+        assert_eq!(recall_at_fpr(&labels, &scores, 0.34), (1.0, 0.6));
+        assert_eq!(recall_at_fpr(&labels, &scores, 0.0), (2.0 / 3.0, 0.8));
+        assert!((false_positive_rate(&labels, &scores, 0.65) - 1.0 / 3.0).abs() < 1e-12);
     }
 }

@@ -74,7 +74,13 @@ fn anomaly_learns_the_injected_anomalies() {
     );
     assert!(metric(&model, "rows_test") > 500.0);
     let share = metric(&model, "positive_share_test");
-    assert!(share > 0.05 && share < 0.5, "{share}");
+    // Small runs end early in the sybil ramp (10..40 s).
+    assert!(share > 0.01 && share < 0.5, "{share}");
+    // On `adversarial-spam` the static z-score rule misses the sybils; the model does not.
+    let (model_auc, static_auc) = (metric(&model, "model_auc"), metric(&model, "static_auc"));
+    assert!(model_auc > static_auc + 0.2, "{model_auc} vs {static_auc}");
+    assert!(metric(&model, "model_auc_spam_attack") > 0.9);
+    assert_eq!(metric(&model, "eval_seed_first"), 1001.0);
 }
 
 #[test]
@@ -112,9 +118,15 @@ fn demand_forecasts_with_one_gemm() {
     );
     let (mae, holt) = (metric(&model, "model_mae"), metric(&model, "holt_mae"));
     assert!(mae > 0.0 && holt > 0.0);
-    // Trained on the same kinds of patterns, the autoregression beats untuned Holt (at full
-    // size by almost half; see models/demand-autoregression/model.toml).
+    // Trained on seasonal-demand, the autoregression still beats untuned Holt on the mixed
+    // series (see models/demand-autoregression/model.toml).
     assert!(mae < holt, "model {mae} vs holt {holt}");
+    // On the held-out seasonal-demand seeds too.
+    let (m, h) = (
+        metric(&model, "model_mape_pct_seasonal"),
+        metric(&model, "holt_mape_pct_seasonal"),
+    );
+    assert!(m < h, "model {m} vs holt {h}");
 }
 
 #[test]

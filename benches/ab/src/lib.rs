@@ -6,8 +6,8 @@
 //!
 //! ## How a run goes
 //!
-//! 1. The workload preset (`uniform`, `hot-accounts`, `bursty`, `diurnal`, `spam-attack`;
-//!    see `benches/README.md`) is generated once from its seed: `--txs N` events, or every
+//! 1. The workload preset (`uniform`, `hot-accounts`, `bursty`, `diurnal`, `spam-attack`,
+//!    `adversarial-spam`, `shifting-hotspots`, `seasonal-demand`; see `benches/README.md`) is generated once from its seed: `--txs N` events, or every
 //!    event that arrives within `--duration D` of workload time.
 //! 2. Each arm gets its own node ([`Node::start`]: RocksDB in a temporary folder, the
 //!    workload's genesis, the API on `127.0.0.1:0`, block production on its own thread,
@@ -52,7 +52,7 @@ use aurigraph_decision::policy::Policy;
 use aurigraph_decision::rollout::{PolicyRef, PolicyResolver};
 use aurigraph_decision::{BackendKind, SlotKind};
 use aurigraph_ledger::tx::TxHash;
-use aurigraph_ledger::workload::{Event, Workload};
+use aurigraph_ledger::workload::{Event, Label, Workload};
 use indicatif::{ProgressBar, ProgressStyle};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -269,8 +269,16 @@ pub struct RoundFigures {
     pub decisions: BTreeMap<String, DecisionTime>,
     /// Refusals at submission by code.
     pub refused: BTreeMap<String, u64>,
+    /// p99 latency of the transactions the workload labels normal (honest), milliseconds.
+    pub normal_p99_ms: f64,
+    /// p50 latency of the transactions the workload labels spam, milliseconds.
+    pub spam_p50_ms: f64,
     #[serde(skip)]
     latencies_ms: Vec<f64>,
+    #[serde(skip)]
+    normal_latencies_ms: Vec<f64>,
+    #[serde(skip)]
+    spam_latencies_ms: Vec<f64>,
     /// (seconds since the round started, executed transactions) per block.
     #[serde(skip)]
     block_times: Vec<(f64, usize)>,
@@ -302,6 +310,10 @@ pub struct ArmRun {
     pub fallbacks: BTreeMap<String, u64>,
     /// Every submit-to-commit latency, milliseconds, sorted.
     pub latencies_ms: Vec<f64>,
+    /// The latencies of the transactions the workload labels normal, sorted.
+    pub normal_latencies_ms: Vec<f64>,
+    /// The latencies of the transactions the workload labels spam, sorted.
+    pub spam_latencies_ms: Vec<f64>,
     /// Executed transactions per block against the arm's own active time (seconds since
     /// its first submission, rounds laid end to end).
     pub throughput: Vec<(f64, usize)>,
@@ -525,6 +537,7 @@ impl ArmNode {
         let seen_from = self.seen.lock().len();
         let base = chunk.first().map_or(Duration::ZERO, |e| e.at);
         let mut submitted: HashMap<TxHash, Instant> = HashMap::with_capacity(chunk.len());
+        let mut labels: HashMap<TxHash, Label> = HashMap::with_capacity(chunk.len());
         let mut refused: BTreeMap<String, u64> = BTreeMap::new();
         let started = Instant::now();
         let mut next = 0usize;
@@ -554,13 +567,14 @@ impl ArmNode {
             let at = Instant::now();
             match self.core.submit(&batch) {
                 Ok(items) => {
-                    for item in items {
+                    for (item, event) in items.into_iter().zip(&chunk[start..next]) {
                         match (
                             item.accepted,
                             item.hash.as_deref().and_then(TxHash::from_hex),
                         ) {
                             (true, Some(h)) => {
                                 submitted.insert(h, at);
+                                labels.insert(h, event.label);
                             }
                             _ => *refused.entry(item.code.unwrap_or_default()).or_default() += 1,
                         }
@@ -620,12 +634,21 @@ impl ArmNode {
             ));
             for h in &b.hashes {
                 if let Some(sub) = submitted.get(h) {
-                    f.latencies_ms
-                        .push(b.at.saturating_duration_since(*sub).as_secs_f64() * 1e3);
+                    let ms = b.at.saturating_duration_since(*sub).as_secs_f64() * 1e3;
+                    f.latencies_ms.push(ms);
+                    match labels.get(h) {
+                        Some(Label::Normal) => f.normal_latencies_ms.push(ms),
+                        Some(Label::Spam) => f.spam_latencies_ms.push(ms),
+                        _ => {}
+                    }
                 }
             }
         }
         f.latencies_ms.sort_by(f64::total_cmp);
+        f.normal_latencies_ms.sort_by(f64::total_cmp);
+        f.spam_latencies_ms.sort_by(f64::total_cmp);
+        f.normal_p99_ms = stats::percentile(&f.normal_latencies_ms, 0.99);
+        f.spam_p50_ms = stats::percentile(&f.spam_latencies_ms, 0.50);
         f.span_s = last
             .saturating_duration_since(started)
             .as_secs_f64()
@@ -671,6 +694,13 @@ impl ArmNode {
             .flat_map(|r| r.latencies_ms.iter().copied())
             .collect();
         latencies_ms.sort_by(f64::total_cmp);
+        let gather = |f: fn(&RoundFigures) -> &Vec<f64>| {
+            let mut v: Vec<f64> = rounds.iter().flat_map(|r| f(r).iter().copied()).collect();
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        let normal_latencies_ms = gather(|r| &r.normal_latencies_ms);
+        let spam_latencies_ms = gather(|r| &r.spam_latencies_ms);
         let mut throughput = Vec::new();
         let mut offset = 0.0;
         for r in &rounds {
@@ -684,6 +714,8 @@ impl ArmNode {
             rounds,
             fallbacks,
             latencies_ms,
+            normal_latencies_ms,
+            spam_latencies_ms,
             throughput,
         }
     }

@@ -52,6 +52,19 @@ pub struct ArmReport {
     pub p99_ms: f64,
     /// Mean.
     pub mean_ms: f64,
+    /// p50 and p99 latency of the transactions the workload labels normal (honest), and
+    /// their count; what a better `anomaly` policy should lower. Milliseconds.
+    pub normal_p50_ms: f64,
+    /// p99 of the normal-labelled transactions.
+    pub normal_p99_ms: f64,
+    /// Normal-labelled transactions committed.
+    pub normal_committed: usize,
+    /// p50 and p99 latency of the transactions the workload labels spam, and their count.
+    pub spam_p50_ms: f64,
+    /// p99 of the spam-labelled transactions.
+    pub spam_p99_ms: f64,
+    /// Spam-labelled transactions committed.
+    pub spam_committed: usize,
     /// Blocks committed.
     pub blocks: usize,
     /// Mean transactions per block.
@@ -123,6 +136,9 @@ pub struct AbReport {
     pub tps: Comparison,
     /// p99 submit-to-commit latency B/A.
     pub p99_latency: Comparison,
+    /// p99 latency of the normal-labelled (honest) transactions B/A; reported, not part of
+    /// the verdict (only workloads with labelled spam make it differ from `p99_latency`).
+    pub normal_p99_latency: Comparison,
     /// The overall verdict for B (see [`stats`]).
     pub verdict: Verdict,
     /// How the intervals were computed.
@@ -170,6 +186,12 @@ fn arm_report(run: &ArmRun) -> ArmReport {
         p95_ms: stats::percentile(lat, 0.95),
         p99_ms: stats::percentile(lat, 0.99),
         mean_ms: stats::mean(lat),
+        normal_p50_ms: stats::percentile(&run.normal_latencies_ms, 0.50),
+        normal_p99_ms: stats::percentile(&run.normal_latencies_ms, 0.99),
+        normal_committed: run.normal_latencies_ms.len(),
+        spam_p50_ms: stats::percentile(&run.spam_latencies_ms, 0.50),
+        spam_p99_ms: stats::percentile(&run.spam_latencies_ms, 0.99),
+        spam_committed: run.spam_latencies_ms.len(),
         blocks,
         mean_block_txs: per(block_txs as f64, blocks),
         conflict_rate: per(conflicts as f64, block_txs),
@@ -239,7 +261,17 @@ impl AbReport {
     ) -> Self {
         let pairs = a.rounds.iter().zip(&b.rounds);
         let tps_ratios: Vec<f64> = pairs.clone().map(|(x, y)| y.tps / x.tps).collect();
-        let p99_ratios: Vec<f64> = pairs.map(|(x, y)| y.p99_ms / x.p99_ms).collect();
+        let p99_ratios: Vec<f64> = pairs.clone().map(|(x, y)| y.p99_ms / x.p99_ms).collect();
+        let normal_ratios: Vec<f64> = pairs
+            .filter(|(x, y)| x.normal_p99_ms > 0.0 && y.normal_p99_ms > 0.0)
+            .map(|(x, y)| y.normal_p99_ms / x.normal_p99_ms)
+            .collect();
+        let normal_p99 = compare(
+            "normal_p99_latency",
+            normal_ratios,
+            cfg.seed.wrapping_add(2),
+            Direction::LowerIsBetter,
+        );
         let tps = compare("tps", tps_ratios, cfg.seed, Direction::HigherIsBetter);
         let p99 = compare(
             "p99_latency",
@@ -270,6 +302,7 @@ impl AbReport {
             b: arm_report(&b),
             tps,
             p99_latency: p99,
+            normal_p99_latency: normal_p99,
             verdict,
             ci_method: stats::CI_METHOD,
         }
@@ -346,6 +379,24 @@ impl AbReport {
                 self.p99_latency.ci.ratio,
                 fmt_ci(self.p99_latency.ci.lo, self.p99_latency.ci.hi)
             ),
+        );
+        row(
+            &mut s,
+            "p99 latency, normal-labelled (ms)",
+            format!("{:.1}", a.normal_p99_ms),
+            format!("{:.1}", b.normal_p99_ms),
+            format!(
+                "{:.3} [{}]",
+                self.normal_p99_latency.ci.ratio,
+                fmt_ci(self.normal_p99_latency.ci.lo, self.normal_p99_latency.ci.hi)
+            ),
+        );
+        row(
+            &mut s,
+            "p50 latency, spam-labelled (ms)",
+            format!("{:.1}", a.spam_p50_ms),
+            format!("{:.1}", b.spam_p50_ms),
+            ratio(a.spam_p50_ms, b.spam_p50_ms),
         );
         row(
             &mut s,

@@ -61,3 +61,23 @@ pub fn series(seed: u64, count: usize, len: usize) -> Vec<Vec<f64>> {
         })
         .collect()
 }
+
+/// Length of one `seasonal-demand` series, in intervals (a little over two weeks of 60 s
+/// days, so every series holds its trend change and its launch spike).
+pub const SEASONAL_LEN: usize = 900;
+
+/// The `seasonal-demand` preset's arrival rate with `seed` over [`SEASONAL_LEN`] intervals
+/// (`Arrival::mean_rates`, the ground truth), with the Poisson counting noise the node
+/// measures: `(noisy, truth)`.
+pub fn seasonal_series(seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let pattern = aurigraph_ledger::workload::Preset::SeasonalDemand
+        .config(seed)
+        .arrival;
+    let truth = pattern.mean_rates(Duration::from_secs_f64(INTERVAL_S), SEASONAL_LEN);
+    let mut r = rng(seed, "seasonal demand series");
+    let noisy = truth
+        .iter()
+        .map(|&m| poisson(&mut r, m * INTERVAL_S) / INTERVAL_S)
+        .collect();
+    (noisy, truth)
+}

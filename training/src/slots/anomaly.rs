@@ -1,94 +1,163 @@
 //! `anomaly`: logistic regression of "injected anomaly" on the admission feature row.
 //!
-//! Data: the `spam-attack` workload preset (Zipf 0.8 recipients, steady 1,000 tx/s, 20% spam
-//! in bursts of 50 from 4 senders, 1% oversized, 2% replays, 1% bad signatures, 1%
-//! malformed) admitted by the engine's admission ([`Traffic`]). Label: spam or oversized
-//! (the injected anomalies that pass admission; replays, bad signatures and malformed bytes
-//! are refused before any slot sees them) against normal. Split by time: the first 75% of
-//! admitted transactions train, the last 25% are held out. Features are standardised in the
-//! graph; the output is `Sigmoid`, so it is a probability in `0..=1`.
+//! Data: the `adversarial-spam` workload preset (sybil spam that mimics honest fees and
+//! sizes at a low per-sender rate, honest bursts, honest newcomers, replay waves; see
+//! [`Preset::AdversarialSpam`]) on the training seeds `seed..seed + 4`, and `spam-attack`
+//! (classic floods from 4 senders, oversized transactions) on `seed`, each admitted by the
+//! engine's admission ([`Traffic`]). Label: spam or oversized (the injected anomalies that
+//! pass admission; replays, bad signatures and malformed bytes are refused before any slot
+//! sees them) against normal. Rows from the first [`WARM_UP`] of each run are left out of
+//! training and evaluation alike: per-sender history and the running statistics are still
+//! warming up then (every sender is new), which a long-running node is not.
 //!
-//! Metrics on the held-out part: ROC AUC, precision and recall at the slot's thresholds
-//! (0.5 suspicious, 0.8 anomalous), for the model and for the static z-score rule.
+//! Held out: whole runs on the evaluation seeds [`EVAL_SEEDS`] (never trained on): the
+//! `adversarial-spam` runs give the main metrics (`model_*`, `static_*`), `spam-attack` on
+//! the first evaluation seed the `*_spam_attack` ones. Features are standardised in the
+//! graph; the output is `Sigmoid`, a probability in `0..=1`.
+//!
+//! Metrics: ROC AUC, recall at a false-positive rate of at most 1% (`recall_at_fpr_1pct`),
+//! precision, recall and false-positive rate at the slot's thresholds (0.5 suspicious, 0.8
+//! anomalous), for the model and for the static z-score rule.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use aurigraph_decision::slot::anomaly::{ANOMALOUS_THRESHOLD, SUSPICIOUS_THRESHOLD, ZScoreRule};
+use aurigraph_decision::slot::anomaly::{
+    ANOMALOUS_THRESHOLD, COL_SENDER_RATE_Z, COL_SIZE_Z, SUSPICIOUS_THRESHOLD, ZScoreRule,
+};
 use aurigraph_ledger::workload::{Label, Preset};
 
 use super::{ManifestParts, TrainConfig, TrainableSlot, manifest, metadata, widen};
 use crate::data::Traffic;
 use crate::error::Result;
 use crate::manifest::Metric;
-use crate::metrics::{auc, precision_recall};
+use crate::metrics::{auc, false_positive_rate, precision_recall, recall_at_fpr};
 use crate::model::TrainedModel;
 use crate::onnx::{Activation, BatchAxis, Dense, ExportSpec, Network, OutputShape, Standardizer};
 
 /// L2 penalty of the logistic regression.
 pub const ALPHA: f64 = 0.1;
+/// Training seeds: `seed..seed + TRAIN_SEEDS` (42..=45 for the shipped model).
+pub const TRAIN_SEEDS: u64 = 4;
+/// Evaluation seeds, never trained on.
+pub const EVAL_SEEDS: [u64; 3] = [1001, 1002, 1003];
+/// Workload time at the start of each run whose rows are not used.
+pub const WARM_UP: Duration = Duration::from_secs(10);
+/// False-positive budget of the `recall_at_fpr_1pct` metric.
+pub const MAX_FPR: f64 = 0.01;
+
+/// Rows and labels of one admitted run, after [`WARM_UP`].
+fn run(preset: Preset, seed: u64, events: usize) -> Result<(Vec<[f32; 8]>, Vec<bool>)> {
+    let traffic = Traffic::admit(preset.config(seed), events)?;
+    let (mut rows, mut labels) = (Vec::new(), Vec::new());
+    for r in traffic.rows.iter().filter(|r| r.at >= WARM_UP) {
+        rows.push(r.features.to_row());
+        labels.push(matches!(r.label, Label::Spam | Label::Oversized));
+    }
+    Ok((rows, labels))
+}
+
+/// The static rule's scores of `rows`.
+fn static_scores(rows: &[[f32; 8]]) -> Vec<f64> {
+    let rule = ZScoreRule::default();
+    rows.iter()
+        .map(|r| f64::from(rule.score_z(r[COL_SENDER_RATE_Z], r[COL_SIZE_Z])))
+        .collect()
+}
+
+/// Inserts the held-out metrics of `scores` under `{who}_*{suffix}`.
+fn measure(
+    m: &mut BTreeMap<String, Metric>,
+    who: &str,
+    suffix: &str,
+    labels: &[bool],
+    scores: &[f64],
+) {
+    let (t1, t2) = (
+        f64::from(SUSPICIOUS_THRESHOLD),
+        f64::from(ANOMALOUS_THRESHOLD),
+    );
+    m.insert(
+        format!("{who}_auc{suffix}"),
+        Metric::number(auc(labels, scores)),
+    );
+    m.insert(
+        format!("{who}_recall_at_fpr_1pct{suffix}"),
+        Metric::number(recall_at_fpr(labels, scores, MAX_FPR).0),
+    );
+    for (tag, t) in [("0_5", t1), ("0_8", t2)] {
+        let (prec, rec) = precision_recall(labels, scores, t);
+        m.insert(
+            format!("{who}_precision_at_{tag}{suffix}"),
+            Metric::number(prec),
+        );
+        m.insert(
+            format!("{who}_recall_at_{tag}{suffix}"),
+            Metric::number(rec),
+        );
+        m.insert(
+            format!("{who}_fpr_at_{tag}{suffix}"),
+            Metric::number(false_positive_rate(labels, scores, t)),
+        );
+    }
+}
 
 /// Trains the `anomaly` model.
 pub fn train(config: &TrainConfig) -> Result<TrainedModel> {
     let slot = TrainableSlot::Anomaly;
     let contract = slot.kind().contract();
     let f = contract.feature_count();
-    let events = config.pick(60_000, 6_000);
-    let traffic = Traffic::admit(Preset::SpamAttack.config(config.seed), events)?;
-    let rows: Vec<_> = traffic.rows.iter().map(|r| r.features.to_row()).collect();
-    let labels: Vec<bool> = traffic
-        .rows
-        .iter()
-        .map(|r| matches!(r.label, Label::Spam | Label::Oversized))
-        .collect();
-    let split = rows.len() * 3 / 4;
-    let x = widen(&rows);
-    let (x_train, x_test) = x.split_at(split * f);
-    let (y_train, y_test) = labels.split_at(split);
+    let events = config.pick(60_000, 20_000);
+    // Rows start after the 10 s warm-up: a small run still needs a few seconds past it.
+    let attack_events = config.pick(30_000, 15_000);
+    let train_seeds = config.pick(TRAIN_SEEDS as usize, 1) as u64;
+    let eval_seeds = &EVAL_SEEDS[..config.pick(EVAL_SEEDS.len(), 1)];
 
-    let standardizer = Standardizer::fit(x_train, f);
-    let (w, b) = crate::fit::logistic(&standardizer.apply(x_train), f, y_train, ALPHA, 300)?;
+    let (mut rows, mut labels) = run(Preset::SpamAttack, config.seed, attack_events)?;
+    for s in config.seed..config.seed + train_seeds {
+        let (r, l) = run(Preset::AdversarialSpam, s, events)?;
+        rows.extend(r);
+        labels.extend(l);
+    }
+    let x_train = widen(&rows);
+    let standardizer = Standardizer::fit(&x_train, f);
+    let (w, b) = crate::fit::logistic(&standardizer.apply(&x_train), f, &labels, ALPHA, 300)?;
     let network = Network {
         standardizer: Some(standardizer),
         layers: vec![Dense::new(f, 1, &w, &[b], Activation::Sigmoid)?],
     };
 
-    let p = network.predict(x_test);
-    let rule = ZScoreRule::default();
-    let s: Vec<f64> = rows[split..]
-        .iter()
-        .map(|r| {
-            f64::from(rule.score_z(
-                r[aurigraph_decision::slot::anomaly::COL_SENDER_RATE_Z],
-                r[aurigraph_decision::slot::anomaly::COL_SIZE_Z],
-            ))
-        })
-        .collect();
     let mut m = BTreeMap::new();
-    let (t1, t2) = (
-        f64::from(SUSPICIOUS_THRESHOLD),
-        f64::from(ANOMALOUS_THRESHOLD),
-    );
-    for (who, scores) in [("model", &p), ("static", &s)] {
-        m.insert(format!("{who}_auc"), Metric::number(auc(y_test, scores)));
-        for (tag, t) in [("0_5", t1), ("0_8", t2)] {
-            let (prec, rec) = precision_recall(y_test, scores, t);
-            m.insert(format!("{who}_precision_at_{tag}"), Metric::number(prec));
-            m.insert(format!("{who}_recall_at_{tag}"), Metric::number(rec));
-        }
+    let (mut test_rows, mut y_test) = (Vec::new(), Vec::new());
+    for &s in eval_seeds {
+        let (r, l) = run(Preset::AdversarialSpam, s, events)?;
+        test_rows.extend(r);
+        y_test.extend(l);
     }
-    m.insert("rows_train".into(), Metric::Count(split as u64));
-    m.insert(
-        "rows_test".into(),
-        Metric::Count((rows.len() - split) as u64),
-    );
+    let (attack_rows, y_attack) = run(Preset::SpamAttack, eval_seeds[0], attack_events)?;
+    for (suffix, r, y) in [
+        ("", &test_rows, &y_test),
+        ("_spam_attack", &attack_rows, &y_attack),
+    ] {
+        measure(&mut m, "model", suffix, y, &network.predict(&widen(r)));
+        measure(&mut m, "static", suffix, y, &static_scores(r));
+    }
+    m.insert("rows_train".into(), Metric::Count(rows.len() as u64));
+    m.insert("rows_test".into(), Metric::Count(test_rows.len() as u64));
     m.insert(
         "positive_share_test".into(),
         Metric::number(y_test.iter().filter(|&&l| l).count() as f64 / y_test.len().max(1) as f64),
     );
-    m.insert("events".into(), Metric::Count(traffic.events as u64));
+    m.insert("events_per_run".into(), Metric::Count(events as u64));
+    m.insert("train_seed_first".into(), Metric::Count(config.seed));
     m.insert(
-        "refused_at_admission".into(),
-        Metric::Count(traffic.refused as u64),
+        "train_seed_last".into(),
+        Metric::Count(config.seed + train_seeds - 1),
+    );
+    m.insert("eval_seed_first".into(), Metric::Count(eval_seeds[0]));
+    m.insert(
+        "eval_seed_last".into(),
+        Metric::Count(eval_seeds[eval_seeds.len() - 1]),
     );
 
     let spec = ExportSpec {
@@ -100,6 +169,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainedModel> {
         doc: "Logistic regression: P(injected spam or oversized) from the admission row.".into(),
         metadata: metadata(config, slot),
     };
+    let last = config.seed + train_seeds - 1;
     let manifest = manifest(
         config,
         ManifestParts {
@@ -107,12 +177,14 @@ pub fn train(config: &TrainConfig) -> Result<TrainedModel> {
             name: "anomaly-logistic",
             description: "Logistic regression on the 8 admission features (standardised in \
                           the graph): the probability that a transaction is injected spam or \
-                          oversized, in 0..1.",
+                          oversized (sybils included), in 0..1.",
             algorithm: "linfa-logistic 0.8 (L-BFGS, L2 alpha 0.1), features standardised",
             data: &format!(
-                "workload preset spam-attack, seed {}, {events} events through the engine's \
-                 admission; first 75% of admitted transactions train, last 25% held out",
-                config.seed
+                "workload presets adversarial-spam (seeds {}..={last}, {events} events each) \
+                 and spam-attack (seed {}, {} events) through the engine's admission, rows \
+                 after the first 10 s of each run; held out: adversarial-spam on seeds \
+                 1001..=1003 and spam-attack on seed 1001 (metrics `*_spam_attack`)",
+                config.seed, config.seed, attack_events
             ),
             target: "label spam or oversized (1) vs normal (0)",
             metrics: m,

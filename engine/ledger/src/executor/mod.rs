@@ -48,7 +48,7 @@
 //!
 //! All three produce identical receipts, write sets and fees (property tests in
 //! `engine/ledger/tests/executor_props.rs` check each parallel executor against the sequential
-//! one with 1, 2 and 8 threads); only [`ExecStats`] differs.
+//! one with 1, 2 and 8 threads, Block-STM also with 16); only [`ExecStats`] differs.
 //!
 //! ## Measurements and the default
 //!
@@ -63,6 +63,11 @@
 //! |---|---|---|---|---|---|
 //! | low (1 % pay one of 4 hot accounts) | 10.6 ms | 5.89 ms (1.97x) | 4.39 ms (2.42x) | 29.8 ms | 25.6 ms |
 //! | full (every transfer pays one account) | 6.33 ms | 4.02 ms (1.59x) | 3.46 ms (1.88x, runs serially) | 21.7 ms | 24.5 ms |
+//!
+//! The Block-STM columns are the implementation before its rewrite (2026-12-04: state read
+//! once per account, no allocation or re-hashing on the hot path, counters on their own
+//! cache lines, the sequential executor for one thread); see *Scaling with cores* in
+//! `docs/PERFORMANCE.md` and the `scaling` bench binary for its current curve.
 //!
 //! Reads of the state (cache misses) dominate a transfer: the scheduler reads a block's
 //! accounts in overlapped batches while planning ([`StateView::accounts`]), which is most of

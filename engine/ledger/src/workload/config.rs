@@ -429,11 +429,12 @@ impl Adversary {
 
     fn validate(&self) -> Result<()> {
         let share = |v: f64| (0.0..=1.0).contains(&v);
-        if !(share(self.sybil_share) && self.sybil_share < 1.0)
-            || !share(self.newcomer_share)
-            || !share(self.honest_burst_probability)
-            || !share(self.replay_wave_share)
-        {
+        let shares_ok = share(self.sybil_share)
+            && self.sybil_share < 1.0
+            && share(self.newcomer_share)
+            && share(self.honest_burst_probability)
+            && share(self.replay_wave_share);
+        if !shares_ok {
             return Err(invalid("adversary shares must be in 0..=1 (sybil below 1)"));
         }
         if self.sybil_share > 0.0 && self.sybil_accounts == 0 {

@@ -281,6 +281,41 @@ impl Workload {
     }
 }
 
+/// Writes the labels of `events` as CSV, one line per event: `index,at_ns,label,hash`
+/// (`hash` is the transaction hash in hex, the key the node's blocks and telemetry use;
+/// empty for bytes that do not decode). With the node's telemetry export joined on the hash,
+/// every decision of the `anomaly` slot gets its ground truth.
+pub fn write_labels_csv<W: std::io::Write>(events: &[Event], mut out: W) -> std::io::Result<()> {
+    writeln!(out, "index,at_ns,label,hash")?;
+    for e in events {
+        let hash = crate::tx::SignedTransaction::decode(&e.bytes)
+            .map(|t| t.hash().to_string())
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{},{},{},{hash}",
+            e.index,
+            e.at.as_nanos(),
+            e.label.as_str()
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes a true rate series ([`Workload::true_rates`]) as CSV: `interval,start_ms,rate`
+/// (`rate` in tx/s, the ground truth of a `demand` forecast of that interval).
+pub fn write_rates_csv<W: std::io::Write>(
+    rates: &[f64],
+    interval: Duration,
+    mut out: W,
+) -> std::io::Result<()> {
+    writeln!(out, "interval,start_ms,rate")?;
+    for (k, r) in rates.iter().enumerate() {
+        writeln!(out, "{k},{},{r}", interval.as_millis() * k as u128)?;
+    }
+    Ok(())
+}
+
 /// The endless event stream of a [`Workload`] (see [`Workload::stream`]).
 pub struct EventStream<'a> {
     workload: &'a Workload,
