@@ -3,12 +3,18 @@
 //! For each thread count (default 1, 2, 4, 8, 16, capped at the machine's cores; `--threads`
 //! sets the list and is not capped, so a 16-core machine can run `--threads 1,2,4,8,16`):
 //!
-//! - **executors**: the sequential one, the conflict-aware scheduled one and Block-STM on
+//! - **executors**: the sequential one, the conflict-aware scheduled one and Block-STM (with
+//!   its default abort-rate guard; with `--stm-variants` also `stm-no-precheck`, the guard
+//!   without its chain pre-check, and `stm-raw`, guard and pre-check off: the paper's
+//!   algorithm run to the end) on
 //!   blocks of 10,000 and 50,000 transfers (`--sizes`) between the senders and 100,000 other
 //!   accounts, at low contention (1 % of transfers pay one of 4 hot accounts) and with every
 //!   transaction conflicting (every transfer pays the same account); each repetition runs
 //!   all of them round-robin on the same block, so background load falls on all alike; the
-//!   median per block and its ratio to the sequential median of the same run;
+//!   median per block and its ratio to the sequential median of the same run; the note
+//!   gives Block-STM's re-executions, conflicts and `tail` (transactions it finished
+//!   sequentially after its guard stopped speculation, or the whole block when the
+//!   pre-check found one chain);
 //! - **signatures**: [`SignatureVerifier::verify_batch`] of 8,192 transfers (chunks of
 //!   1,024) on a pool of `t` threads: the bound that batched verification puts on
 //!   admission, in signatures per second;
@@ -41,7 +47,7 @@ use aurigraph_decision::host::HostConfig;
 use aurigraph_decision::metrics::EngineMetrics;
 use aurigraph_ledger::admission::{AdmissionConfig, SignatureVerifier};
 use aurigraph_ledger::executor::{
-    BlockExecutor, BlockStmExecutor, ExecutorConfig, ExecutorKind, ScheduledExecutor,
+    AbortGuard, BlockExecutor, BlockStmExecutor, ExecutorConfig, ExecutorKind, ScheduledExecutor,
     SequentialExecutor,
 };
 use aurigraph_ledger::pipeline::{Pipeline, PipelineConfig, PipelineSlots};
@@ -64,10 +70,12 @@ struct Args {
     pipeline_txs: usize,
     json: Option<String>,
     only: Vec<String>,
+    stm_variants: bool,
 }
 
 const USAGE: &str = "usage: scaling [--threads 1,2,4,8,16] [--sizes 10000,50000] [--reps N] \
-[--pipeline-reps N] [--pipeline-txs N] [--only executors,signatures,pipeline] [--json FILE]";
+[--pipeline-reps N] [--pipeline-txs N] [--only executors,signatures,pipeline] [--json FILE] \
+[--stm-variants]";
 
 fn list(v: &str) -> Result<Vec<usize>, String> {
     v.split(',')
@@ -89,11 +97,16 @@ fn parse_args() -> Result<Args, String> {
         pipeline_txs: 100_000,
         json: None,
         only: vec!["executors".into(), "signatures".into(), "pipeline".into()],
+        stm_variants: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
             return Err(USAGE.into());
+        }
+        if flag == "--stm-variants" {
+            a.stm_variants = true;
+            continue;
         }
         let value = it
             .next()
@@ -221,6 +234,22 @@ fn executors(args: &Args, rows: &mut Vec<Row>) {
             t,
             Box::new(BlockStmExecutor::new(t).expect("pool")),
         ));
+        if args.stm_variants {
+            let no_precheck = AbortGuard {
+                chain_precheck: false,
+                ..AbortGuard::default()
+            };
+            for (name, guard) in [
+                ("stm-no-precheck", no_precheck),
+                ("stm-raw", AbortGuard::off()),
+            ] {
+                execs.push((
+                    name.into(),
+                    t,
+                    Box::new(BlockStmExecutor::with_guard(t, guard).expect("pool")),
+                ));
+            }
+        }
     }
     for &n in &args.sizes {
         eprintln!("executors: preparing blocks of {n} transfers");
@@ -235,10 +264,17 @@ fn executors(args: &Args, rows: &mut Vec<Row>) {
                 // Warm-up, and the check that every executor agrees with the oracle.
                 let got = exec.execute(&state, CHAIN, block).expect("execute");
                 assert!(got.same_result(&expected), "{} differs", exec.kind());
-                notes[i] = format!(
-                    "re-exec {} conflicts {}",
-                    got.stats.re_executions, got.stats.conflicts
-                );
+                notes[i] = if exec.kind() == ExecutorKind::BlockStm {
+                    format!(
+                        "re-exec {} conflicts {} tail {}",
+                        got.stats.re_executions, got.stats.conflicts, got.stats.sequential_tail
+                    )
+                } else {
+                    format!(
+                        "re-exec {} conflicts {}",
+                        got.stats.re_executions, got.stats.conflicts
+                    )
+                };
             }
             for _ in 0..args.reps {
                 for (i, (_, _, exec)) in execs.iter().enumerate() {
@@ -428,12 +464,12 @@ fn main() {
         args.threads, args.reps, args.pipeline_reps
     );
     println!(
-        "{:<10} {:<12} {:<12} {:>7} {:>11} {:>13} {:>8}  note",
+        "{:<10} {:<12} {:<15} {:>7} {:>11} {:>13} {:>8}  note",
         "section", "workload", "what", "threads", "median ms", "per second", "ratio"
     );
     for r in &rows {
         println!(
-            "{:<10} {:<12} {:<12} {:>7} {:>11.3} {:>13.0} {:>8}  {}",
+            "{:<10} {:<12} {:<15} {:>7} {:>11.3} {:>13.0} {:>8}  {}",
             r.section,
             r.workload,
             r.what,

@@ -1,14 +1,16 @@
 //! Differential tests: every parallel executor, with 1, 2 and 8 threads (Block-STM also
 //! with 16), against the sequential oracle on random blocks with hot accounts and failing
 //! transactions; Block-STM alone at 1, 2, 8 and 16 threads on larger blocks with random
-//! conflict patterns, each block run twice per executor (other interleavings); plus the
-//! execution rules on hand-made blocks.
+//! conflict patterns, each block run twice per executor (other interleavings), also with
+//! its abort-rate guard off, on a hair trigger and forced to stop speculation at various
+//! points (the sequential tail on top of the validated prefix); plus the execution rules on
+//! hand-made blocks.
 
 use std::sync::{Arc, LazyLock};
 
 use aurigraph_ledger::executor::{
-    BlockExecutor, BlockStmExecutor, ExecutorConfig, ExecutorKind, FEE_SINK, ScheduledExecutor,
-    SequentialExecutor, TxStatus, commit,
+    AbortGuard, BlockExecutor, BlockStmExecutor, ExecutorConfig, ExecutorKind, FEE_SINK,
+    ScheduledExecutor, SequentialExecutor, TxStatus, commit,
 };
 use aurigraph_ledger::state::{Account, Genesis, ShardedState, StateView};
 use aurigraph_ledger::tx::{Address, Operation, SignedTransaction, Transaction, keypair_from_seed};
@@ -46,6 +48,42 @@ static STM: LazyLock<Vec<BlockStmExecutor>> = LazyLock::new(|| {
         .into_iter()
         .map(|t| BlockStmExecutor::new(t).unwrap())
         .collect()
+});
+
+/// Block-STM at 2, 8 and 16 threads with other abort-rate guards: off (the paper's
+/// algorithm, run to the end), on a hair trigger (any conflict stops speculation) and forced
+/// to stop after 0, 1, 13 and 60 executions of a worker; none pre-checks for a chain, so
+/// fully conflicting blocks reach the guard.
+static STM_GUARDS: LazyLock<Vec<BlockStmExecutor>> = LazyLock::new(|| {
+    let forced = |n| AbortGuard {
+        force_after: Some(n),
+        ..AbortGuard::off()
+    };
+    let guards = [
+        AbortGuard::off(),
+        AbortGuard {
+            window: 1,
+            max_conflicts: 0,
+            chain_precheck: false,
+            force_after: None,
+        },
+        AbortGuard {
+            chain_precheck: false,
+            ..AbortGuard::default()
+        },
+        forced(0),
+        forced(1),
+        forced(13),
+        forced(60),
+        forced(150),
+    ];
+    let mut v = Vec::new();
+    for threads in [2, 8, 16] {
+        for g in guards {
+            v.push(BlockStmExecutor::with_guard(threads, g).unwrap());
+        }
+    }
+    v
 });
 
 fn addr(i: usize) -> Address {
@@ -230,18 +268,135 @@ proptest! {
         let state = genesis(&mut rng);
         let b = block(&mut rng, &state, len, hot_share, hot);
         let expected = SequentialExecutor::new().execute(&state, CHAIN, &b).unwrap();
-        for exec in STM.iter() {
+        for exec in STM.iter().chain(STM_GUARDS.iter()) {
             for _ in 0..2 {
                 let got = exec.execute(&state, CHAIN, &b).unwrap();
                 prop_assert!(
                     got.same_result(&expected),
-                    "block-stm x{} differs (seed {seed}, len {len}, hot {hot_share}% of {hot})",
-                    exec.threads()
+                    "block-stm x{} {:?} differs (seed {seed}, len {len}, hot {hot_share}% of {hot}, tail {})",
+                    exec.threads(),
+                    exec.guard(),
+                    got.stats.sequential_tail
                 );
                 prop_assert_eq!(got.stats.parallel, exec.threads() > 1);
                 prop_assert_eq!(got.stats.executed + got.stats.skipped, b.len());
+                prop_assert!(got.stats.sequential_tail <= b.len() as u64);
+                if exec.guard() == AbortGuard::off() || exec.threads() == 1 {
+                    prop_assert_eq!(got.stats.sequential_tail, 0);
+                }
             }
         }
+    }
+}
+
+/// `n` transfers from the 23 other accounts in turn (nonce chains) to account 0: every
+/// transaction conflicts with the one before.
+fn one_hot_block(n: usize) -> (ShardedState, Vec<Arc<SignedTransaction>>) {
+    let state = simple_state(&(0..ACCOUNTS).map(|i| (i, 1_000_000)).collect::<Vec<_>>());
+    let mut nonces = [0u64; ACCOUNTS];
+    let b = (0..n)
+        .map(|k| {
+            let s = 1 + k % (ACCOUNTS - 1);
+            nonces[s] += 1;
+            transfer(
+                s,
+                nonces[s] - 1,
+                1 + k as u64 % 7,
+                addr(0),
+                1 + k as u64 % 100,
+            )
+        })
+        .collect();
+    (state, b)
+}
+
+#[test]
+fn fully_conflicting_blocks_fall_back_and_match() {
+    for n in [1, 31, 32, 200, 1_000] {
+        let (state, b) = one_hot_block(n);
+        let expected = SequentialExecutor::new()
+            .execute(&state, CHAIN, &b)
+            .unwrap();
+        for exec in STM.iter().chain(STM_GUARDS.iter()) {
+            for _ in 0..2 {
+                let got = exec.execute(&state, CHAIN, &b).unwrap();
+                assert!(
+                    got.same_result(&expected),
+                    "block-stm x{} {:?}, {n} transactions, tail {}",
+                    exec.threads(),
+                    exec.guard(),
+                    got.stats.sequential_tail
+                );
+                // The default guard's pre-check sees one chain from 32 transactions on.
+                if exec.threads() > 1 && exec.guard() == AbortGuard::default() && n >= 32 {
+                    assert_eq!(got.stats.sequential_tail, n as u64);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_forced_stop_runs_a_sequential_tail_and_counts_it() {
+    let (state, b) = one_hot_block(2_000);
+    let expected = SequentialExecutor::new()
+        .execute(&state, CHAIN, &b)
+        .unwrap();
+    for (threads, force) in [
+        (2, 0),
+        (2, 5),
+        (2, 300),
+        (2, 900),
+        (8, 0),
+        (8, 40),
+        (8, 150),
+        (16, 1),
+        (16, 60),
+    ] {
+        let exec = BlockStmExecutor::with_guard(
+            threads,
+            AbortGuard {
+                force_after: Some(force),
+                ..AbortGuard::off()
+            },
+        )
+        .unwrap();
+        // A worker stops after `force` executions; another could, in theory, finish the
+        // block first if the stopping one were descheduled for all of it: retry a few times.
+        let mut tails = Vec::new();
+        for _ in 0..5 {
+            let got = exec.execute(&state, CHAIN, &b).unwrap();
+            assert!(
+                got.same_result(&expected),
+                "x{threads} forced after {force}"
+            );
+            tails.push(got.stats.sequential_tail);
+            if got.stats.sequential_tail > 0 {
+                break;
+            }
+        }
+        assert!(
+            tails.iter().any(|&t| t > 0),
+            "x{threads} forced after {force}: no sequential tail in {tails:?}"
+        );
+    }
+}
+
+#[test]
+fn low_contention_speculates_to_the_end() {
+    // Distinct senders and recipients: no conflict, so neither the pre-check nor the guard
+    // stops speculation.
+    let state = simple_state(&(0..ACCOUNTS).map(|i| (i, 1_000)).collect::<Vec<_>>());
+    let b: Vec<_> = (0..ACCOUNTS / 2)
+        .map(|i| transfer(i, 0, 1, addr(ACCOUNTS / 2 + i), 10))
+        .collect();
+    let expected = SequentialExecutor::new()
+        .execute(&state, CHAIN, &b)
+        .unwrap();
+    for exec in STM.iter() {
+        let got = exec.execute(&state, CHAIN, &b).unwrap();
+        assert!(got.same_result(&expected));
+        assert_eq!(got.stats.sequential_tail, 0);
     }
 }
 

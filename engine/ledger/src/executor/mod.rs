@@ -97,7 +97,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::block_stm::BlockStmExecutor;
+pub use self::block_stm::{AbortGuard, BlockStmExecutor, CHAIN_SAMPLE};
 pub use self::receipt::{Receipt, TxStatus};
 pub use self::scheduled::{MIN_PARALLEL_TXS, ScheduledExecutor};
 pub use self::sequential::SequentialExecutor;
@@ -258,6 +258,11 @@ pub struct ExecStats {
     pub conflicts: u64,
     /// Executions beyond one per transaction (Block-STM only).
     pub re_executions: u64,
+    /// Transactions that Block-STM executed sequentially after its abort-rate guard stopped
+    /// speculation, or the whole block when its chain pre-check found one chain (see
+    /// [`AbortGuard`]); 0 for the other executors and whenever speculation ran to the end.
+    #[serde(default)]
+    pub sequential_tail: u64,
 }
 
 impl ExecStats {
@@ -271,6 +276,7 @@ impl ExecStats {
             skipped,
             conflicts: 0,
             re_executions: 0,
+            sequential_tail: 0,
         }
     }
 }

@@ -22,6 +22,37 @@
 //! are per worker, summed at the end; the accounts touched are collected by every worker
 //! over its share of the memory's shards as soon as the scheduler is done.
 //!
+//! **Abort-rate guard.** With cheap transactions (a transfer costs about a microsecond,
+//! close to the bookkeeping of one task), a block in which most transactions conflict
+//! wastes about one execution per transaction and runs its chain at the speed of the
+//! scheduler's hand-offs, slower than one thread alone. Each worker counts its conflicts
+//! (failed validations and reads that hit an estimate) over windows of
+//! [`AbortGuard::window`] executions; when one window holds more than
+//! [`AbortGuard::max_conflicts`], it stops speculation ([`scheduler`]'s stop flag). Every
+//! worker then finishes the task in its hands and leaves, and once all have left (the memory
+//! no longer changes) the caller:
+//!
+//! 1. takes the longest prefix of the block whose transactions are all *executed* (their
+//!    last incarnation finished and was not aborted or suspended since, so they own no
+//!    estimate) and whose recorded reads all still validate against the memory, checked in
+//!    block order. By induction this prefix is the sequential result: transaction 0's reads
+//!    validate only against the committed state; if every transaction below `i` left in the
+//!    memory exactly its sequential writes, `i`'s reads, still found where they were read,
+//!    are the sequential values, so its recorded effect (a deterministic function of them)
+//!    and its writes in the memory are the sequential ones;
+//! 2. executes the rest of the block in order, on the caller, against the same memory:
+//!    transaction `i` reads the highest write below `i` (the prefix's, or the tail's already
+//!    redone, so never an estimate), writes its effect at `i` and removes the writes of its
+//!    speculative incarnation that it did not repeat. Afterwards every transaction's writes
+//!    in the memory are its sequential ones, and the end of the block proceeds as usual.
+//!
+//! [`ExecStats::sequential_tail`] counts the transactions of step 2.
+//! Before speculating, a cheap **chain pre-check** ([`AbortGuard::chain_precheck`]) samples
+//! [`CHAIN_SAMPLE`] transactions spread evenly over the block; if one account (a sender or
+//! a recipient of the first) is touched by every one of them, the block is one chain and
+//! runs on the [`SequentialExecutor`] from the start (always sound: that is the definition;
+//! only the speed is at stake, and a block that fools the sample is caught by the guard).
+//!
 //! **One thread** runs the [`SequentialExecutor`] itself (the result is identical by
 //! definition; only [`ExecStats::executor`] says `block-stm`): speculation cannot win
 //! without a second worker.
@@ -45,22 +76,104 @@ use super::sequential::SequentialExecutor;
 use super::workers::Workers;
 use super::{BlockExecutor, ExecStats, Execution, ExecutorError, ExecutorKind, check_block};
 use crate::state::StateView;
-use crate::tx::{Address, SignedTransaction};
+use crate::tx::{Address, Operation, SignedTransaction, Transaction};
+
+/// Transactions the chain pre-check samples (blocks shorter than this are not checked).
+pub const CHAIN_SAMPLE: usize = 32;
+
+/// When Block-STM stops speculating and finishes a block sequentially (see the module
+/// docs). The default stops when a worker saw more than 16 conflicts in 64 executions, and
+/// runs the chain pre-check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortGuard {
+    /// Executions of one worker between two checks of its conflict count (at least 1).
+    pub window: u32,
+    /// Conflicts (failed validations and reads that hit an estimate) of one worker in one
+    /// window above which speculation stops; `u32::MAX` never stops.
+    pub max_conflicts: u32,
+    /// Whether a block that the sample shows to be one chain runs sequentially from the
+    /// start.
+    pub chain_precheck: bool,
+    /// For tests and measurements: stop speculation as soon as one worker has run this many
+    /// executions (`Some(0)`: before any).
+    pub force_after: Option<u64>,
+}
+
+impl Default for AbortGuard {
+    fn default() -> Self {
+        Self {
+            window: 64,
+            max_conflicts: 16,
+            chain_precheck: true,
+            force_after: None,
+        }
+    }
+}
+
+impl AbortGuard {
+    /// A guard that never stops speculation and never pre-checks (the paper's algorithm).
+    pub fn off() -> Self {
+        Self {
+            window: u32::MAX,
+            max_conflicts: u32::MAX,
+            chain_precheck: false,
+            force_after: None,
+        }
+    }
+}
 
 /// The Block-STM executor (see the module docs).
 #[derive(Debug)]
 pub struct BlockStmExecutor {
     workers: Workers,
+    guard: AbortGuard,
 }
 
 impl BlockStmExecutor {
     /// A Block-STM executor running on `threads` threads (1 runs the sequential executor on
-    /// the caller).
+    /// the caller), with the default [`AbortGuard`].
     pub fn new(threads: usize) -> Result<Self, ExecutorError> {
+        Self::with_guard(threads, AbortGuard::default())
+    }
+
+    /// A Block-STM executor with its abort-rate guard set.
+    pub fn with_guard(threads: usize, guard: AbortGuard) -> Result<Self, ExecutorError> {
         Ok(Self {
             workers: Workers::new(threads, "exec-stm")?,
+            guard: AbortGuard {
+                window: guard.window.max(1),
+                ..guard
+            },
         })
     }
+
+    /// Its abort-rate guard.
+    pub fn guard(&self) -> AbortGuard {
+        self.guard
+    }
+}
+
+/// Whether every transaction of an even sample of the block touches one account that the
+/// first one touches (its sender or a recipient): then the block is one chain.
+fn one_chain(block: &[Arc<SignedTransaction>]) -> bool {
+    if block.len() < CHAIN_SAMPLE {
+        return false;
+    }
+    let step = block.len() / CHAIN_SAMPLE;
+    let touches = |tx: &Transaction, a: &Address| {
+        tx.sender == *a
+            || match &tx.op {
+                Operation::Transfer { to, .. } => to == a,
+                Operation::MultiTransfer { outputs } => outputs.iter().any(|(to, _)| to == a),
+            }
+    };
+    let first = block[0].tx();
+    let on_all = |a: &Address| (1..CHAIN_SAMPLE).all(|s| touches(block[s * step].tx(), a));
+    on_all(&first.sender)
+        || match &first.op {
+            Operation::Transfer { to, .. } => on_all(to),
+            Operation::MultiTransfer { outputs } => outputs.iter().any(|(to, _)| on_all(to)),
+        }
 }
 
 /// One read of an incarnation: where the account lives in the memory and where the value
@@ -70,6 +183,9 @@ struct ReadRec {
     loc: Loc,
     origin: Origin,
 }
+
+/// The incarnation the sequential tail writes under (no one validates it any more).
+const TAIL_INCARNATION: u32 = u32::MAX;
 
 /// Read-set entries stored inline per transaction (a transfer reads two accounts).
 const INLINE: usize = 2;
@@ -98,6 +214,14 @@ impl TxRec {
             written: 0,
             extra: Vec::new(),
         }
+    }
+
+    /// Forgets the read set and writes (the sequential tail keeps only status and fee).
+    fn clear(&mut self) {
+        self.len = 0;
+        self.spill.clear();
+        self.written = 0;
+        self.extra.clear();
     }
 
     fn reads(&self) -> impl Iterator<Item = &ReadRec> {
@@ -144,6 +268,7 @@ struct WorkerStats {
 }
 
 struct Run<'a> {
+    guard: AbortGuard,
     block: &'a [Arc<SignedTransaction>],
     base: &'a dyn StateView,
     chain_id: u32,
@@ -162,7 +287,23 @@ impl Run<'_> {
         };
         let mut task: Option<Task> = None;
         let backoff = Backoff::new();
-        while !self.scheduler.done() {
+        // The guard: a check every `window` executions (and at `force_after`).
+        let window = u64::from(self.guard.window);
+        let force = self.guard.force_after.unwrap_or(u64::MAX);
+        let mut window_conflicts = 0u64;
+        let mut check_at = force.min(window);
+        while !self.scheduler.finished_or_stopped() {
+            if stats.executions >= check_at {
+                if stats.executions >= force
+                    || stats.conflicts - window_conflicts > u64::from(self.guard.max_conflicts)
+                {
+                    // The task in hand, if any, is dropped: the caller takes over.
+                    self.scheduler.stop();
+                    break;
+                }
+                window_conflicts = stats.conflicts;
+                check_at = stats.executions.saturating_add(window).min(force);
+            }
             task = match task {
                 Some(Task::Execute(v)) => self.try_execute(v, &mut buf, &mut stats),
                 Some(Task::Validate(v)) => self.needs_reexecution(v, &mut stats),
@@ -268,6 +409,70 @@ impl Run<'_> {
         }
         self.scheduler.finish_validation(v.idx, aborted)
     }
+
+    /// The length of the longest prefix of the block whose transactions are executed (not
+    /// aborted, not suspended) and whose reads all validate against the memory, in block
+    /// order: the sequential result so far (see the module docs). Only once no worker runs.
+    fn settled_prefix(&self) -> usize {
+        (0..self.block.len())
+            .find(|&i| {
+                !(self.scheduler.is_executed(i) && {
+                    let rec = self.txs[i].lock();
+                    rec.reads()
+                        .all(|r| self.memory.validate(r.loc, i, r.origin))
+                })
+            })
+            .unwrap_or(self.block.len())
+    }
+
+    /// Executes transactions `from..` in block order on the caller, with the sequential
+    /// semantics, against the memory (whose writes below `from` are the sequential ones):
+    /// each one's writes replace those of its speculative incarnation. Only once no worker
+    /// runs.
+    fn finish_sequentially(
+        &self,
+        from: usize,
+        stats: &mut WorkerStats,
+    ) -> Result<(), ExecutorError> {
+        let mut reads: Vec<(Address, Loc)> = Vec::with_capacity(MAX_TOUCHED);
+        let mut new_locs: Vec<Loc> = Vec::with_capacity(MAX_TOUCHED);
+        for (i, stx) in self.block.iter().enumerate().skip(from) {
+            stats.executions += 1;
+            reads.clear();
+            let effect = execute_tx(stx.tx(), self.chain_id, |address| {
+                let (loc, read) = self.memory.read(self.base, address, i);
+                match read {
+                    Read::Value(_, account) => {
+                        reads.push((*address, loc));
+                        Ok(account)
+                    }
+                    // Everything below `i` is the prefix or already redone.
+                    Read::Estimate(_) => Err(ExecutorError::Invariant(
+                        "an estimate below the sequential tail",
+                    )),
+                }
+            })?;
+            new_locs.clear();
+            for (address, value) in effect.writes() {
+                let loc = match reads.iter().find(|(a, _)| a == address) {
+                    Some(&(_, loc)) => loc,
+                    None => self.memory.locate(self.base, address),
+                };
+                new_locs.push(loc);
+                self.memory.write(loc, i, TAIL_INCARNATION, *value);
+            }
+            let mut rec = self.txs[i].lock();
+            for old in rec.written_locs() {
+                if !new_locs.contains(&old) {
+                    self.memory.remove(old, i);
+                }
+            }
+            rec.clear();
+            rec.status = effect.status;
+            rec.fee = effect.fee;
+        }
+        Ok(())
+    }
 }
 
 impl BlockExecutor for BlockStmExecutor {
@@ -287,13 +492,18 @@ impl BlockExecutor for BlockStmExecutor {
     ) -> Result<Execution, ExecutorError> {
         check_block(block)?;
         let threads = self.workers.threads();
-        if threads == 1 || block.is_empty() {
+        let chain = self.guard.chain_precheck && one_chain(block);
+        if threads == 1 || block.is_empty() || chain {
             let mut execution = SequentialExecutor::new().execute(state, chain_id, block)?;
             execution.stats.executor = ExecutorKind::BlockStm;
             execution.stats.threads = threads;
+            if chain && threads > 1 {
+                execution.stats.sequential_tail = block.len() as u64;
+            }
             return Ok(execution);
         }
         let run = Run {
+            guard: self.guard,
             block,
             base: state,
             chain_id,
@@ -303,10 +513,47 @@ impl BlockExecutor for BlockStmExecutor {
         };
         // Each worker, once the scheduler is done (the memory no longer changes), collects
         // the accounts of its share of the shards (shard `s` is worker `s % threads`'s).
+        // After a stop, the caller finishes the block once every worker has left.
         let parts = self.workers.broadcast(|w| {
             let stats = run.work();
-            (stats, run.memory.touched(w, threads))
+            let part = if run.scheduler.done() {
+                Some(run.memory.touched(w, threads))
+            } else {
+                None
+            };
+            (stats, part)
         });
+        let mut total = WorkerStats::default();
+        let mut touched: Vec<Touched> = Vec::new();
+        let mut complete = true;
+        for (s, part) in parts {
+            total.executions += s.executions;
+            total.conflicts += s.conflicts;
+            match part {
+                Some(part) if complete => {
+                    let part =
+                        part.ok_or(ExecutorError::Invariant("an estimate outlived the block"))?;
+                    if touched.is_empty() {
+                        touched = part;
+                    } else {
+                        touched.extend(part);
+                    }
+                }
+                _ => complete = false,
+            }
+        }
+        let mut tail = 0u64;
+        if !complete {
+            // Speculation stopped (or a worker left on the stop flag while another found the
+            // scheduler done): every worker has left, so the memory is still.
+            let prefix = run.settled_prefix();
+            tail = (block.len() - prefix) as u64;
+            run.finish_sequentially(prefix, &mut total)?;
+            touched = run
+                .memory
+                .touched(0, 1)
+                .ok_or(ExecutorError::Invariant("an estimate outlived the block"))?;
+        }
         let receipts: Vec<Receipt> = block
             .iter()
             .zip(run.txs.iter())
@@ -319,22 +566,10 @@ impl BlockExecutor for BlockStmExecutor {
                 }
             })
             .collect();
-        let mut executions = 0u64;
-        let mut conflicts = 0u64;
-        let mut touched: Vec<Touched> = Vec::new();
-        for (s, part) in parts {
-            executions += s.executions;
-            conflicts += s.conflicts;
-            let part = part.ok_or(ExecutorError::Invariant("an estimate outlived the block"))?;
-            if touched.is_empty() {
-                touched = part;
-            } else {
-                touched.extend(part);
-            }
-        }
         let mut stats = ExecStats::new(ExecutorKind::BlockStm, threads, true, &receipts);
-        stats.conflicts = conflicts;
-        stats.re_executions = executions.saturating_sub(block.len() as u64);
+        stats.conflicts = total.conflicts;
+        stats.re_executions = total.executions.saturating_sub(block.len() as u64);
+        stats.sequential_tail = tail;
         Ok(finish_block(state, receipts, touched, stats, |v| {
             self.workers.sort(v)
         }))

@@ -7,6 +7,12 @@
 //! one invalidate the others for all workers). A transaction's status, incarnation and the
 //! transactions waiting for it (its dependencies) share one small lock, so that recording
 //! a dependency and finishing the execution it waits for cannot cross.
+//!
+//! Beyond the paper: a *stop* flag (the abort-rate guard, see the parent module). Once it is
+//! set, workers finish the task in their hands, drop whatever task it hands on, and leave;
+//! the scheduler is then never done (a dropped task keeps `num_active_tasks` above zero),
+//! and the caller finishes the block sequentially from [`Scheduler::is_executed`] and the
+//! memory.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
@@ -42,13 +48,19 @@ struct TxState {
     dependencies: Vec<u32>,
 }
 
+struct Flags {
+    done_marker: AtomicBool,
+    stop: AtomicBool,
+}
+
 pub(super) struct Scheduler {
     size: usize,
     execution_idx: CachePadded<AtomicUsize>,
     validation_idx: CachePadded<AtomicUsize>,
     decrease_cnt: CachePadded<AtomicUsize>,
     num_active_tasks: CachePadded<AtomicUsize>,
-    done_marker: CachePadded<AtomicBool>,
+    /// `done_marker` and the stop flag, polled by every worker at every step: one line.
+    flags: CachePadded<Flags>,
     txs: Box<[Mutex<TxState>]>,
 }
 
@@ -60,7 +72,10 @@ impl Scheduler {
             validation_idx: CachePadded::new(AtomicUsize::new(0)),
             decrease_cnt: CachePadded::new(AtomicUsize::new(0)),
             num_active_tasks: CachePadded::new(AtomicUsize::new(0)),
-            done_marker: CachePadded::new(AtomicBool::new(false)),
+            flags: CachePadded::new(Flags {
+                done_marker: AtomicBool::new(false),
+                stop: AtomicBool::new(false),
+            }),
             txs: (0..size)
                 .map(|_| {
                     Mutex::new(TxState {
@@ -74,7 +89,23 @@ impl Scheduler {
     }
 
     pub(super) fn done(&self) -> bool {
-        self.done_marker.load(SeqCst)
+        self.flags.done_marker.load(SeqCst)
+    }
+
+    /// Whether a worker should leave its loop: the block is done or speculation stopped.
+    pub(super) fn finished_or_stopped(&self) -> bool {
+        self.flags.done_marker.load(SeqCst) || self.flags.stop.load(SeqCst)
+    }
+
+    /// Stops speculation: every worker leaves after its current task.
+    pub(super) fn stop(&self) {
+        self.flags.stop.store(true, SeqCst);
+    }
+
+    /// Whether the last incarnation of `idx` finished executing and was not aborted since.
+    /// Meaningful once no worker runs.
+    pub(super) fn is_executed(&self, idx: usize) -> bool {
+        self.txs[idx].lock().status == Status::Executed
     }
 
     fn decrease_execution_idx(&self, target: usize) {
@@ -97,7 +128,7 @@ impl Scheduler {
             && self.num_active_tasks.load(SeqCst) == 0
             && observed == self.decrease_cnt.load(SeqCst)
         {
-            self.done_marker.store(true, SeqCst);
+            self.flags.done_marker.store(true, SeqCst);
         }
     }
 
