@@ -93,14 +93,15 @@ fn every_shipped_folder_registers_for_its_declared_slot() {
         assert!(m.metrics.len() > 2, "{}: {:?}", m.name, m.metrics);
         assert!(slots.insert(m.slot), "two shipped models for {}", m.slot);
     }
-    // One model per learnable slot; leader_health stays static until cluster telemetry.
+    // One model per slot (leader_health's trained on recorded chaos runs).
     assert_eq!(
         slots,
         BTreeSet::from([
             SlotKind::Ordering,
             SlotKind::BatchSize,
             SlotKind::Anomaly,
-            SlotKind::Demand
+            SlotKind::Demand,
+            SlotKind::LeaderHealth,
         ])
     );
 }

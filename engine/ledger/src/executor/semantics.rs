@@ -226,6 +226,17 @@ impl<'a> Overlay<'a> {
         }
     }
 
+    /// Records that the block has already taken `t.address` from `t.before` to `t.after`
+    /// (Block-STM's validated prefix, before its sequential tail).
+    pub(crate) fn seed(&mut self, t: Touched) {
+        match self.map.entry(t.address) {
+            Entry::Occupied(mut e) => e.get_mut().1 = t.after,
+            Entry::Vacant(v) => {
+                v.insert((t.before, t.after));
+            }
+        }
+    }
+
     pub(crate) fn into_touched(self) -> Vec<Touched> {
         self.map
             .into_iter()

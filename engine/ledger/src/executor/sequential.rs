@@ -20,6 +20,33 @@ impl SequentialExecutor {
     }
 }
 
+/// Executes `txs` in order against `overlay`, appending their receipts: the sequential
+/// definition (also Block-STM's sequential tail).
+pub(crate) fn execute_in_order(
+    overlay: &mut Overlay<'_>,
+    chain_id: u32,
+    txs: &[Arc<SignedTransaction>],
+    receipts: &mut Vec<Receipt>,
+) {
+    for stx in txs {
+        let effect = execute_tx(stx.tx(), chain_id, |a| {
+            Ok::<_, std::convert::Infallible>(overlay.read(a))
+        });
+        let effect = match effect {
+            Ok(e) => e,
+            Err(never) => match never {},
+        };
+        for (address, account) in effect.writes() {
+            overlay.write(address, *account);
+        }
+        receipts.push(Receipt {
+            tx_hash: stx.hash(),
+            status: effect.status,
+            fee_charged: effect.fee,
+        });
+    }
+}
+
 impl BlockExecutor for SequentialExecutor {
     fn kind(&self) -> ExecutorKind {
         ExecutorKind::Sequential
@@ -38,23 +65,7 @@ impl BlockExecutor for SequentialExecutor {
         check_block(block)?;
         let mut overlay = Overlay::new(state, block.len() * 2);
         let mut receipts = Vec::with_capacity(block.len());
-        for stx in block {
-            let effect = execute_tx(stx.tx(), chain_id, |a| {
-                Ok::<_, std::convert::Infallible>(overlay.read(a))
-            });
-            let effect = match effect {
-                Ok(e) => e,
-                Err(never) => match never {},
-            };
-            for (address, account) in effect.writes() {
-                overlay.write(address, *account);
-            }
-            receipts.push(Receipt {
-                tx_hash: stx.hash(),
-                status: effect.status,
-                fee_charged: effect.fee,
-            });
-        }
+        execute_in_order(&mut overlay, chain_id, block, &mut receipts);
         let stats = ExecStats::new(ExecutorKind::Sequential, 1, false, &receipts);
         Ok(finish_block(
             state,

@@ -223,6 +223,20 @@ impl MvMemory {
         matches!(shard.keys[loc.slot as usize].lookup(idx as u32), Read::Value(now, _) if now == origin)
     }
 
+    /// The account at `loc` before the block and as transaction `idx` wrote it: `None` if
+    /// `idx` has no write there or only an estimate.
+    pub(super) fn written(&self, loc: Loc, idx: usize) -> Option<Touched> {
+        let mut shard = self.shards[loc.shard as usize].lock();
+        let key = &mut shard.keys[loc.slot as usize];
+        let at = key.find(idx as u32).ok()?;
+        let e = key.versions[at];
+        (!e.estimate).then_some(Touched {
+            address: key.address,
+            before: key.base,
+            after: e.value,
+        })
+    }
+
     /// The accounts of shards `first, first + step, ...` that some transaction wrote: their
     /// committed value and the last write. `None` if an estimate is left (a bug).
     pub(super) fn touched(&self, first: usize, step: usize) -> Option<Vec<Touched>> {

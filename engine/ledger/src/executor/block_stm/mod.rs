@@ -40,11 +40,11 @@
 //!    memory exactly its sequential writes, `i`'s reads, still found where they were read,
 //!    are the sequential values, so its recorded effect (a deterministic function of them)
 //!    and its writes in the memory are the sequential ones;
-//! 2. executes the rest of the block in order, on the caller, against the same memory:
-//!    transaction `i` reads the highest write below `i` (the prefix's, or the tail's already
-//!    redone, so never an estimate), writes its effect at `i` and removes the writes of its
-//!    speculative incarnation that it did not repeat. Afterwards every transaction's writes
-//!    in the memory are its sequential ones, and the end of the block proceeds as usual.
+//! 2. seeds a sequential overlay with the prefix's writes (each account's value before the
+//!    block, from the memory's cache, and its last write in the prefix), drops every
+//!    speculative result beyond the prefix, and executes the rest of the block in order on
+//!    the caller exactly as the [`SequentialExecutor`] does: the overlay holds the state
+//!    after the prefix, so the tail, the receipts and the write set are the sequential ones.
 //!
 //! [`ExecStats::sequential_tail`] counts the transactions of step 2.
 //! Before speculating, a cheap **chain pre-check** ([`AbortGuard::chain_precheck`]) samples
@@ -71,8 +71,8 @@ use parking_lot::Mutex;
 use self::memory::{Loc, MvMemory, Origin, Read};
 use self::scheduler::{Scheduler, Task, Version};
 use super::receipt::{Receipt, TxStatus};
-use super::semantics::{MAX_TOUCHED, Touched, TxEffect, execute_tx, finish_block};
-use super::sequential::SequentialExecutor;
+use super::semantics::{MAX_TOUCHED, Overlay, Touched, TxEffect, execute_tx, finish_block};
+use super::sequential::{SequentialExecutor, execute_in_order};
 use super::workers::Workers;
 use super::{BlockExecutor, ExecStats, Execution, ExecutorError, ExecutorKind, check_block};
 use crate::state::StateView;
@@ -184,9 +184,6 @@ struct ReadRec {
     origin: Origin,
 }
 
-/// The incarnation the sequential tail writes under (no one validates it any more).
-const TAIL_INCARNATION: u32 = u32::MAX;
-
 /// Read-set entries stored inline per transaction (a transfer reads two accounts).
 const INLINE: usize = 2;
 
@@ -214,14 +211,6 @@ impl TxRec {
             written: 0,
             extra: Vec::new(),
         }
-    }
-
-    /// Forgets the read set and writes (the sequential tail keeps only status and fee).
-    fn clear(&mut self) {
-        self.len = 0;
-        self.spill.clear();
-        self.written = 0;
-        self.extra.clear();
     }
 
     fn reads(&self) -> impl Iterator<Item = &ReadRec> {
@@ -425,53 +414,22 @@ impl Run<'_> {
             .unwrap_or(self.block.len())
     }
 
-    /// Executes transactions `from..` in block order on the caller, with the sequential
-    /// semantics, against the memory (whose writes below `from` are the sequential ones):
-    /// each one's writes replace those of its speculative incarnation. Only once no worker
-    /// runs.
-    fn finish_sequentially(
-        &self,
-        from: usize,
-        stats: &mut WorkerStats,
-    ) -> Result<(), ExecutorError> {
-        let mut reads: Vec<(Address, Loc)> = Vec::with_capacity(MAX_TOUCHED);
-        let mut new_locs: Vec<Loc> = Vec::with_capacity(MAX_TOUCHED);
-        for (i, stx) in self.block.iter().enumerate().skip(from) {
-            stats.executions += 1;
-            reads.clear();
-            let effect = execute_tx(stx.tx(), self.chain_id, |address| {
-                let (loc, read) = self.memory.read(self.base, address, i);
-                match read {
-                    Read::Value(_, account) => {
-                        reads.push((*address, loc));
-                        Ok(account)
-                    }
-                    // Everything below `i` is the prefix or already redone.
-                    Read::Estimate(_) => Err(ExecutorError::Invariant(
-                        "an estimate below the sequential tail",
-                    )),
-                }
-            })?;
-            new_locs.clear();
-            for (address, value) in effect.writes() {
-                let loc = match reads.iter().find(|(a, _)| a == address) {
-                    Some(&(_, loc)) => loc,
-                    None => self.memory.locate(self.base, address),
-                };
-                new_locs.push(loc);
-                self.memory.write(loc, i, TAIL_INCARNATION, *value);
+    /// The sequential state after the first `prefix` transactions, as an overlay of the
+    /// committed state: each prefix transaction's writes, in block order (the later write
+    /// of an account replaces the earlier). Only once no worker runs.
+    fn prefix_overlay(&self, prefix: usize) -> Result<Overlay<'_>, ExecutorError> {
+        let mut overlay = Overlay::new(self.base, self.block.len() * 2);
+        for (i, rec) in self.txs[..prefix].iter().enumerate() {
+            let rec = rec.lock();
+            for loc in rec.written_locs() {
+                let t = self
+                    .memory
+                    .written(loc, i)
+                    .ok_or(ExecutorError::Invariant("a settled write is missing"))?;
+                overlay.seed(t);
             }
-            let mut rec = self.txs[i].lock();
-            for old in rec.written_locs() {
-                if !new_locs.contains(&old) {
-                    self.memory.remove(old, i);
-                }
-            }
-            rec.clear();
-            rec.status = effect.status;
-            rec.fee = effect.fee;
         }
-        Ok(())
+        Ok(overlay)
     }
 }
 
@@ -492,12 +450,12 @@ impl BlockExecutor for BlockStmExecutor {
     ) -> Result<Execution, ExecutorError> {
         check_block(block)?;
         let threads = self.workers.threads();
-        let chain = self.guard.chain_precheck && one_chain(block);
+        let chain = threads > 1 && self.guard.chain_precheck && one_chain(block);
         if threads == 1 || block.is_empty() || chain {
             let mut execution = SequentialExecutor::new().execute(state, chain_id, block)?;
             execution.stats.executor = ExecutorKind::BlockStm;
             execution.stats.threads = threads;
-            if chain && threads > 1 {
+            if chain {
                 execution.stats.sequential_tail = block.len() as u64;
             }
             return Ok(execution);
@@ -542,34 +500,39 @@ impl BlockExecutor for BlockStmExecutor {
                 _ => complete = false,
             }
         }
-        let mut tail = 0u64;
-        if !complete {
+        let prefix = if complete {
+            block.len()
+        } else {
             // Speculation stopped (or a worker left on the stop flag while another found the
             // scheduler done): every worker has left, so the memory is still.
-            let prefix = run.settled_prefix();
-            tail = (block.len() - prefix) as u64;
-            run.finish_sequentially(prefix, &mut total)?;
-            touched = run
-                .memory
-                .touched(0, 1)
-                .ok_or(ExecutorError::Invariant("an estimate outlived the block"))?;
+            run.settled_prefix()
+        };
+        let mut receipts: Vec<Receipt> = Vec::with_capacity(block.len());
+        receipts.extend(
+            block[..prefix]
+                .iter()
+                .zip(run.txs.iter())
+                .map(|(stx, rec)| {
+                    let rec = rec.lock();
+                    Receipt {
+                        tx_hash: stx.hash(),
+                        status: rec.status,
+                        fee_charged: rec.fee,
+                    }
+                }),
+        );
+        if !complete {
+            // The rest of the block in order on the caller, on top of the prefix; the
+            // speculative work beyond the prefix is dropped.
+            let mut overlay = run.prefix_overlay(prefix)?;
+            execute_in_order(&mut overlay, chain_id, &block[prefix..], &mut receipts);
+            total.executions += (block.len() - prefix) as u64;
+            touched = overlay.into_touched();
         }
-        let receipts: Vec<Receipt> = block
-            .iter()
-            .zip(run.txs.iter())
-            .map(|(stx, rec)| {
-                let rec = rec.lock();
-                Receipt {
-                    tx_hash: stx.hash(),
-                    status: rec.status,
-                    fee_charged: rec.fee,
-                }
-            })
-            .collect();
         let mut stats = ExecStats::new(ExecutorKind::BlockStm, threads, true, &receipts);
         stats.conflicts = total.conflicts;
         stats.re_executions = total.executions.saturating_sub(block.len() as u64);
-        stats.sequential_tail = tail;
+        stats.sequential_tail = (block.len() - prefix) as u64;
         Ok(finish_block(state, receipts, touched, stats, |v| {
             self.workers.sort(v)
         }))
