@@ -27,7 +27,10 @@
 //!
 //! **Timing.** The monitor derives the election timing the measured round trips allow:
 //! `election_min = clamp(max(rtt_multiple x RTT p99, 3 x heartbeat), election_floor_ms,
-//! election_ceiling_ms)`, `election_max = 2 x election_min`. It is published and written to
+//! election_ceiling_ms)`, `election_max = 2 x election_min`, where the RTT p99 is the median
+//! of the per-tick RTT p99 over the leader's last minute of healthy ticks (its own score
+//! below `release`; at least 10 s of them): a spell of degradation, which inflates the round
+//! trips the leader measures, does not stretch the timing. It is published and written to
 //! `DATA_DIR/raft-timing.json` every 10 s on the leader; with `adaptive_timing = true` a
 //! replica starts with the timing in that file (openraft fixes a replica's timeouts when it
 //! starts, so a change takes effect at the next start), and with the configured timing when
@@ -155,6 +158,19 @@ pub fn derive_timing(c: &LeaderHealthConfig, heartbeat_ms: u64, rtt_p99_ms: f64)
     }
 }
 
+/// Healthy leader ticks whose RTT p99 the derived timing reads (a minute at 100 ms).
+const HEALTHY_TICKS_KEPT: usize = 600;
+/// Healthy ticks needed before a timing is derived (10 s at 100 ms).
+const HEALTHY_TICKS_NEEDED: usize = 100;
+
+fn median(mut v: Vec<f32>) -> f32 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f32::total_cmp);
+    v[v.len() / 2]
+}
+
 /// The file the derived timing is kept in, under the data dir.
 pub const TIMING_FILE: &str = "raft-timing.json";
 
@@ -200,6 +216,9 @@ pub struct HealthView {
     pub features: Option<LeaderHealthFeatures>,
     /// RTT p99 over the window, ms (leader).
     pub rtt_p99_ms: f64,
+    /// The median per-tick RTT p99 of this node's last minute of healthy ticks as leader, ms:
+    /// what the derived timing reads (`None` before 10 s of them).
+    pub typical_rtt_p99_ms: Option<f64>,
     /// The timing in force.
     pub timing: Option<Timing>,
     /// The timing the measured RTT allows.
@@ -403,6 +422,9 @@ pub(crate) async fn run(core: Weak<NodeCore>, health: Arc<Health>) {
     let mut next = tokio::time::Instant::now() + tick;
     let mut n: u64 = 0;
     let mut timing_saved = Instant::now();
+    // Per-tick RTT p99 of the leader's healthy ticks (its score below `release`), the last
+    // minute: the timing derives from their median, so a degraded spell does not stretch it.
+    let mut healthy_rtt: VecDeque<f32> = VecDeque::with_capacity(HEALTHY_TICKS_KEPT);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     loop {
         tokio::time::sleep_until(next).await;
@@ -523,7 +545,14 @@ pub(crate) async fn run(core: Weak<NodeCore>, health: Arc<Health>) {
         let p = f64::from(decision.values.first().copied().unwrap_or(0.0));
         let answered = &decision.tag.answered_by;
         core.metrics.leader_health_probability(p);
-        let rtt_p99 = f64::from(f.rtt_p99_ms);
+        if leading && p < c.release && !rtt_ms.is_empty() {
+            if healthy_rtt.len() >= HEALTHY_TICKS_KEPT {
+                healthy_rtt.pop_front();
+            }
+            healthy_rtt.push_back(p99(&rtt_ms));
+        }
+        let typical = (healthy_rtt.len() >= HEALTHY_TICKS_NEEDED)
+            .then(|| f64::from(median(healthy_rtt.iter().copied().collect())));
         {
             let mut v = health.view.lock();
             v.probability = p;
@@ -532,13 +561,19 @@ pub(crate) async fn run(core: Weak<NodeCore>, health: Arc<Health>) {
             v.ticks = n;
             v.features = Some(f);
             if leading {
-                v.rtt_p99_ms = rtt_p99;
-                v.derived_timing = Some(derive_timing(&c, hb as u64, rtt_p99));
+                v.rtt_p99_ms = f64::from(f.rtt_p99_ms);
+            }
+            if let Some(rtt) = typical {
+                v.typical_rtt_p99_ms = Some(rtt);
+                v.derived_timing = Some(derive_timing(&c, hb as u64, rtt));
             }
         }
-        if leading && timing_saved.elapsed() >= Duration::from_secs(10) && rtt_p99 > 0.0 {
+        if let Some(rtt) = typical
+            && leading
+            && timing_saved.elapsed() >= Duration::from_secs(10)
+        {
             timing_saved = Instant::now();
-            save_timing(&core, derive_timing(&c, hb as u64, rtt_p99));
+            save_timing(&core, derive_timing(&c, hb as u64, rtt));
         }
         if !leading {
             trigger.reset_streak();

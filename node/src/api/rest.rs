@@ -153,6 +153,7 @@ async fn cluster(State(core): Core) -> Response {
                 "ticks": h.ticks,
                 "features": h.features,
                 "rtt_p99_ms": h.rtt_p99_ms,
+                "typical_rtt_p99_ms": h.typical_rtt_p99_ms,
                 "timing": h.timing,
                 "derived_timing": h.derived_timing,
             })),
