@@ -61,6 +61,36 @@ pub enum Command {
     /// nothing acknowledged was lost.
     #[command(subcommand)]
     Chaos(ChaosCommand),
+    /// The closed loop: retrain a slot's model on a node's recorded telemetry (read-only,
+    /// works while the node runs), validate it as the node loads it and write it into the
+    /// models folder as a new version (a candidate; nothing goes live by itself).
+    Train(TrainArgs),
+}
+
+/// Arguments of `aurigraph train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The slot: `demand` (the others' labels are not in the telemetry).
+    pub slot: String,
+    /// The node's data dir (the database is DIR/db).
+    #[arg(long, env = "AURIGRAPH_DATA_DIR")]
+    pub data_dir: std::path::PathBuf,
+    /// The models folder the new version is written into.
+    #[arg(long, default_value = "models", env = "AURIGRAPH_MODELS_DIR")]
+    pub models: std::path::PathBuf,
+    /// Seed, recorded in the lineage (the fit is deterministic).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The version the new one replaces (default: the newest version of the model's name
+    /// in the models folder).
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Write the model even when it is no better than the static rule on the held-out split.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the result as one JSON object on standard output (also on failure).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `aurigraph chaos ...`

@@ -15,6 +15,7 @@
 //! | `aurigraph telemetry export` | [`telemetry`] (the work is [`export`]'s) |
 //! | `aurigraph cluster up/status/down` | [`cluster`] |
 //! | `aurigraph chaos run/ab` | [`chaos`] |
+//! | `aurigraph train SLOT` | [`train`] (the model code is `aurigraph_training::retrain`'s) |
 //!
 //! The client verbs reach a running node over its REST API through [`client`] (`load` also
 //! over gRPC, its default transport, with the node library's generated client). This crate
@@ -33,4 +34,5 @@ pub mod models;
 pub mod policy;
 pub mod start;
 pub mod telemetry;
+pub mod train;
 pub mod tx;

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use aurigraph_cli::args::{
     self, BenchCommand, ChaosCommand, ClusterCommand, Command, TelemetryCommand,
 };
-use aurigraph_cli::{bench, chaos, cluster, demo, load, models, policy, start, telemetry, tx};
+use aurigraph_cli::{
+    bench, chaos, cluster, demo, load, models, policy, start, telemetry, train, tx,
+};
 use clap::Parser;
 
 /// Errors print as `error: [CODE] message` and their causes on one line each; the stack
@@ -51,5 +53,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Cluster(ClusterCommand::Transfer(args)) => cluster::change("transfer", &args),
         Command::Chaos(ChaosCommand::Run(args)) => chaos::run(&args),
         Command::Chaos(ChaosCommand::Ab(args)) => chaos::ab(&args),
+        Command::Train(args) => train::run(&args),
     }
 }

@@ -167,6 +167,20 @@ fn the_node_library_has_no_cli_dependencies() {
         all["aurigraph-cli"].contains("clap"),
         "the manifests were read"
     );
+    // The closed loop trains in a child process (`aurigraph train`): the node library never
+    // links the training crate or linfa.
+    let closure = lock_closure("aurigraph-node");
+    for training in [
+        "aurigraph-training",
+        "linfa",
+        "linfa-linear",
+        "linfa-logistic",
+    ] {
+        assert!(
+            !closure.contains(training),
+            "aurigraph-node pulls in {training}: retraining runs `aurigraph train` as a child process"
+        );
+    }
 }
 
 #[test]

@@ -20,4 +20,5 @@ mod errors;
 mod load;
 mod models_schema;
 mod models_validate;
+mod retrain;
 mod telemetry;

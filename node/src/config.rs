@@ -61,6 +61,8 @@ pub struct NodeConfig {
     pub leader_health: crate::health::LeaderHealthConfig,
     /// Fault injection, for tests and chaos runs only (see [`crate::faults`]).
     pub faults: crate::faults::FaultsConfig,
+    /// The closed loop: background retraining and rollout (see [`crate::retrain`]).
+    pub retrain: crate::retrain::RetrainConfig,
 }
 
 /// A replica of a validator cluster (openraft). Off when `node_id` is 0: the node then runs
@@ -180,6 +182,7 @@ impl Default for NodeConfig {
             scaling: crate::scaling::ScalingConfig::default(),
             leader_health: crate::health::LeaderHealthConfig::default(),
             faults: crate::faults::FaultsConfig::default(),
+            retrain: crate::retrain::RetrainConfig::default(),
         }
     }
 }
@@ -443,6 +446,9 @@ pub struct TelemetryConfig {
     /// Records of blocks older than this many blocks are deleted (0: no age bound, the
     /// default).
     pub max_age_blocks: u64,
+    /// How often the producer measures the arrival rate and asks the `demand` slot for a
+    /// forecast, ms (the rates stay in tx/s). Default 1000; tests use less. 1..=60000.
+    pub demand_interval_ms: u64,
 }
 
 impl Default for TelemetryConfig {
@@ -453,6 +459,7 @@ impl Default for TelemetryConfig {
             features: FeatureRecording::Digest,
             max_records: 200_000,
             max_age_blocks: 0,
+            demand_interval_ms: 1000,
         }
     }
 }
@@ -524,6 +531,12 @@ impl NodeConfig {
     /// Checks values that would fail later in a less clear way.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.leader_health.validate().map_err(ConfigError)?;
+        self.retrain.validate().map_err(ConfigError)?;
+        if !(1..=60_000).contains(&self.telemetry.demand_interval_ms) {
+            return Err(ConfigError(
+                "telemetry.demand_interval_ms must be in 1..=60000".into(),
+            ));
+        }
         if self.storage.archive_segment_blocks == 0 {
             return Err(ConfigError(
                 "storage.archive_segment_blocks must be at least 1".into(),

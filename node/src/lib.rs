@@ -19,6 +19,7 @@ pub mod health;
 pub mod metrics;
 pub mod node;
 pub mod registries;
+pub mod retrain;
 pub mod scaling;
 pub mod service;
 pub mod telemetry;

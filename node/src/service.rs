@@ -905,6 +905,19 @@ impl NodeCore {
         Ok(host.status())
     }
 
+    /// Starts retraining `slot`'s model in the background (the closed loop, see
+    /// [`crate::retrain`]): 409 `E_RETRAIN_RUNNING` while one runs.
+    pub fn train(&self, slot: &str) -> Result<crate::retrain::RetrainView, ApiError> {
+        let (kind, _) = self.host(slot)?;
+        self.retrain.start(self, kind, "admin")
+    }
+
+    /// `slot`'s retrain state.
+    pub fn retrain_view(&self, slot: &str) -> Result<crate::retrain::RetrainView, ApiError> {
+        let (kind, _) = self.host(slot)?;
+        Ok(self.retrain.view(kind))
+    }
+
     /// Rolls the candidate back.
     pub fn rollback(&self, slot: &str, reason: &str) -> Result<SlotStatus, ApiError> {
         let (_, host) = self.host(slot)?;

@@ -39,6 +39,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod model;
 pub mod onnx;
+pub mod retrain;
 pub mod slots;
 
 pub use error::{Result, TrainingError};

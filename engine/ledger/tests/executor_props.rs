@@ -51,9 +51,9 @@ static STM: LazyLock<Vec<BlockStmExecutor>> = LazyLock::new(|| {
 });
 
 /// Block-STM at 2, 8 and 16 threads with other abort-rate guards: off (the paper's
-/// algorithm, run to the end), on a hair trigger (any conflict stops speculation) and forced
-/// to stop after 0, 1, 13 and 60 executions of a worker; none pre-checks for a chain, so
-/// fully conflicting blocks reach the guard.
+/// algorithm, run to the end), on a hair trigger (any conflict stops speculation), the
+/// default thresholds, and forced to stop after 0, 1, 13, 60 and 150 executions of a worker;
+/// none pre-checks for a chain, so fully conflicting blocks reach the guard.
 static STM_GUARDS: LazyLock<Vec<BlockStmExecutor>> = LazyLock::new(|| {
     let forced = |n| AbortGuard {
         force_after: Some(n),

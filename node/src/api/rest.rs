@@ -394,8 +394,11 @@ async fn policies(State(core): Core) -> Response {
     Json(json!({"slots": core.slots()})).into_response()
 }
 
+/// One slot's state, with its retrain state (the closed loop) under `retrain`.
 async fn policy(State(core): Core, Path(slot): Path<String>) -> Result<Response, ApiError> {
-    Ok(Json(core.slot_status(&slot)?).into_response())
+    let mut v = serde_json::to_value(core.slot_status(&slot)?).unwrap_or_default();
+    v["retrain"] = serde_json::to_value(core.retrain_view(&slot)?).unwrap_or_default();
+    Ok(Json(v).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -426,6 +429,11 @@ async fn policy_action(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     check_admin(&core, &headers)?;
+    if action == "train" {
+        // The closed loop: trains in a child process, answers at once with what started.
+        let started = blocking(move || core.train(&slot)).await?;
+        return Ok((axum::http::StatusCode::ACCEPTED, Json(started)).into_response());
+    }
     let bytes = body_bytes(body)?;
     let b: ActionBody = if bytes.iter().all(u8::is_ascii_whitespace) {
         ActionBody::default()
@@ -459,7 +467,7 @@ async fn policy_action(
             "E_UNKNOWN_ACTION",
             format!(
                 "unknown action `{other}`; actions: load, shadow, off, canary, schedule, \
-                 promote, rollback"
+                 promote, rollback, train"
             ),
         )),
     })

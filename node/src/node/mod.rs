@@ -130,6 +130,8 @@ pub struct NodeCore {
     pub(crate) scaling: Mutex<crate::scaling::ScalingAdvisor>,
     /// Injected faults, with `[faults] enabled` on a cluster replica (tests and chaos only).
     pub(crate) faults: Option<Arc<crate::faults::FaultInjector>>,
+    /// The closed loop's retrain states (see [`crate::retrain`]).
+    pub(crate) retrain: crate::retrain::Retrainer,
 }
 
 impl std::fmt::Debug for NodeCore {

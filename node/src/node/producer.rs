@@ -274,6 +274,7 @@ fn is_fatal(e: &NodeError) -> bool {
 pub(crate) fn run(core: Arc<NodeCore>) {
     let interval = Duration::from_millis(core.config.block.interval_ms);
     let max_backoff = Duration::from_millis(core.config.block.retry_backoff_max_ms);
+    let demand_every = Duration::from_millis(core.config.telemetry.demand_interval_ms);
     let mut last_demand = Instant::now();
     let mut rates: Vec<f32> = Vec::new();
     let mut arrivals_seen = core.accepted_total.load(Ordering::Relaxed);
@@ -341,8 +342,9 @@ pub(crate) fn run(core: Arc<NodeCore>) {
                 tracing::warn!(error = %e, "leader_health decision failed");
             }
         }
-        // demand: the arrival rate per second, forecast each second.
-        if last_demand.elapsed() >= Duration::from_secs(1) {
+        // demand: the arrival rate per second, forecast each second (each
+        // `telemetry.demand_interval_ms`).
+        if last_demand.elapsed() >= demand_every {
             let accepted = core.accepted_total.load(Ordering::Relaxed);
             let secs = last_demand.elapsed().as_secs_f32();
             rates.push(accepted.saturating_sub(arrivals_seen) as f32 / secs);

@@ -183,6 +183,7 @@ pub fn open_with_log(config: NodeConfig, log: Box<dyn BlockLog>) -> NodeResult<A
         cluster: std::sync::OnceLock::new(),
         scaling: Mutex::new(scaling),
         faults,
+        retrain: crate::retrain::Retrainer::default(),
     });
     core.metrics.set_head(head.height);
     readmit_pending(&core)?;

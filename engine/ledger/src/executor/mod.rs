@@ -67,7 +67,10 @@
 //! The Block-STM columns are the implementation before its rewrite (2026-12-04: state read
 //! once per account, no allocation or re-hashing on the hot path, counters on their own
 //! cache lines, the sequential executor for one thread); see *Scaling with cores* in
-//! `docs/PERFORMANCE.md` and the `scaling` bench binary for its current curve.
+//! `docs/PERFORMANCE.md` and the `scaling` bench binary for its current curve. Block-STM
+//! also stops speculating when its conflicts per execution run high, and finishes the block
+//! sequentially on top of its validated prefix ([`AbortGuard`], counted in
+//! [`ExecStats::sequential_tail`]).
 //!
 //! Reads of the state (cache misses) dominate a transfer: the scheduler reads a block's
 //! accounts in overlapped batches while planning ([`StateView::accounts`]), which is most of
