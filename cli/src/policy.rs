@@ -22,6 +22,7 @@ fn slot_table(slots: &[Value]) -> Table {
         "fallbacks",
         "guard (candidate)",
         "last rollback",
+        "retrain",
     ]);
     let answerer = |v: &Value| {
         if v.is_null() {
@@ -55,9 +56,27 @@ fn slot_table(slots: &[Value]) -> Table {
             s["candidate_totals"]["fallbacks"].to_string(),
             guard(&s["guard"]),
             s["last_rollback"].as_str().unwrap_or("").to_string(),
+            retrain(&s["retrain"]),
         ]);
     }
     t
+}
+
+/// The closed loop's state of a slot: its phase, the candidate it trained, why it failed.
+fn retrain(r: &Value) -> String {
+    match r["phase"].as_str() {
+        None | Some("idle") if r["runs"].as_u64().unwrap_or(0) == 0 => "-".into(),
+        phase => {
+            let mut out = phase.unwrap_or("?").to_string();
+            if let Some(c) = r["candidate"].as_str() {
+                out.push_str(&format!(" {c}"));
+            }
+            if let Some(code) = r["code"].as_str() {
+                out.push_str(&format!(" [{code}]"));
+            }
+            out
+        }
+    }
 }
 
 /// The guard's figures: failures with the test's e-value, and the key metric of both arms

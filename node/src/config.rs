@@ -422,8 +422,9 @@ impl PoliciesConfig {
 pub enum FeatureRecording {
     /// Every row of the input, and every output value.
     Full,
-    /// A blake3 digest of the input (its f32 values, little-endian) and, for batched slots,
-    /// a summary of the outputs (count, min, max, mean) instead of the values.
+    /// For batched slots (`ordering`, `anomaly`): a blake3 digest of the input (its f32
+    /// values, little-endian) and a summary of the outputs (count, min, max, mean) instead of
+    /// the values. Single-row slots record their one row and values either way.
     Digest,
 }
 

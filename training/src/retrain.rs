@@ -186,8 +186,8 @@ pub fn train_demand(
     if rows < MIN_ROWS {
         return Err(RetrainError::TooLittleData(format!(
             "{} demand decisions with their input window ({} series) give {rows} rows; \
-             at least {MIN_ROWS} are needed (each row is 32 past and 8 next intervals; \
-             the node records the windows with `[telemetry] features = \"full\"`)",
+             at least {MIN_ROWS} are needed (each row is 32 past and 8 next intervals, one \
+             demand decision per `[telemetry] demand_interval_ms`)",
             windows.len(),
             series.len()
         )));

@@ -391,7 +391,14 @@ async fn scaling(State(core): Core) -> Response {
 }
 
 async fn policies(State(core): Core) -> Response {
-    Json(json!({"slots": core.slots()})).into_response()
+    let mut slots = serde_json::to_value(core.slots()).unwrap_or_default();
+    for s in slots.as_array_mut().into_iter().flatten() {
+        let name = s["slot"].as_str().unwrap_or_default().to_string();
+        if let Ok(view) = core.retrain_view(&name) {
+            s["retrain"] = serde_json::to_value(view).unwrap_or_default();
+        }
+    }
+    Json(json!({"slots": slots})).into_response()
 }
 
 /// One slot's state, with its retrain state (the closed loop) under `retrain`.

@@ -11,8 +11,9 @@
 //!
 //! **Records** (JSON values, keys in the storage table of [`aurigraph_storage`]):
 //! - [`DecisionRecord`]: slot, key, arm, backend/name/version that answered, fallback
-//!   reason, routing generation, latency, the input (every row with `features = "full"`,
-//!   else its blake3 digest), the output values (always for single-row slots; for the
+//!   reason, routing generation, latency, the input (always for single-row slots, whose one
+//!   row is small and is what retraining `demand` and `leader_health` needs; every row of a
+//!   batched slot with `features = "full"`, else its blake3 digest), the output values (always for single-row slots; for the
 //!   batched `ordering` and `anomaly` a summary, plus the values with `"full"`).
 //! - [`BlockRecord`]: per block, its size and batch decisions, submit-to-commit latency of
 //!   its transactions (mean, p50, p95, p99, max), conflicts and re-executions, executed and
@@ -360,7 +361,8 @@ impl Recorder {
             rows: input.rows(),
             cols: input.cols(),
             features_digest: blake3::hash(&bytes).to_hex().to_string(),
-            features: full.then(|| input.iter_rows().map(<[f32]>::to_vec).collect()),
+            features: (full || !batched)
+                .then(|| input.iter_rows().map(<[f32]>::to_vec).collect()),
             values: (full || !batched).then(|| d.values.clone()),
             summary: Summary::of(&d.values),
         };
