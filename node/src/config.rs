@@ -286,6 +286,12 @@ pub struct BlockConfig {
     pub retry_limit: u32,
     /// Longest wait between two tries of a failing block.
     pub retry_backoff_max_ms: u64,
+    /// When true the `batch_size` slot's `arrival_rate` feature is the `demand` slot's
+    /// forecast for the next interval (the first horizon value, tx/s) instead of the
+    /// measured arrival rate. Refreshed at each forecast (each
+    /// `telemetry.demand_interval_ms`); when no forecast is fresher than 3 intervals (or
+    /// the `demand` decision fails) the measured rate is used again. Default false.
+    pub batch_size_reads_forecast: bool,
 }
 
 impl Default for BlockConfig {
@@ -301,6 +307,7 @@ impl Default for BlockConfig {
             dropped_retention_blocks: 100_000,
             retry_limit: 20,
             retry_backoff_max_ms: 5_000,
+            batch_size_reads_forecast: false,
         }
     }
 }

@@ -554,11 +554,19 @@ pub fn horizon_max(forecast: &[f32]) -> f64 {
 }
 
 /// Feeds one `demand` forecast to the node's advisor at the current Unix time and sets
-/// the two gauges. Called by the producer each second.
+/// the two gauges; with `block.batch_size_reads_forecast` also hands its first horizon
+/// value to the pipeline as the `batch_size` slot's arrival rate, valid for 3
+/// `telemetry.demand_interval_ms`. Called by the producer each interval.
 pub(crate) fn observe_forecast(core: &crate::node::NodeCore, forecast: &[f32]) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
+    if core.config.block.batch_size_reads_forecast
+        && let Some(next) = forecast.first()
+    {
+        let every = Duration::from_millis(core.config.telemetry.demand_interval_ms.max(1));
+        core.pipeline.set_arrival_forecast(*next, every * 3);
+    }
     let tps = horizon_max(forecast);
     let advice = core.scaling.lock().advise(tps, now);
     core.metrics

@@ -443,7 +443,12 @@ fn roll_out(
         .collect())
 }
 
-fn node_config(cfg: &AbConfig, workload: &Workload, dir: &std::path::Path) -> NodeConfig {
+fn node_config(
+    cfg: &AbConfig,
+    spec: &ArmSpec,
+    workload: &Workload,
+    dir: &std::path::Path,
+) -> NodeConfig {
     let mut config = NodeConfig {
         data_dir: dir.to_path_buf(),
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -464,6 +469,7 @@ fn node_config(cfg: &AbConfig, workload: &Workload, dir: &std::path::Path) -> No
     config.policies.plugins_dir = cfg.plugins_dir.clone();
     config.block.interval_ms = cfg.block_interval_ms;
     config.storage.sync = cfg.sync;
+    config.block.batch_size_reads_forecast = spec.batch_size_reads_forecast;
     let mut token = [0u8; 16];
     rand::fill(&mut token);
     config.admin.token = Some(hex::encode(token));
@@ -482,7 +488,7 @@ impl ArmNode {
             .prefix(&format!("aurigraph-ab-{}-", id.as_str().to_lowercase()))
             .tempdir()
             .context("cannot create a temporary folder")?;
-        let node = rt.block_on(Node::start(node_config(cfg, workload, dir.path())))?;
+        let node = rt.block_on(Node::start(node_config(cfg, spec, workload, dir.path())))?;
         let core = node.core().clone();
         let extra: Vec<Arc<dyn Policy>> = cfg
             .extra_policies

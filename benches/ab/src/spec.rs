@@ -5,6 +5,11 @@
 //! (a plugin of the plugins folder). Slots not named stay static. Without a version the
 //! highest registered version of that name for the slot is used.
 //!
+//! One node setting may also be given per arm, as a list item of its own:
+//! `block.batch_size_reads_forecast=true|false` (the node's `[block]` key of that name;
+//! default false), e.g. `batch_size=static,block.batch_size_reads_forecast=true`. It is
+//! printed last, and only when true.
+//!
 //! ```
 //! use aurigraph_ab::spec::{ArmSpec, PolicyChoice};
 //! use aurigraph_decision::SlotKind;
@@ -138,7 +143,12 @@ impl FromStr for PolicyChoice {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ArmSpec {
     choices: BTreeMap<SlotKind, PolicyChoice>,
+    /// The arm's node `[block] batch_size_reads_forecast`.
+    pub batch_size_reads_forecast: bool,
 }
+
+/// The node setting an arm's SPEC may carry.
+pub const READS_FORECAST_KEY: &str = "block.batch_size_reads_forecast";
 
 const STATIC: PolicyChoice = PolicyChoice::Static;
 
@@ -159,11 +169,14 @@ impl ArmSpec {
 
 impl fmt::Display for ArmSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self
+        let mut parts: Vec<String> = self
             .choices
             .iter()
             .map(|(s, c)| format!("{s}={c}"))
             .collect();
+        if self.batch_size_reads_forecast {
+            parts.push(format!("{READS_FORECAST_KEY}=true"));
+        }
         if parts.is_empty() {
             f.write_str("static")
         } else {
@@ -187,6 +200,7 @@ impl FromStr for ArmSpec {
             return Ok(ArmSpec::default());
         }
         let mut choices = BTreeMap::new();
+        let mut reads_forecast = None;
         for part in s.split(',') {
             let part = part.trim();
             let Some((slot, policy)) = part.split_once('=') else {
@@ -196,6 +210,25 @@ impl FromStr for ArmSpec {
                 ));
             };
             let slot = slot.trim();
+            if slot == READS_FORECAST_KEY {
+                let value = match policy.trim() {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        return Err(err(
+                            "E_AB_SPEC_SYNTAX",
+                            format!("`{slot}={other}`: expected true or false"),
+                        ));
+                    }
+                };
+                if reads_forecast.replace(value).is_some() {
+                    return Err(err(
+                        "E_AB_SPEC_DUPLICATE",
+                        format!("`{slot}` is named twice"),
+                    ));
+                }
+                continue;
+            }
             let kind = slot.parse::<SlotKind>().map_err(|_| {
                 err(
                     "E_AB_SPEC_SLOT",
@@ -213,7 +246,10 @@ impl FromStr for ArmSpec {
                 ));
             }
         }
-        Ok(ArmSpec { choices })
+        Ok(ArmSpec {
+            choices,
+            batch_size_reads_forecast: reads_forecast.unwrap_or(false),
+        })
     }
 }
 
@@ -239,6 +275,31 @@ mod tests {
         let again: ArmSpec = s.to_string().parse().unwrap();
         assert_eq!(again, s);
         assert_eq!("static".parse::<ArmSpec>().unwrap().to_string(), "static");
+    }
+
+    #[test]
+    fn carries_the_forecast_setting() {
+        let s: ArmSpec = "batch_size=onnx:batch-size-linear,block.batch_size_reads_forecast=true"
+            .parse()
+            .unwrap();
+        assert!(s.batch_size_reads_forecast);
+        assert_eq!(s.non_static().count(), 1);
+        assert_eq!(
+            s.to_string(),
+            "batch_size=onnx:batch-size-linear,block.batch_size_reads_forecast=true"
+        );
+        assert_eq!(s.to_string().parse::<ArmSpec>().unwrap(), s);
+        let off: ArmSpec = "static".parse().unwrap();
+        assert!(!off.batch_size_reads_forecast);
+        let code = |s: &str| s.parse::<ArmSpec>().unwrap_err().code;
+        assert_eq!(
+            code("block.batch_size_reads_forecast=yes"),
+            "E_AB_SPEC_SYNTAX"
+        );
+        assert_eq!(
+            code("block.batch_size_reads_forecast=true,block.batch_size_reads_forecast=false"),
+            "E_AB_SPEC_DUPLICATE"
+        );
     }
 
     #[test]

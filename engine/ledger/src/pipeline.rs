@@ -189,6 +189,9 @@ pub struct Pipeline {
     height: AtomicU64,
     load: Mutex<BatchLoad>,
     arrivals: Mutex<(Instant, u64)>,
+    /// A forecast arrival rate (tx/s) the `batch_size` decision reads instead of the
+    /// measured one while it is fresh ([`Pipeline::set_arrival_forecast`]).
+    forecast: ArrivalForecast,
     /// Held from a block's state commit to the end of its mempool clean-up, and by a
     /// submission's mempool insertions: an insertion sees the state and the mempool either
     /// both before a block or both after it, never one of each.
@@ -246,6 +249,7 @@ impl Pipeline {
             height: AtomicU64::new(height),
             load: Mutex::new(BatchLoad::default()),
             arrivals: Mutex::new((Instant::now(), 0)),
+            forecast: ArrivalForecast::new(),
             commit_section: Mutex::new(()),
         })
     }
@@ -713,7 +717,73 @@ impl Pipeline {
         if elapsed > 1.0 {
             *arrivals = (Instant::now(), 0);
         }
+        drop(arrivals);
+        if let Some(rate) = self.forecast.fresh() {
+            load.arrival_rate = rate;
+        }
         load
+    }
+
+    /// Sets the arrival rate (tx/s) the next `batch_size` decisions see as their
+    /// `arrival_rate` feature, in place of the measured rate, for `valid_for` from now
+    /// (the node's `[block] batch_size_reads_forecast`: the `demand` forecast of the next
+    /// interval, valid for 3 intervals). After that, or when `rate` is not finite or is
+    /// negative, the measured rate is used again. Lock-free: an `f32` in an atomic.
+    pub fn set_arrival_forecast(&self, rate: f32, valid_for: Duration) {
+        self.forecast.set(rate, valid_for);
+    }
+
+    /// Forgets the forecast set by [`Pipeline::set_arrival_forecast`]: the measured
+    /// arrival rate is used again.
+    pub fn clear_arrival_forecast(&self) {
+        self.forecast.clear();
+    }
+}
+
+/// A forecast arrival rate with a deadline: the rate's bits in an `AtomicU32`, the
+/// deadline as nanoseconds after `epoch` in an `AtomicU64` (0: none).
+#[derive(Debug)]
+struct ArrivalForecast {
+    epoch: Instant,
+    bits: std::sync::atomic::AtomicU32,
+    until_ns: AtomicU64,
+}
+
+impl ArrivalForecast {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            bits: std::sync::atomic::AtomicU32::new(0f32.to_bits()),
+            until_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn set(&self, rate: f32, valid_for: Duration) {
+        if !rate.is_finite() || rate < 0.0 {
+            self.clear();
+            return;
+        }
+        self.bits.store(rate.to_bits(), Ordering::Release);
+        let valid = u64::try_from(valid_for.as_nanos()).unwrap_or(u64::MAX);
+        // At least 1 so that a zero deadline still means "none".
+        let until = self.now_ns().saturating_add(valid).max(1);
+        self.until_ns.store(until, Ordering::Release);
+    }
+
+    fn clear(&self) {
+        self.until_ns.store(0, Ordering::Release);
+    }
+
+    fn fresh(&self) -> Option<f32> {
+        let until = self.until_ns.load(Ordering::Acquire);
+        if until == 0 || self.now_ns() >= until {
+            return None;
+        }
+        Some(f32::from_bits(self.bits.load(Ordering::Acquire)))
     }
 }
 
@@ -743,3 +813,6 @@ impl StateView for InFlightView<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod forecast_tests;

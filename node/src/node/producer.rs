@@ -354,7 +354,10 @@ pub(crate) fn run(core: Arc<NodeCore>) {
                 rates.remove(0);
             }
             let w = demand::DemandWindow::from_recent(&rates).matrix();
-            // The forecast (its maximum over the horizon) feeds the scaling advice.
+            // The forecast (its maximum over the horizon) feeds the scaling advice and,
+            // with `block.batch_size_reads_forecast`, its first horizon value is the
+            // `batch_size` slot's arrival rate for the next 3 intervals (then the
+            // measured rate again, unless a newer forecast came).
             match core.hosts[&SlotKind::Demand].decide(round, &w) {
                 Ok(d) => crate::scaling::observe_forecast(&core, &d.values),
                 Err(e) => tracing::warn!(error = %e, "demand decision failed"),

@@ -361,8 +361,7 @@ impl Recorder {
             rows: input.rows(),
             cols: input.cols(),
             features_digest: blake3::hash(&bytes).to_hex().to_string(),
-            features: (full || !batched)
-                .then(|| input.iter_rows().map(<[f32]>::to_vec).collect()),
+            features: (full || !batched).then(|| input.iter_rows().map(<[f32]>::to_vec).collect()),
             values: (full || !batched).then(|| d.values.clone()),
             summary: Summary::of(&d.values),
         };
