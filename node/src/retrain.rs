@@ -613,12 +613,21 @@ fn read_answer(child: std::process::Child) -> Result<serde_json::Value, (String,
 }
 
 /// The driver thread: moves the runs on every 50 ms until the node stops.
-pub(crate) fn spawn(core: Arc<NodeCore>) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub(crate) fn spawn(core: &Arc<NodeCore>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    // A weak handle, held only for the length of a tick: a stopped node's storage (and its
+    // RocksDB lock) is released when the node is, not up to a tick later.
+    let weak = Arc::downgrade(core);
     std::thread::Builder::new()
         .name("aurigraph-retrain".into())
         .spawn(move || {
-            while !core.stop.load(Ordering::Acquire) {
-                core.retrain.tick(&core);
+            loop {
+                {
+                    let Some(core) = weak.upgrade() else { return };
+                    if core.stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    core.retrain.tick(&core);
+                }
                 std::thread::sleep(Duration::from_millis(50));
             }
         })

@@ -87,9 +87,9 @@ impl Node {
         }
         // The closed loop's driver (idle unless a retrain runs or `[retrain]` is on).
         watchers
-            .push(Box::new(crate::retrain::spawn(core.clone()).map_err(
-                |e| NodeError::io("cannot start the retrain driver", e),
-            )?));
+            .push(Box::new(crate::retrain::spawn(&core).map_err(|e| {
+                NodeError::io("cannot start the retrain driver", e)
+            })?));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let mut app = crate::api::router(core.clone());
         if let Some(r) = raft_routes {
