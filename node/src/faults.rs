@@ -75,7 +75,7 @@ pub enum FaultSpec {
         loss: f64,
     },
     /// Cut off from every peer.
-    Partition,
+    Partition {},
     /// Memory allocated and kept, then an abort.
     MemLeak {
         /// MB per second.
@@ -86,7 +86,7 @@ pub enum FaultSpec {
         crash_at_mb: f64,
     },
     /// Lift every fault.
-    Clear,
+    Clear {},
 }
 
 fn two() -> f64 {
@@ -130,9 +130,9 @@ impl FaultSpec {
             FaultSpec::DiskSlow { .. } => "disk_slow",
             FaultSpec::CpuStarve { .. } => "cpu_starve",
             FaultSpec::NetFlaky { .. } => "net_flaky",
-            FaultSpec::Partition => "partition",
+            FaultSpec::Partition {} => "partition",
             FaultSpec::MemLeak { .. } => "mem_leak",
-            FaultSpec::Clear => "clear",
+            FaultSpec::Clear {} => "clear",
         }
     }
 
@@ -181,7 +181,7 @@ impl FaultSpec {
                 mb_per_s,
                 crash_at_mb,
             } => vec![("mb_per_s", mb_per_s), ("crash_at_mb", crash_at_mb)],
-            FaultSpec::Partition | FaultSpec::Clear => Vec::new(),
+            FaultSpec::Partition {} | FaultSpec::Clear {} => Vec::new(),
         };
         for (name, v) in fields {
             if !v.is_finite() || v < 0.0 {
@@ -294,7 +294,7 @@ impl FaultInjector {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
             + 1;
         *self.peers.lock() = peers;
-        if spec == FaultSpec::Clear {
+        if spec == (FaultSpec::Clear {}) {
             self.active.lock().clear();
             self.leaked.lock().clear();
             self.links.heal();
@@ -331,8 +331,8 @@ impl FaultInjector {
     fn spawn_loop(self: &Arc<Self>, a: ActiveFault, generation: u64, rt: &tokio::runtime::Handle) {
         let me = self.clone();
         match a.spec {
-            FaultSpec::DiskSlow { .. } | FaultSpec::Clear => {}
-            FaultSpec::Partition => {
+            FaultSpec::DiskSlow { .. } | FaultSpec::Clear {} => {}
+            FaultSpec::Partition {} => {
                 let peers = self.peers.lock().clone();
                 self.links.isolate(self.me, peers);
                 self.links.block_inbound(self.me, true);
@@ -423,6 +423,11 @@ mod tests {
         );
         assert!(serde_json::from_str::<FaultSpec>(r#"{"kind":"melt"}"#).is_err());
         assert!(serde_json::from_str::<FaultSpec>(r#"{"kind":"partition","x":1}"#).is_err());
+        assert!(serde_json::from_str::<FaultSpec>(r#"{"kind":"clear","y":1}"#).is_err());
+        assert_eq!(
+            serde_json::from_str::<FaultSpec>(r#"{"kind":"partition"}"#).unwrap(),
+            FaultSpec::Partition {}
+        );
         let bad: FaultSpec = serde_json::from_str(r#"{"kind":"net_flaky","loss":1.5}"#).unwrap();
         assert!(bad.validate().is_err());
         let bad: FaultSpec = serde_json::from_str(r#"{"kind":"cpu_starve","every_ms":0}"#).unwrap();
@@ -445,12 +450,13 @@ mod tests {
         f.apply(spec, vec![2, 3], rt.handle()).unwrap();
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(f.disk_delay(), Duration::from_millis(40));
-        f.apply(FaultSpec::Partition, vec![2, 3], rt.handle())
+        f.apply(FaultSpec::Partition {}, vec![2, 3], rt.handle())
             .unwrap();
         assert!(f.links().is_cut(1, 2) && f.links().is_cut(3, 1));
         assert!(f.links().inbound_blocked(1));
         assert_eq!(f.active().len(), 2);
-        f.apply(FaultSpec::Clear, vec![2, 3], rt.handle()).unwrap();
+        f.apply(FaultSpec::Clear {}, vec![2, 3], rt.handle())
+            .unwrap();
         assert!(f.active().is_empty());
         assert_eq!(f.disk_delay(), Duration::ZERO);
         assert!(!f.links().is_cut(1, 2) && !f.links().inbound_blocked(1));
