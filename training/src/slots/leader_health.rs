@@ -330,7 +330,8 @@ pub fn train(config: &TrainConfig, data: &Path, data_label: &str) -> Result<Trai
     let s: Vec<f64> = test_rows
         .iter()
         .map(|r| {
-            let row = LeaderHealthFeatures::from_row(&r.features).expect("FEATURE_COUNT values");
+            // `features` is a `[f32; FEATURE_COUNT]`: `from_row` always reads it.
+            let row = LeaderHealthFeatures::from_row(&r.features).unwrap_or_default();
             f64::from(rule.probability(&row))
         })
         .collect();
