@@ -19,18 +19,15 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
+use aurigraph_benches::{CHAIN, transfer_blocks};
 use aurigraph_ledger::executor::{
     BlockExecutor, BlockStmExecutor, ScheduledExecutor, SequentialExecutor,
 };
-use aurigraph_ledger::state::{Genesis, ShardedState};
-use aurigraph_ledger::tx::{Address, Operation, SignedTransaction, Transaction, keypair_from_seed};
+use aurigraph_ledger::state::ShardedState;
+use aurigraph_ledger::tx::SignedTransaction;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
-const CHAIN: u32 = 1;
 const BLOCK: usize = 10_000;
-const RECIPIENTS: usize = 100_000;
 
 struct Setup {
     state: ShardedState,
@@ -38,63 +35,8 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let mut rng = SmallRng::seed_from_u64(42);
-    let senders: Vec<_> = (0..BLOCK)
-        .map(|i| {
-            let mut seed = [0u8; 32];
-            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            keypair_from_seed(seed)
-        })
-        .collect();
-    let recipients: Vec<Address> = (0..RECIPIENTS)
-        .map(|_| {
-            let mut a = [0u8; 32];
-            rng.fill(&mut a[..]);
-            Address(a)
-        })
-        .collect();
-    let mut allocations: Vec<(Address, u64)> =
-        senders.iter().map(|(_, a)| (*a, 1_000_000)).collect();
-    allocations.extend(recipients.iter().map(|a| (*a, 1_000)));
-    let state = ShardedState::from_genesis(
-        &Genesis {
-            chain_id: CHAIN,
-            allocations,
-        },
-        256,
-    )
-    .expect("genesis");
-    let hot = &recipients[..4];
-    let mut block = |hot_percent: u32, hot_count: usize| -> Vec<Arc<SignedTransaction>> {
-        senders
-            .iter()
-            .map(|(sk, sender)| {
-                let to = if rng.random_range(0..100) < hot_percent {
-                    hot[rng.random_range(0..hot_count)]
-                } else {
-                    recipients[rng.random_range(0..RECIPIENTS)]
-                };
-                Arc::new(
-                    Transaction {
-                        chain_id: CHAIN,
-                        sender: *sender,
-                        nonce: 0,
-                        fee: 1,
-                        op: Operation::Transfer {
-                            to,
-                            amount: rng.random_range(1..1_000),
-                        },
-                    }
-                    .sign(sk),
-                )
-            })
-            .collect()
-    };
-    let blocks = vec![
-        ("low", block(1, 4)),
-        ("medium", block(30, 4)),
-        ("full", block(100, 1)),
-    ];
+    let (state, blocks) = transfer_blocks(BLOCK, &[(1, 4), (30, 4), (100, 1)]);
+    let blocks = ["low", "medium", "full"].into_iter().zip(blocks).collect();
     Setup { state, blocks }
 }
 

@@ -10,9 +10,9 @@
 //! Run: `cargo bench -p aurigraph-benches --bench pipeline`
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use aurigraph_benches::submit_while_producing;
 use aurigraph_decision::host::HostConfig;
 use aurigraph_decision::metrics::EngineMetrics;
 use aurigraph_ledger::pipeline::{Pipeline, PipelineConfig, PipelineSlots};
@@ -59,33 +59,7 @@ fn pipeline(c: &mut Criterion) {
                 .expect("slots");
             let p = Pipeline::new(PipelineConfig::default(), slots, workload.genesis())
                 .expect("pipeline");
-            let done = AtomicBool::new(false);
-            let committed = std::thread::scope(|s| {
-                let producer = s.spawn(|| {
-                    let mut committed = 0usize;
-                    loop {
-                        // Read before producing: once the submitter is done and a block
-                        // comes back empty, nothing is left.
-                        let finished = done.load(Ordering::Acquire);
-                        match p.produce_block().expect("block") {
-                            Some(block) => committed += block.txs.len(),
-                            None if finished => return committed,
-                            None => std::thread::sleep(Duration::from_micros(200)),
-                        }
-                    }
-                });
-                for chunk in bytes.chunks(CHUNK) {
-                    // A client that respects back-pressure: at most about one chunk waits
-                    // in the mempool while the next is admitted (racing further ahead only
-                    // trades commits for `E_SENDER_LIMIT` refusals).
-                    while p.mempool().len() > CHUNK {
-                        std::thread::sleep(Duration::from_micros(200));
-                    }
-                    black_box(p.submit(chunk));
-                }
-                done.store(true, Ordering::Release);
-                producer.join().expect("producer")
-            });
+            let committed = submit_while_producing(&p, &bytes);
             assert!(committed > TXS * 9 / 10, "only {committed} committed");
             committed
         })

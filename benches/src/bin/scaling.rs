@@ -40,9 +40,9 @@
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use aurigraph_benches::CHAIN;
 use aurigraph_decision::host::HostConfig;
 use aurigraph_decision::metrics::EngineMetrics;
 use aurigraph_ledger::admission::{AdmissionConfig, SignatureVerifier};
@@ -51,16 +51,10 @@ use aurigraph_ledger::executor::{
     SequentialExecutor,
 };
 use aurigraph_ledger::pipeline::{Pipeline, PipelineConfig, PipelineSlots};
-use aurigraph_ledger::state::{Genesis, ShardedState};
-use aurigraph_ledger::tx::{Address, Operation, SignedTransaction, Transaction, keypair_from_seed};
+use aurigraph_ledger::state::ShardedState;
+use aurigraph_ledger::tx::SignedTransaction;
 use aurigraph_ledger::workload::{Workload, WorkloadConfig};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
-
-const CHAIN: u32 = 1;
-const RECIPIENTS: usize = 100_000;
 const SIGNATURES: usize = 8_192;
-const CHUNK: usize = 4_096;
 
 struct Args {
     threads: Vec<usize>,
@@ -163,60 +157,9 @@ fn executor_setup(
     Vec<Arc<SignedTransaction>>,
     Vec<Arc<SignedTransaction>>,
 ) {
-    let mut rng = SmallRng::seed_from_u64(42);
-    let senders: Vec<_> = (0..n)
-        .map(|i| {
-            let mut seed = [0u8; 32];
-            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            keypair_from_seed(seed)
-        })
-        .collect();
-    let recipients: Vec<Address> = (0..RECIPIENTS)
-        .map(|_| {
-            let mut a = [0u8; 32];
-            rng.fill(&mut a[..]);
-            Address(a)
-        })
-        .collect();
-    let mut allocations: Vec<(Address, u64)> =
-        senders.iter().map(|(_, a)| (*a, 1_000_000)).collect();
-    allocations.extend(recipients.iter().map(|a| (*a, 1_000)));
-    let state = ShardedState::from_genesis(
-        &Genesis {
-            chain_id: CHAIN,
-            allocations,
-        },
-        256,
-    )
-    .expect("genesis");
-    let hot = &recipients[..4];
-    let mut block = |hot_percent: u32, hot_count: usize| -> Vec<Arc<SignedTransaction>> {
-        senders
-            .iter()
-            .map(|(sk, sender)| {
-                let to = if rng.random_range(0..100) < hot_percent {
-                    hot[rng.random_range(0..hot_count)]
-                } else {
-                    recipients[rng.random_range(0..RECIPIENTS)]
-                };
-                Arc::new(
-                    Transaction {
-                        chain_id: CHAIN,
-                        sender: *sender,
-                        nonce: 0,
-                        fee: 1,
-                        op: Operation::Transfer {
-                            to,
-                            amount: rng.random_range(1..1_000),
-                        },
-                    }
-                    .sign(sk),
-                )
-            })
-            .collect()
-    };
-    let low = block(1, 4);
-    let full = block(100, 1);
+    let (state, mut blocks) = aurigraph_benches::transfer_blocks(n, &[(1, 4), (100, 1)]);
+    let full = blocks.pop().unwrap_or_default();
+    let low = blocks.pop().unwrap_or_default();
     (state, low, full)
 }
 
@@ -365,29 +308,8 @@ fn pipeline_once(workload: &Workload, bytes: &[&[u8]], threads: usize) -> (f64, 
         ..PipelineConfig::default()
     };
     let p = Pipeline::new(config, slots, workload.genesis()).expect("pipeline");
-    let done = AtomicBool::new(false);
     let start = Instant::now();
-    let committed = std::thread::scope(|s| {
-        let producer = s.spawn(|| {
-            let mut committed = 0usize;
-            loop {
-                let finished = done.load(Ordering::Acquire);
-                match p.produce_block().expect("block") {
-                    Some(block) => committed += block.txs.len(),
-                    None if finished => return committed,
-                    None => std::thread::sleep(Duration::from_micros(200)),
-                }
-            }
-        });
-        for chunk in bytes.chunks(CHUNK) {
-            while p.mempool().len() > CHUNK {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            black_box(p.submit(chunk));
-        }
-        done.store(true, Ordering::Release);
-        producer.join().expect("producer")
-    });
+    let committed = aurigraph_benches::submit_while_producing(&p, bytes);
     (start.elapsed().as_secs_f64(), committed)
 }
 
