@@ -15,14 +15,12 @@
 //!
 //! `cargo run -p aurigraph-training --release --example ordering_contention`
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aurigraph_decision::slot::ordering::{FeePriority, OrderingFeatures};
 use aurigraph_ledger::batcher::{merge_order, ordering_features};
 use aurigraph_ledger::executor::{BlockExecutor, BlockStmExecutor, ScheduledExecutor, commit};
-use aurigraph_ledger::mempool::ReadyTx;
 use aurigraph_ledger::state::ShardedState;
 use aurigraph_ledger::tx::SignedTransaction;
 use aurigraph_ledger::workload::{Preset, Workload};
@@ -56,25 +54,7 @@ fn main() {
         let mut state = ShardedState::from_genesis(workload.genesis(), 16).expect("genesis");
         let traffic = Traffic::admit(config, EVENTS).expect("admission");
         for window in traffic.rows.chunks(BLOCK) {
-            let mut per_sender: HashMap<_, (usize, u64)> = HashMap::new();
-            for w in window {
-                let t = w.tx.tx.tx();
-                let e = per_sender.entry(t.sender).or_insert((0, u64::MAX));
-                e.0 += 1;
-                e.1 = e.1.min(t.nonce);
-            }
-            let ready: Vec<ReadyTx> = window
-                .iter()
-                .map(|w| {
-                    let t = w.tx.tx.tx();
-                    let (pending, lowest) = per_sender[&t.sender];
-                    ReadyTx {
-                        tx: w.tx.clone(),
-                        sender_pending: pending,
-                        nonce_gap: t.nonce - lowest,
-                    }
-                })
-                .collect();
+            let ready = aurigraph_training::slots::ordering::ready_window(window);
             let close = window[window.len() - 1].at + Duration::from_millis(1);
             let features = ordering_features(&ready, traffic.epoch + close);
             let matrix = OrderingFeatures::matrix(&features);

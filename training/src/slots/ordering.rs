@@ -40,6 +40,7 @@ use aurigraph_ledger::workload::Preset;
 use rand::Rng;
 
 use super::{ManifestParts, TrainConfig, TrainableSlot, manifest, metadata, widen};
+use crate::data::traffic::AdmittedRow;
 use crate::data::{Traffic, rng};
 use crate::error::{Result, TrainingError};
 use crate::manifest::Metric;
@@ -51,6 +52,31 @@ use crate::onnx::{Activation, BatchAxis, Dense, ExportSpec, Network, OutputShape
 pub const CONFLICT_RISK: f64 = 0.6;
 /// Value of one millisecond of waiting, in base units per byte.
 pub const AGE_VALUE_PER_MS: f64 = 0.0002;
+
+/// A window of admitted transactions as the mempool would hand it to the batcher: per sender
+/// within the window, its pending count and each transaction's nonce gap from the sender's
+/// lowest nonce.
+pub fn ready_window(window: &[AdmittedRow]) -> Vec<ReadyTx> {
+    let mut per_sender: HashMap<_, (usize, u64)> = HashMap::new();
+    for w in window {
+        let t = w.tx.tx.tx();
+        let e = per_sender.entry(t.sender).or_insert((0, u64::MAX));
+        e.0 += 1;
+        e.1 = e.1.min(t.nonce);
+    }
+    window
+        .iter()
+        .map(|w| {
+            let t = w.tx.tx.tx();
+            let (pending, lowest) = per_sender[&t.sender];
+            ReadyTx {
+                tx: w.tx.clone(),
+                sender_pending: pending,
+                nonce_gap: t.nonce - lowest,
+            }
+        })
+        .collect()
+}
 
 /// The target of one feature row (see the module docs).
 pub fn target(f: &OrderingFeatures) -> f64 {
@@ -71,26 +97,7 @@ fn windows(
     while start < traffic.rows.len() {
         let len = r.random_range(32..=512).min(traffic.rows.len() - start);
         let window = &traffic.rows[start..start + len];
-        // Per sender within the window: pending count, and nonce gap from its lowest nonce.
-        let mut per_sender: HashMap<_, (usize, u64)> = HashMap::new();
-        for w in window {
-            let t = w.tx.tx.tx();
-            let e = per_sender.entry(t.sender).or_insert((0, u64::MAX));
-            e.0 += 1;
-            e.1 = e.1.min(t.nonce);
-        }
-        let ready: Vec<ReadyTx> = window
-            .iter()
-            .map(|w| {
-                let t = w.tx.tx.tx();
-                let (pending, lowest) = per_sender[&t.sender];
-                ReadyTx {
-                    tx: w.tx.clone(),
-                    sender_pending: pending,
-                    nonce_gap: t.nonce - lowest,
-                }
-            })
-            .collect();
+        let ready = ready_window(window);
         let close = window[len - 1].at + Duration::from_millis(1);
         let begin = rows.len();
         rows.extend(ordering_features(&ready, traffic.epoch + close));
