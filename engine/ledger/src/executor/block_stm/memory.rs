@@ -4,12 +4,15 @@
 //!
 //! Layout, chosen for low contention and no allocation on the hot path:
 //!
-//! - the accounts are spread over a power-of-two number of shards (about one per eight
-//!   transactions, at most [`MAX_SHARDS`]), each a cache-padded lock over a small hash index
+//! - the accounts are spread over a power-of-two number of shards (about one per 32
+//!   transactions, at least [`MIN_SHARDS`], at most [`MAX_SHARDS`]: each is two
+//!   allocations made before the workers start), each a cache-padded lock over a small hash index
 //!   and a vector of keys; there is no global lock, and two workers meet on a shard lock
 //!   only when they touch accounts of the same shard at the same moment (for a hot account
 //!   that is the account itself, as with a per-key lock);
-//! - a key's versions are a vector sorted by transaction index: the read of transaction `i`
+//! - a key's versions are a vector sorted by transaction index, the first stored inline (at
+//!   low contention an account has one writer in the block, and allocating its vector from
+//!   the workers' threads was a measurable share of a transfer): the read of transaction `i`
 //!   is a binary search for the highest index below `i`, and writes arrive mostly in block
 //!   order, so an insert is an append or a short move;
 //! - a read returns the key's [`Loc`] (shard and slot), which the caller keeps in its read
@@ -21,6 +24,7 @@
 
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 
 use super::super::hash::{AddressMap, address_map};
 use super::super::semantics::Touched;
@@ -74,7 +78,7 @@ struct Entry {
 struct Key {
     address: Address,
     base: Account,
-    versions: Vec<Entry>,
+    versions: SmallVec<[Entry; 1]>,
 }
 
 impl Key {
@@ -111,7 +115,9 @@ pub(super) struct MvMemory {
 impl MvMemory {
     /// Memory for a block of `size` transactions.
     pub(super) fn new(size: usize) -> Self {
-        let count = (size / 8).next_power_of_two().clamp(MIN_SHARDS, MAX_SHARDS);
+        let count = (size / 32)
+            .next_power_of_two()
+            .clamp(MIN_SHARDS, MAX_SHARDS);
         let per_shard = size * 2 / count + 4;
         Self {
             shards: (0..count)
@@ -146,7 +152,7 @@ impl MvMemory {
         shard.keys.push(Key {
             address: *address,
             base: base.account(address),
-            versions: Vec::new(),
+            versions: SmallVec::new(),
         });
         shard.index.insert(*address, slot);
         slot
@@ -190,12 +196,7 @@ impl MvMemory {
         let key = &mut shard.keys[loc.slot as usize];
         match key.find(idx as u32) {
             Ok(at) => key.versions[at] = entry,
-            Err(at) => {
-                if key.versions.capacity() == 0 {
-                    key.versions.reserve_exact(2);
-                }
-                key.versions.insert(at, entry)
-            }
+            Err(at) => key.versions.insert(at, entry),
         }
     }
 

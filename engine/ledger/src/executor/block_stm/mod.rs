@@ -69,7 +69,7 @@ use crossbeam_utils::Backoff;
 use parking_lot::Mutex;
 
 use self::memory::{Loc, MvMemory, Origin, Read};
-use self::scheduler::{Scheduler, Task, Version};
+use self::scheduler::{Claims, Scheduler, Task, Version};
 use super::receipt::{Receipt, TxStatus};
 use super::semantics::{MAX_TOUCHED, Overlay, Touched, TxEffect, execute_tx, finish_block};
 use super::sequential::{SequentialExecutor, execute_in_order};
@@ -256,6 +256,17 @@ struct WorkerStats {
     conflicts: u64,
 }
 
+/// Stops speculation when dropped during a panic.
+struct StopOnPanic<'a>(&'a Scheduler);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop();
+        }
+    }
+}
+
 struct Run<'a> {
     guard: AbortGuard,
     block: &'a [Arc<SignedTransaction>],
@@ -274,6 +285,10 @@ impl Run<'_> {
             extra: Vec::new(),
             new_locs: Vec::with_capacity(MAX_TOUCHED),
         };
+        // A panic in this worker stops the others (they would wait for its tasks forever);
+        // the panic then reaches the caller through the pool's scope.
+        let _stop_on_panic = StopOnPanic(&self.scheduler);
+        let mut claims = Claims::default();
         let mut task: Option<Task> = None;
         let backoff = Backoff::new();
         // The guard: a check every `window` executions (and at `force_after`).
@@ -294,10 +309,13 @@ impl Run<'_> {
                 check_at = stats.executions.saturating_add(window).min(force);
             }
             task = match task {
-                Some(Task::Execute(v)) => self.try_execute(v, &mut buf, &mut stats),
-                Some(Task::Validate(v)) => self.needs_reexecution(v, &mut stats),
+                Some(Task::Execute(v)) => self.try_execute(v, &mut buf, &mut stats, &mut claims),
+                Some(Task::Validate(v)) => self.needs_reexecution(v, &mut stats, &mut claims),
                 None => {
-                    let t = self.scheduler.next_task();
+                    let t = self.scheduler.next_task(&mut claims);
+                    if let Some(fresh) = claims.take_fresh() {
+                        self.warm_senders(fresh);
+                    }
                     if t.is_none() {
                         backoff.snooze();
                     } else {
@@ -310,7 +328,33 @@ impl Run<'_> {
         stats
     }
 
-    fn try_execute(&self, v: Version, buf: &mut Buffers, stats: &mut WorkerStats) -> Option<Task> {
+    /// Reads the senders of a freshly claimed run of transactions from the committed state
+    /// in one overlapped batch ([`StateView::accounts`]) and drops the values: the lookups'
+    /// cache misses overlap here instead of waiting one after the other inside the
+    /// executions (under a shard lock). Only the sender, which every operation reads (it
+    /// pays the fee), is known before execution; nothing else about the accesses is used.
+    fn warm_senders(&self, run: std::ops::Range<usize>) {
+        let mut senders = [Address([0; 32]); scheduler::MAX_CHUNK];
+        let mut n = 0;
+        for (slot, stx) in senders
+            .iter_mut()
+            .zip(self.block.get(run).unwrap_or_default())
+        {
+            *slot = stx.tx().sender;
+            n += 1;
+        }
+        if n > 1 {
+            std::hint::black_box(self.base.accounts(&senders[..n]));
+        }
+    }
+
+    fn try_execute(
+        &self,
+        v: Version,
+        buf: &mut Buffers,
+        stats: &mut WorkerStats,
+        claims: &mut Claims,
+    ) -> Option<Task> {
         let stx = &self.block[v.idx];
         loop {
             stats.executions += 1;
@@ -329,14 +373,14 @@ impl Run<'_> {
             match result {
                 Err(blocking) => {
                     stats.conflicts += 1;
-                    if self.scheduler.add_dependency(v.idx, blocking) {
+                    if self.scheduler.add_dependency(v.idx, blocking, claims) {
                         return None;
                     }
                     // The blocking transaction finished meanwhile: read again at once.
                 }
                 Ok(effect) => {
                     let wrote_new = self.record(v, &effect, buf);
-                    return self.scheduler.finish_execution(v, wrote_new);
+                    return self.scheduler.finish_execution(v, wrote_new, claims);
                 }
             }
         }
@@ -382,7 +426,12 @@ impl Run<'_> {
         wrote_new
     }
 
-    fn needs_reexecution(&self, v: Version, stats: &mut WorkerStats) -> Option<Task> {
+    fn needs_reexecution(
+        &self,
+        v: Version,
+        stats: &mut WorkerStats,
+        claims: &mut Claims,
+    ) -> Option<Task> {
         let valid = {
             let rec = self.txs[v.idx].lock();
             rec.reads()
@@ -396,7 +445,25 @@ impl Run<'_> {
                 self.memory.mark_estimate(loc, v.idx);
             }
         }
-        self.scheduler.finish_validation(v.idx, aborted)
+        self.scheduler.finish_validation(v.idx, aborted, claims)
+    }
+
+    /// The receipts of the transactions in `range`, from their last incarnation. Only once
+    /// no worker executes (each worker builds its share of the block's receipts after the
+    /// scheduler is done; the caller builds the prefix's after a stop).
+    fn receipts(&self, range: std::ops::Range<usize>) -> Vec<Receipt> {
+        self.block[range.clone()]
+            .iter()
+            .zip(&self.txs[range])
+            .map(|(stx, rec)| {
+                let rec = rec.lock();
+                Receipt {
+                    tx_hash: stx.hash(),
+                    status: rec.status,
+                    fee_charged: rec.fee,
+                }
+            })
+            .collect()
     }
 
     /// The length of the longest prefix of the block whose transactions are executed (not
@@ -466,7 +533,7 @@ impl BlockExecutor for BlockStmExecutor {
             base: state,
             chain_id,
             memory: MvMemory::new(block.len()),
-            scheduler: Scheduler::new(block.len()),
+            scheduler: Scheduler::new(block.len(), threads),
             txs: (0..block.len()).map(|_| Mutex::new(TxRec::new())).collect(),
         };
         // Each worker, once the scheduler is done (the memory no longer changes), collects
@@ -475,7 +542,8 @@ impl BlockExecutor for BlockStmExecutor {
         let parts = self.workers.broadcast(|w| {
             let stats = run.work();
             let part = if run.scheduler.done() {
-                Some(run.memory.touched(w, threads))
+                let share = block.len() * w / threads..block.len() * (w + 1) / threads;
+                Some((run.memory.touched(w, threads), run.receipts(share)))
             } else {
                 None
             };
@@ -483,18 +551,24 @@ impl BlockExecutor for BlockStmExecutor {
         });
         let mut total = WorkerStats::default();
         let mut touched: Vec<Touched> = Vec::new();
+        let mut receipts: Vec<Receipt> = Vec::new();
         let mut complete = true;
         for (s, part) in parts {
             total.executions += s.executions;
             total.conflicts += s.conflicts;
             match part {
-                Some(part) if complete => {
+                Some((part, share)) if complete => {
                     let part =
                         part.ok_or(ExecutorError::Invariant("an estimate outlived the block"))?;
                     if touched.is_empty() {
                         touched = part;
                     } else {
                         touched.extend(part);
+                    }
+                    if receipts.is_empty() {
+                        receipts = share;
+                    } else {
+                        receipts.extend(share);
                     }
                 }
                 _ => complete = false,
@@ -507,21 +581,8 @@ impl BlockExecutor for BlockStmExecutor {
             // scheduler done): every worker has left, so the memory is still.
             run.settled_prefix()
         };
-        let mut receipts: Vec<Receipt> = Vec::with_capacity(block.len());
-        receipts.extend(
-            block[..prefix]
-                .iter()
-                .zip(run.txs.iter())
-                .map(|(stx, rec)| {
-                    let rec = rec.lock();
-                    Receipt {
-                        tx_hash: stx.hash(),
-                        status: rec.status,
-                        fee_charged: rec.fee,
-                    }
-                }),
-        );
         if !complete {
+            receipts = run.receipts(0..prefix);
             // The rest of the block in order on the caller, on top of the prefix; the
             // speculative work beyond the prefix is dropped.
             let mut overlay = run.prefix_overlay(prefix)?;

@@ -8,12 +8,26 @@
 //! transactions waiting for it (its dependencies) share one small lock, so that recording
 //! a dependency and finishing the execution it waits for cannot cross.
 //!
+//! Beyond the paper, **claims in chunks**: a worker takes up to [`Scheduler::chunk`]
+//! consecutive indices from a counter with one `fetch_add` and works through them in order
+//! ([`Claims`]), and it publishes the tasks it finished to `num_active_tasks` in one
+//! `fetch_sub` when its claims run out. With transactions of about a microsecond, one shared
+//! read-modify-write per task (a cache line moving between cores, 100-200 ns) was most of
+//! the cost of a task on two threads. It changes no rule of the algorithm: a claimed index
+//! is handled as the paper handles a freshly fetched one, only later (its status is read
+//! when it is reached, so a claimed execution another worker has started meanwhile is
+//! skipped, and a claimed validation of a transaction not yet executed is left to that
+//! execution's end, which sees `validation_idx` past it); a lowered counter hands the
+//! indices out again; and claimed or finished tasks stay counted in `num_active_tasks`
+//! until published, which only delays the completion check.
+//!
 //! Beyond the paper: a *stop* flag (the abort-rate guard, see the parent module). Once it is
 //! set, workers finish the task in their hands, drop whatever task it hands on, and leave;
 //! the scheduler is then never done (a dropped task keeps `num_active_tasks` above zero),
 //! and the caller finishes the block sequentially from [`Scheduler::is_executed`] and the
 //! memory.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
 use crossbeam_utils::CachePadded;
@@ -53,8 +67,31 @@ struct Flags {
     stop: AtomicBool,
 }
 
+/// Most indices one claim takes.
+pub(super) const MAX_CHUNK: usize = 16;
+
+/// A worker's claimed, not yet handled indices, and the tasks it finished but has not yet
+/// published to `num_active_tasks`.
+#[derive(Debug, Default)]
+pub(super) struct Claims {
+    execute: Range<usize>,
+    validate: Range<usize>,
+    released: usize,
+    /// The execution indices of the last claim, until the worker takes them
+    /// ([`Claims::take_fresh`]) to warm the cache for their reads.
+    fresh: Option<Range<usize>>,
+}
+
+impl Claims {
+    /// The execution indices claimed since the last call, if any.
+    pub(super) fn take_fresh(&mut self) -> Option<Range<usize>> {
+        self.fresh.take()
+    }
+}
+
 pub(super) struct Scheduler {
     size: usize,
+    chunk: usize,
     execution_idx: CachePadded<AtomicUsize>,
     validation_idx: CachePadded<AtomicUsize>,
     decrease_cnt: CachePadded<AtomicUsize>,
@@ -65,9 +102,11 @@ pub(super) struct Scheduler {
 }
 
 impl Scheduler {
-    pub(super) fn new(size: usize) -> Self {
+    /// A scheduler for a block of `size` transactions run by `threads` workers.
+    pub(super) fn new(size: usize, threads: usize) -> Self {
         Self {
             size,
+            chunk: Self::chunk(size, threads),
             execution_idx: CachePadded::new(AtomicUsize::new(0)),
             validation_idx: CachePadded::new(AtomicUsize::new(0)),
             decrease_cnt: CachePadded::new(AtomicUsize::new(0)),
@@ -86,6 +125,12 @@ impl Scheduler {
                 })
                 .collect(),
         }
+    }
+
+    /// Indices a worker claims at once: up to [`MAX_CHUNK`], fewer when the block is short for the
+    /// threads (at least 32 claims per worker), 1 (the paper) for short blocks.
+    pub(super) fn chunk(size: usize, threads: usize) -> usize {
+        (size / (threads.max(1) * 32)).clamp(1, MAX_CHUNK)
     }
 
     pub(super) fn done(&self) -> bool {
@@ -132,7 +177,7 @@ impl Scheduler {
         }
     }
 
-    fn try_incarnate(&self, idx: usize) -> Option<Version> {
+    fn try_incarnate(&self, idx: usize, claims: &mut Claims) -> Option<Version> {
         if idx < self.size {
             let mut s = self.txs[idx].lock();
             if s.status == Status::ReadyToExecute {
@@ -143,51 +188,80 @@ impl Scheduler {
                 });
             }
         }
-        self.num_active_tasks.fetch_sub(1, SeqCst);
+        claims.released += 1;
         None
     }
 
-    fn next_version_to_execute(&self) -> Option<Version> {
-        if self.execution_idx.load(SeqCst) >= self.size {
+    /// The paper's `next_version_to_execute` / `next_version_to_validate` for up to
+    /// `chunk` indices: counts them active, then takes them from `counter`. False if none.
+    fn claim(&self, counter: &AtomicUsize, claims: &mut Claims, validation: bool) -> bool {
+        if counter.load(SeqCst) >= self.size {
             self.check_done();
-            return None;
+            return false;
         }
-        self.num_active_tasks.fetch_add(1, SeqCst);
-        let idx = self.execution_idx.fetch_add(1, SeqCst);
-        self.try_incarnate(idx)
-    }
-
-    fn next_version_to_validate(&self) -> Option<Version> {
-        if self.validation_idx.load(SeqCst) >= self.size {
-            self.check_done();
-            return None;
-        }
-        self.num_active_tasks.fetch_add(1, SeqCst);
-        let idx = self.validation_idx.fetch_add(1, SeqCst);
-        if idx < self.size {
-            let s = self.txs[idx].lock();
-            if s.status == Status::Executed {
-                return Some(Version {
-                    idx,
-                    incarnation: s.incarnation,
-                });
-            }
-        }
-        self.num_active_tasks.fetch_sub(1, SeqCst);
-        None
-    }
-
-    pub(super) fn next_task(&self) -> Option<Task> {
-        if self.validation_idx.load(SeqCst) < self.execution_idx.load(SeqCst) {
-            self.next_version_to_validate().map(Task::Validate)
+        let n = self.chunk;
+        self.num_active_tasks.fetch_add(n, SeqCst);
+        let start = counter.fetch_add(n, SeqCst);
+        let range = start.min(self.size)..start.saturating_add(n).min(self.size);
+        let got = range.len();
+        claims.released += n - got;
+        if validation {
+            claims.validate = range;
         } else {
-            self.next_version_to_execute().map(Task::Execute)
+            claims.fresh = Some(range.clone());
+            claims.execute = range;
+        }
+        got > 0
+    }
+
+    /// Publishes the tasks this worker finished (see the module docs).
+    fn publish(&self, claims: &mut Claims) {
+        if claims.released > 0 {
+            self.num_active_tasks.fetch_sub(claims.released, SeqCst);
+            claims.released = 0;
+        }
+    }
+
+    /// The next task: from this worker's claims, lowest index first, else from a new claim
+    /// (validation while `validation_idx` is behind `execution_idx`, as in the paper).
+    pub(super) fn next_task(&self, claims: &mut Claims) -> Option<Task> {
+        loop {
+            let validate_next = !claims.validate.is_empty()
+                && (claims.execute.is_empty() || claims.validate.start <= claims.execute.start);
+            if validate_next {
+                let idx = claims.validate.start;
+                claims.validate.start += 1;
+                let s = self.txs[idx].lock();
+                if s.status == Status::Executed {
+                    return Some(Task::Validate(Version {
+                        idx,
+                        incarnation: s.incarnation,
+                    }));
+                }
+                claims.released += 1;
+                continue;
+            }
+            if let Some(idx) = claims.execute.next() {
+                match self.try_incarnate(idx, claims) {
+                    Some(v) => return Some(Task::Execute(v)),
+                    None => continue,
+                }
+            }
+            self.publish(claims);
+            let claimed = if self.validation_idx.load(SeqCst) < self.execution_idx.load(SeqCst) {
+                self.claim(&self.validation_idx, claims, true)
+            } else {
+                self.claim(&self.execution_idx, claims, false)
+            };
+            if !claimed {
+                return None;
+            }
         }
     }
 
     /// Records that `idx` must wait for `blocking`. False if `blocking` already finished
     /// (the caller re-executes at once).
-    pub(super) fn add_dependency(&self, idx: usize, blocking: usize) -> bool {
+    pub(super) fn add_dependency(&self, idx: usize, blocking: usize, claims: &mut Claims) -> bool {
         {
             let mut b = self.txs[blocking].lock();
             if b.status == Status::Executed {
@@ -197,7 +271,7 @@ impl Scheduler {
             self.txs[idx].lock().status = Status::Aborting;
             b.dependencies.push(idx as u32);
         }
-        self.num_active_tasks.fetch_sub(1, SeqCst);
+        claims.released += 1;
         true
     }
 
@@ -216,7 +290,12 @@ impl Scheduler {
         }
     }
 
-    pub(super) fn finish_execution(&self, v: Version, wrote_new_location: bool) -> Option<Task> {
+    pub(super) fn finish_execution(
+        &self,
+        v: Version,
+        wrote_new_location: bool,
+        claims: &mut Claims,
+    ) -> Option<Task> {
         let deps = {
             let mut s = self.txs[v.idx].lock();
             s.status = Status::Executed;
@@ -232,7 +311,7 @@ impl Scheduler {
                 return Some(Task::Validate(v));
             }
         }
-        self.num_active_tasks.fetch_sub(1, SeqCst);
+        claims.released += 1;
         None
     }
 
@@ -245,19 +324,24 @@ impl Scheduler {
         false
     }
 
-    pub(super) fn finish_validation(&self, idx: usize, aborted: bool) -> Option<Task> {
+    pub(super) fn finish_validation(
+        &self,
+        idx: usize,
+        aborted: bool,
+        claims: &mut Claims,
+    ) -> Option<Task> {
         if aborted {
             self.set_ready_status(idx);
             self.decrease_validation_idx(idx + 1);
             if self.execution_idx.load(SeqCst) > idx {
-                if let Some(v) = self.try_incarnate(idx) {
+                if let Some(v) = self.try_incarnate(idx, claims) {
                     return Some(Task::Execute(v));
                 }
                 // try_incarnate already released the task.
                 return None;
             }
         }
-        self.num_active_tasks.fetch_sub(1, SeqCst);
+        claims.released += 1;
         None
     }
 }
