@@ -1,10 +1,10 @@
 //! What the Criterion benches (`benches/`) and the scaling binary (`src/bin/scaling.rs`)
 //! share: the blocks of transfers the executors run, and the pipeline driven as the node
-//! drives it (one submitting thread, one block loop).
+//! drives it (one or several submitting threads, one block loop).
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aurigraph_ledger::pipeline::Pipeline;
@@ -93,13 +93,25 @@ pub fn transfer_blocks(
 /// mempool while the next is admitted (racing further ahead only trades commits for
 /// `E_SENDER_LIMIT` refusals).
 pub fn submit_while_producing(p: &Pipeline, bytes: &[&[u8]]) -> usize {
+    submit_while_producing_with(p, bytes, 1)
+}
+
+/// [`submit_while_producing`] with `submitters` threads submitting at once (a node's
+/// request handlers): they take the chunks in order from a shared counter, each waiting
+/// while more than `submitters` chunks are in the mempool, so their admission work
+/// overlaps (one thread's stateful checks and mempool insertions run while another's
+/// signatures are checked).
+pub fn submit_while_producing_with(p: &Pipeline, bytes: &[&[u8]], submitters: usize) -> usize {
+    let submitters = submitters.max(1);
     let done = AtomicBool::new(false);
+    let next = AtomicUsize::new(0);
+    let chunks: Vec<&[&[u8]]> = bytes.chunks(CHUNK).collect();
     std::thread::scope(|s| {
         let producer = s.spawn(|| {
             let mut committed = 0usize;
             loop {
-                // Read before producing: once the submitter is done and a block comes back
-                // empty, nothing is left.
+                // Read before producing: once the submitters are done and a block comes
+                // back empty, nothing is left.
                 let finished = done.load(Ordering::Acquire);
                 match p.produce_block().expect("block") {
                     Some(block) => committed += block.txs.len(),
@@ -108,11 +120,22 @@ pub fn submit_while_producing(p: &Pipeline, bytes: &[&[u8]]) -> usize {
                 }
             }
         });
-        for chunk in bytes.chunks(CHUNK) {
-            while p.mempool().len() > CHUNK {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            black_box(p.submit(chunk));
+        let workers: Vec<_> = (0..submitters)
+            .map(|_| {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(chunk) = chunks.get(i) else { break };
+                        while p.mempool().len() > CHUNK * submitters {
+                            std::thread::sleep(Duration::from_micros(200));
+                        }
+                        black_box(p.submit(chunk));
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("submitter");
         }
         done.store(true, Ordering::Release);
         producer.join().expect("producer")

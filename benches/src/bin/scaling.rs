@@ -65,11 +65,12 @@ struct Args {
     json: Option<String>,
     only: Vec<String>,
     stm_variants: bool,
+    submitters: Vec<usize>,
 }
 
 const USAGE: &str = "usage: scaling [--threads 1,2,4,8,16] [--sizes 10000,50000] [--reps N] \
 [--pipeline-reps N] [--pipeline-txs N] [--only executors,signatures,pipeline] [--json FILE] \
-[--stm-variants]";
+[--stm-variants] [--submitters 1,4]";
 
 fn list(v: &str) -> Result<Vec<usize>, String> {
     v.split(',')
@@ -92,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
         json: None,
         only: vec!["executors".into(), "signatures".into(), "pipeline".into()],
         stm_variants: false,
+        submitters: vec![1, 4],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -112,10 +114,14 @@ fn parse_args() -> Result<Args, String> {
             "--reps" => a.reps = one(&value)?.max(1),
             "--pipeline-reps" => a.pipeline_reps = one(&value)?.max(1),
             "--pipeline-txs" => a.pipeline_txs = one(&value)?.max(1),
+            "--submitters" => a.submitters = list(&value)?,
             "--json" => a.json = Some(value),
             "--only" => a.only = value.split(',').map(|s| s.trim().to_owned()).collect(),
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
+    }
+    if a.submitters.is_empty() || a.submitters.contains(&0) {
+        return Err("--submitters: a list of counts of at least 1".into());
     }
     if a.threads.is_empty() || a.threads.contains(&0) {
         return Err("--threads: a list of counts of at least 1".into());
@@ -293,7 +299,12 @@ fn signatures(args: &Args, rows: &mut Vec<Row>) {
 }
 
 /// One run of the concurrent pipeline: (seconds, committed).
-fn pipeline_once(workload: &Workload, bytes: &[&[u8]], threads: usize) -> (f64, usize) {
+fn pipeline_once(
+    workload: &Workload,
+    bytes: &[&[u8]],
+    threads: usize,
+    submitters: usize,
+) -> (f64, usize) {
     let slots =
         PipelineSlots::new(&HostConfig::default(), &EngineMetrics::default()).expect("slots");
     let config = PipelineConfig {
@@ -309,7 +320,7 @@ fn pipeline_once(workload: &Workload, bytes: &[&[u8]], threads: usize) -> (f64, 
     };
     let p = Pipeline::new(config, slots, workload.genesis()).expect("pipeline");
     let start = Instant::now();
-    let committed = aurigraph_benches::submit_while_producing(&p, bytes);
+    let committed = aurigraph_benches::submit_while_producing_with(&p, bytes, submitters);
     (start.elapsed().as_secs_f64(), committed)
 }
 
@@ -319,28 +330,30 @@ fn pipeline(args: &Args, rows: &mut Vec<Row>) {
     let bytes: Vec<&[u8]> = events.iter().map(|e| e.bytes.as_slice()).collect();
     let mut one = None;
     for &t in &args.threads {
-        let mut rates = Vec::new();
-        let mut times = Vec::new();
-        let mut committed = 0;
-        for _ in 0..args.pipeline_reps {
-            let (secs, c) = pipeline_once(&workload, &bytes, t);
-            assert!(c > args.pipeline_txs * 9 / 10, "only {c} committed");
-            committed = c;
-            rates.push(c as f64 / secs);
-            times.push(secs * 1e3);
+        for &n in &args.submitters {
+            let mut rates = Vec::new();
+            let mut times = Vec::new();
+            let mut committed = 0;
+            for _ in 0..args.pipeline_reps {
+                let (secs, c) = pipeline_once(&workload, &bytes, t, n);
+                assert!(c > args.pipeline_txs * 9 / 10, "only {c} committed");
+                committed = c;
+                rates.push(c as f64 / secs);
+                times.push(secs * 1e3);
+            }
+            let per_s = median(&mut rates);
+            let base = *one.get_or_insert(per_s);
+            rows.push(Row {
+                section: "pipeline",
+                workload: format!("uniform/{}", args.pipeline_txs),
+                what: format!("submitters {n}"),
+                threads: t,
+                median_ms: median(&mut times),
+                per_s,
+                ratio: Some(per_s / base),
+                note: format!("{committed} committed"),
+            });
         }
-        let per_s = median(&mut rates);
-        let base = *one.get_or_insert(per_s);
-        rows.push(Row {
-            section: "pipeline",
-            workload: format!("uniform/{}", args.pipeline_txs),
-            what: "concurrent".into(),
-            threads: t,
-            median_ms: median(&mut times),
-            per_s,
-            ratio: Some(per_s / base),
-            note: format!("{committed} committed"),
-        });
         eprintln!("pipeline: {t} threads done");
     }
 }

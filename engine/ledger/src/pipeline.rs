@@ -192,10 +192,11 @@ pub struct Pipeline {
     /// A forecast arrival rate (tx/s) the `batch_size` decision reads instead of the
     /// measured one while it is fresh ([`Pipeline::set_arrival_forecast`]).
     forecast: ArrivalForecast,
-    /// Held from a block's state commit to the end of its mempool clean-up, and by a
-    /// submission's mempool insertions: an insertion sees the state and the mempool either
-    /// both before a block or both after it, never one of each.
-    commit_section: Mutex<()>,
+    /// Held exclusively from a block's state commit to the end of its mempool clean-up, and
+    /// shared by submissions' mempool insertions (several request handlers insert at once):
+    /// an insertion sees the state and the mempool either both before a block or both after
+    /// it, never one of each.
+    commit_section: RwLock<()>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -250,7 +251,7 @@ impl Pipeline {
             load: Mutex::new(BatchLoad::default()),
             arrivals: Mutex::new((Instant::now(), 0)),
             forecast: ArrivalForecast::new(),
-            commit_section: Mutex::new(()),
+            commit_section: RwLock::new(()),
         })
     }
 
@@ -303,10 +304,14 @@ impl Pipeline {
     where
         B: AsRef<[u8]> + Sync,
     {
-        let outcome = {
+        // Decoding and signature checks first, without the state lock, so a commit never
+        // waits for them; then the stateful checks under a read lock, then the anomaly slot.
+        let prepared = self.admission.prepare(txs);
+        let checked = {
             let state = self.state.read();
-            self.admission.admit(&*state as &dyn StateView, txs)
+            self.admission.check(&*state as &dyn StateView, prepared)
         };
+        let outcome = self.admission.score(checked);
         let admitted: Vec<AdmittedTx> = outcome.admitted().cloned().collect();
         if let Err(e) = record(&admitted) {
             for a in &admitted {
@@ -314,52 +319,77 @@ impl Pipeline {
             }
             return Err(e);
         }
-        let mut results = Vec::with_capacity(outcome.results.len());
         let mut removed = Vec::new();
         let mut refused_after_record = Vec::new();
-        let mut senders = Vec::new();
-        let _section = self.commit_section.lock();
-        // Read each sender's committed nonce and insert under one read lock, inside the
-        // commit section: a block's state and mempool changes are either both seen or
-        // neither.
+        // Shared with other submitters, exclusive of commits: a block's state and mempool
+        // changes are either both seen or neither, while several request handlers insert
+        // at once (the mempool orders their insertions under its own lock).
+        let _section = self.commit_section.read();
         let state = self.state.read();
+        // Each admitted sender's committed nonce, read in one overlapped batch.
+        let admitted_senders: Vec<_> = outcome
+            .results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|a| a.tx.tx().sender))
+            .collect();
+        let account_nonces = state.accounts(&admitted_senders);
+        let mut senders: Vec<_> = admitted_senders
+            .into_iter()
+            .zip(account_nonces.iter().map(|a| a.nonce))
+            .collect();
+        let mut results: Vec<Option<Submitted>> = Vec::with_capacity(outcome.results.len());
+        let mut to_insert = Vec::with_capacity(senders.len());
+        let mut at = Vec::with_capacity(senders.len());
+        let mut next = 0usize;
         for r in outcome.results {
             match r {
-                Err(refusal) => results.push(Err(Refused {
+                Err(refusal) => results.push(Some(Err(Refused {
                     code: refusal.code(),
                     reason: refusal.to_string(),
-                })),
+                }))),
                 Ok(admitted) => {
-                    let sender = admitted.tx.tx().sender;
-                    let account_nonce = state.account(&sender).nonce;
-                    let tx = admitted.tx.clone();
-                    match self.mempool.insert(admitted, account_nonce) {
-                        Ok(ins) => {
-                            for removed in &ins.removed {
-                                tracing::debug!(
-                                    hash = %removed.hash,
-                                    reason = removed.reason.as_str(),
-                                    "left the mempool"
-                                );
-                            }
-                            // Evicted and replaced transactions may be submitted again.
-                            self.admission.release_removed(&ins.removed);
-                            removed.extend(ins.removed);
-                            senders.push((sender, account_nonce));
-                            results.push(Ok(ins.hash));
-                        }
-                        Err(e) => {
-                            self.admission.release(&tx);
-                            refused_after_record.push(tx.hash());
-                            results.push(Err(Refused {
-                                code: e.code(),
-                                reason: e.to_string(),
-                            }));
-                        }
-                    }
+                    // The admitted ones come in the order their senders were read.
+                    let account_nonce = senders.get(next).map_or(0, |s| s.1);
+                    next += 1;
+                    at.push(results.len());
+                    results.push(None);
+                    to_insert.push((admitted, account_nonce));
                 }
             }
         }
+        let txs: Vec<_> = to_insert.iter().map(|(a, _)| a.tx.clone()).collect();
+        // One lock of the mempool per chunk of insertions, in input order.
+        for ((i, inserted), tx) in at
+            .into_iter()
+            .zip(self.mempool.insert_batch(to_insert))
+            .zip(txs)
+        {
+            results[i] = Some(match inserted {
+                Ok(ins) => {
+                    for removed in &ins.removed {
+                        tracing::debug!(
+                            hash = %removed.hash,
+                            reason = removed.reason.as_str(),
+                            "left the mempool"
+                        );
+                    }
+                    // Evicted and replaced transactions may be submitted again.
+                    self.admission.release_removed(&ins.removed);
+                    removed.extend(ins.removed);
+                    Ok(ins.hash)
+                }
+                Err(e) => {
+                    self.admission.release(&tx);
+                    refused_after_record.push(tx.hash());
+                    Err(Refused {
+                        code: e.code(),
+                        reason: e.to_string(),
+                    })
+                }
+            });
+        }
+        // Every position was filled: a refusal at once, an admitted one by its insertion.
+        let results: Vec<Submitted> = results.into_iter().flatten().collect();
         // A sender's queue starts at the committed nonce read above; raising every sender
         // to it again is a no-op inside the commit section, kept as a check that drops
         // (and reports) anything below the committed nonce.
@@ -535,7 +565,7 @@ impl Pipeline {
         pending: &std::collections::HashMap<crate::tx::Address, crate::state::Account>,
         executed: &Executed,
     ) -> crate::state::StateRoot {
-        let _section = self.commit_section.lock();
+        let _section = self.commit_section.write();
         let mut state = self.state.write();
         let pending: Vec<_> = pending.iter().map(|(a, acc)| (*a, *acc)).collect();
         let saved: Vec<_> = pending
@@ -554,7 +584,7 @@ impl Pipeline {
     /// The state root an executed block reaches, without committing it: its writes are applied
     /// and put back inside the commit section, so no reader or submitter sees them.
     pub fn root_of(&self, executed: &Executed) -> crate::state::StateRoot {
-        let _section = self.commit_section.lock();
+        let _section = self.commit_section.write();
         let mut state = self.state.write();
         let root = state.apply(&executed.execution.write_set);
         state.apply(&executed.before);
@@ -579,7 +609,7 @@ impl Pipeline {
             execution,
             before,
         } = executed;
-        let _section = self.commit_section.lock();
+        let _section = self.commit_section.write();
         let outcome = {
             let mut state = self.state.write();
             commit(&mut state, execution)
@@ -654,7 +684,7 @@ impl Pipeline {
         height: u64,
         persist: impl FnOnce() -> std::result::Result<T, E>,
     ) -> std::result::Result<(T, Vec<Removed>), E> {
-        let section = self.commit_section.lock();
+        let section = self.commit_section.write();
         let old = std::mem::replace(&mut *self.state.write(), state);
         let persisted = match persist() {
             Ok(t) => t,

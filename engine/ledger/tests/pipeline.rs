@@ -511,3 +511,104 @@ fn blocks_executed_over_the_ones_in_flight_commit_to_the_roots_they_proposed() {
     assert!(committed >= 10, "{committed} blocks");
     assert!(p.mempool().is_empty());
 }
+
+/// Four request handlers submit at once (their mempool insertions share the commit section)
+/// while another thread produces blocks: every accepted transaction commits exactly once,
+/// each sender's nonces end where its transactions took them, the mempool ends empty and
+/// consistent, and a replica replaying the blocks reaches the same root.
+#[test]
+fn submitters_on_several_threads_and_a_block_loop_commit_everything_exactly_once() {
+    const THREADS: u8 = 4;
+    const SENDERS_PER_THREAD: u8 = 6;
+    const NONCES: u64 = 12;
+    let senders: Vec<Key> = (0..THREADS * SENDERS_PER_THREAD)
+        .map(|i| account(100 + i))
+        .collect();
+    let sink = account(1).address;
+    let allocations: Vec<(Address, u64)> = senders.iter().map(|k| (k.address, 1_000_000)).collect();
+    let p = small_pipeline(PipelineConfig::default(), &allocations);
+    let genesis = ShardedState::from_genesis(
+        &Genesis {
+            chain_id: CHAIN,
+            allocations: allocations.clone(),
+        },
+        aurigraph_ledger::state::DEFAULT_SHARDS,
+    )
+    .unwrap();
+    let submitting = std::sync::atomic::AtomicUsize::new(THREADS as usize);
+    let (accepted, blocks) = std::thread::scope(|s| {
+        let producer = s.spawn(|| {
+            let mut blocks = Vec::new();
+            loop {
+                let idle = submitting.load(std::sync::atomic::Ordering::Acquire) == 0;
+                match p.produce_block().unwrap() {
+                    Some(b) => blocks.push(b),
+                    None if idle => return blocks,
+                    None => std::thread::sleep(Duration::from_micros(100)),
+                }
+            }
+        });
+        let handlers: Vec<_> = senders
+            .chunks(SENDERS_PER_THREAD as usize)
+            .map(|mine| {
+                let p = &p;
+                let submitting = &submitting;
+                s.spawn(move || {
+                    let mut accepted = 0usize;
+                    // One request per nonce, each carrying that nonce of every sender.
+                    for nonce in 0..NONCES {
+                        let txs: Vec<Vec<u8>> = mine
+                            .iter()
+                            .map(|k| transfer(k, sink, nonce, 1, 10))
+                            .collect();
+                        for r in p.submit(&txs) {
+                            assert!(r.is_ok(), "refused: {r:?}");
+                            accepted += 1;
+                        }
+                    }
+                    submitting.fetch_sub(1, std::sync::atomic::Ordering::Release);
+                    accepted
+                })
+            })
+            .collect();
+        let accepted: usize = handlers.into_iter().map(|h| h.join().unwrap()).sum();
+        (accepted, producer.join().unwrap())
+    });
+    // What the block loop had not yet taken when the submitters finished.
+    let mut blocks = blocks;
+    while let Some(b) = p.produce_block().unwrap() {
+        blocks.push(b);
+    }
+    let committed: Vec<TxHash> = blocks
+        .iter()
+        .flat_map(|b| b.txs.iter().map(|t| t.tx.hash()))
+        .collect();
+    let unique: std::collections::HashSet<_> = committed.iter().collect();
+    assert_eq!(accepted, senders.len() * NONCES as usize);
+    assert_eq!(
+        committed.len(),
+        accepted,
+        "each accepted transaction commits once"
+    );
+    assert_eq!(unique.len(), accepted);
+    assert!(
+        blocks
+            .iter()
+            .all(|b| statuses(b).iter().all(|s| *s == TxStatus::Success))
+    );
+    assert!(p.mempool().is_empty());
+    p.mempool().check_invariants().unwrap();
+    for k in &senders {
+        assert_eq!(p.state().account(&k.address).nonce, NONCES);
+    }
+    let mut replica = genesis;
+    for b in &blocks {
+        let block: Vec<_> = b.txs.iter().map(|t| t.tx.clone()).collect();
+        let execution = SequentialExecutor::new()
+            .execute(&replica, CHAIN, &block)
+            .unwrap();
+        replica.apply(&execution.write_set);
+        assert_eq!(replica.root(), b.outcome.state_root);
+    }
+    assert_eq!(replica.root(), p.state().root());
+}

@@ -173,6 +173,22 @@ impl std::fmt::Debug for Admission {
 /// A decoded input that passed the stateless checks.
 type Decoded = std::result::Result<Arc<SignedTransaction>, Refusal>;
 
+/// A batch after [`Admission::prepare`]: decoded and signature-checked, not yet checked
+/// against the state.
+#[derive(Debug)]
+pub struct Prepared {
+    decoded: Vec<Decoded>,
+}
+
+/// A batch after [`Admission::check`], before the `anomaly` slot scores it.
+#[derive(Debug)]
+pub struct Checked {
+    batch: u64,
+    decoded: Vec<Decoded>,
+    rows: Vec<AnomalyFeatures>,
+    seqs: Vec<u64>,
+}
+
 impl Admission {
     /// Admission with `config`, scoring with the `anomaly` slot's host, on the system clock
     /// and with a fresh [`PendingNonces`].
@@ -298,12 +314,23 @@ impl Admission {
     }
 
     /// Admits a batch of raw encoded transactions against committed `state`; one result per
-    /// input, in input order. See the [module docs](self) for the steps.
+    /// input, in input order. See the [module docs](self) for the steps. The same as
+    /// [`Admission::prepare`], then [`Admission::check`], then [`Admission::score`].
     pub fn admit<B: AsRef<[u8]> + Sync>(
         &self,
         state: &dyn StateView,
         inputs: &[B],
     ) -> BatchOutcome {
+        let prepared = self.prepare(inputs);
+        let checked = self.check(state, prepared);
+        self.score(checked)
+    }
+
+    /// Steps 1 and 2, which need no state: decoding and stateless checks, the duplicate
+    /// check against recent hashes, and the batched signature checks, on the verifier's
+    /// pool. A caller that guards its state with a lock takes it only for
+    /// [`Admission::check`], so a commit never waits for signature checks.
+    pub fn prepare<B: AsRef<[u8]> + Sync>(&self, inputs: &[B]) -> Prepared {
         // 1. Decode and stateless checks, in parallel.
         let mut decoded: Vec<Decoded> = self
             .verifier
@@ -329,8 +356,13 @@ impl Admission {
                 *d = Err(Refusal::BadSignature);
             }
         }
+        Prepared { decoded }
+    }
 
-        // 3. Stateful checks and features, in input order, under the lock.
+    /// Step 3: the stateful checks (nonce, balance, duplicates in flight) and the anomaly
+    /// features, in input order, under the books lock, against committed `state`.
+    pub fn check(&self, state: &dyn StateView, prepared: Prepared) -> Checked {
+        let Prepared { mut decoded } = prepared;
         let now = self.clock.monotonic().as_secs_f64();
         let mut rows: Vec<AnomalyFeatures> = Vec::new();
         let mut seqs: Vec<u64> = Vec::new();
@@ -353,11 +385,25 @@ impl Admission {
             }
             books.counters.batches += 1;
             books.counters.admitted += rows.len() as u64;
-            books.counters.refused += (inputs.len() - rows.len()) as u64;
+            books.counters.refused += (decoded.len() - rows.len()) as u64;
         }
+        Checked {
+            batch,
+            decoded,
+            rows,
+            seqs,
+        }
+    }
 
-        // 4. The anomaly slot, once per batch.
-        let (scores, tag) = self.score(batch, &rows);
+    /// Step 4: the `anomaly` slot, once per batch, and the results.
+    pub fn score(&self, checked: Checked) -> BatchOutcome {
+        let Checked {
+            batch,
+            decoded,
+            rows,
+            seqs,
+        } = checked;
+        let (scores, tag) = self.score_rows(batch, &rows);
         let admitted_at = Instant::now();
         let mut admitted = scores.into_iter().zip(seqs);
         let results = decoded
@@ -491,7 +537,7 @@ impl Admission {
     }
 
     /// Scores the admitted rows with one decision; score 0 for all if the host refuses.
-    fn score(&self, batch: u64, rows: &[AnomalyFeatures]) -> (Vec<f32>, Option<DecisionTag>) {
+    fn score_rows(&self, batch: u64, rows: &[AnomalyFeatures]) -> (Vec<f32>, Option<DecisionTag>) {
         if rows.is_empty() {
             return (Vec::new(), None);
         }
