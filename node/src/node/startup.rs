@@ -114,10 +114,15 @@ pub fn open_with_log(config: NodeConfig, log: Box<dyn BlockLog>) -> NodeResult<A
         ordering: hosts[&SlotKind::Ordering].clone(),
     };
     let b = &config.block;
-    let mut executor = ExecutorConfig::default();
-    if b.executor_threads > 0 {
-        executor.threads = b.executor_threads;
-    }
+    let cores = ExecutorConfig::default();
+    let executor = ExecutorConfig {
+        threads: if b.executor_threads > 0 {
+            b.executor_threads
+        } else {
+            (cores.threads / 2).max(1)
+        },
+        ..cores
+    };
     let pipeline_config = PipelineConfig {
         mempool: MempoolConfig {
             max_txs: b.mempool_txs,

@@ -169,8 +169,16 @@ impl TxHash {
     }
 }
 
+/// Lower-case hex of 32 bytes, in one allocation (a node formats the hash of every
+/// transaction it accepts: a `format!` per byte showed in its profile).
 fn hex32(b: &[u8; 32]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for x in b {
+        out.push(char::from(DIGITS[usize::from(x >> 4)]));
+        out.push(char::from(DIGITS[usize::from(x & 15)]));
+    }
+    out
 }
 
 fn parse_hex32(s: &str) -> Option<[u8; 32]> {
