@@ -259,7 +259,10 @@ impl Default for StorageConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BlockConfig {
-    /// Time between production rounds when the mempool is not full enough for a block.
+    /// Time between production rounds when the mempool is not full enough for a block: the
+    /// most a transaction waits for its round (default 10; `aurigraph load` at 25 k tx/s
+    /// on 2 cores, submit-to-commit p50 46 ms with 50, 21 ms with 10, no throughput lost at
+    /// saturation; an idle node proposes nothing).
     pub interval_ms: u64,
     /// Smallest block (the `batch_size` slot's lower clamp).
     pub min_txs: usize,
@@ -300,7 +303,7 @@ pub struct BlockConfig {
 impl Default for BlockConfig {
     fn default() -> Self {
         Self {
-            interval_ms: 50,
+            interval_ms: 10,
             min_txs: 1,
             max_txs: 5_000,
             executor_threads: 0,

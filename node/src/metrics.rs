@@ -86,7 +86,8 @@ impl OpsMetrics {
             telemetry_seen: Arc::default(),
             mempool_class: Family::default(),
             rocksdb: Family::default(),
-            commit_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            // 1 ms to about 36 s in steps of 25 %: fine enough to read a p99 against a 100 ms goal.
+            commit_latency: Histogram::new(exponential_buckets(0.001, 1.25, 48)),
             leader_health: Gauge::default(),
             handovers: Family::default(),
         };
