@@ -74,10 +74,13 @@
 //!
 //! Reads of the state (cache misses) dominate a transfer: the scheduler reads a block's
 //! accounts in overlapped batches while planning ([`StateView::accounts`]), which is most of
-//! its lead even on one thread. Block-STM's bookkeeping (version maps, read sets, locks)
-//! costs two to three times the work itself, so it loses at every contention level on cheap
-//! transfers. The scheduler wins because declared accounts make
-//! speculation unnecessary: [`ExecutorKind::default`] is [`ExecutorKind::Scheduled`].
+//! its lead even on one thread. Block-STM's bookkeeping (version maps, read sets, locks,
+//! the scheduler's counters) costs about as much as a transfer itself: on the 2-core machine
+//! (`scaling`, 2026-12-05) Block-STM x2 ran 1.21-1.23x the sequential executor at low
+//! contention and 1.03-1.18x with every transaction conflicting (there the chain pre-check
+//! runs the block sequentially), the scheduler x2 1.9-2.5x. The scheduler wins because
+//! declared accounts make speculation unnecessary: [`ExecutorKind::default`] is
+//! [`ExecutorKind::Scheduled`].
 //! Under oversubscription (more runnable threads than cores) a parallel executor's workers
 //! wait on descheduled peers and fall behind the sequential one: size `threads` to the
 //! cores the node really has.
