@@ -127,6 +127,10 @@ pub enum StorageError {
     /// An archive segment does not match its record or does not decode.
     #[error("{0}")]
     ArchiveCorrupt(String),
+    /// Syncing the write-ahead log to disk failed after a block was written
+    /// ([`Storage::sync_wal`]): what was written may not survive a crash.
+    #[error("syncing the write-ahead log failed: {0}")]
+    Sync(String),
 }
 
 impl StorageError {
@@ -139,6 +143,7 @@ impl StorageError {
             StorageError::Archive(_) => "E_ARCHIVE_IO",
             StorageError::ArchiveMissing(_) => "E_ARCHIVE_MISSING",
             StorageError::ArchiveCorrupt(_) => "E_ARCHIVE_CORRUPT",
+            StorageError::Sync(_) => "E_STORAGE_SYNC",
         }
     }
 }
@@ -500,8 +505,34 @@ impl Storage {
         Ok(state)
     }
 
-    /// Commits a block atomically (see the module docs for what the batch holds).
+    /// Commits a block atomically (see the module docs for what the batch holds), synced
+    /// when the storage syncs.
     pub fn commit_block(&self, w: &BlockWrite<'_>) -> StorageResult<Head> {
+        self.write_block(w, self.sync)
+    }
+
+    /// [`Storage::commit_block`] without waiting for the disk: the batch is in the
+    /// write-ahead log and readable at once, durable after [`Storage::sync_wal`] (or any
+    /// later synced write: the log is one sequence, so syncing a later write syncs this one).
+    /// The node calls this inside its commit section and syncs after leaving it, so that
+    /// submissions are not held behind the block's fsync; it keeps the block from its
+    /// readers until the sync returns.
+    pub fn commit_block_unsynced(&self, w: &BlockWrite<'_>) -> StorageResult<Head> {
+        self.write_block(w, false)
+    }
+
+    /// Syncs the write-ahead log (when the storage syncs): every write before it is then on
+    /// disk. Fails with `E_STORAGE_SYNC`.
+    pub fn sync_wal(&self) -> StorageResult<()> {
+        if self.sync {
+            self.db
+                .flush_wal(true)
+                .map_err(|e| StorageError::Sync(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn write_block(&self, w: &BlockWrite<'_>, sync: bool) -> StorageResult<Head> {
         let block = w.block;
         let height = block.header.height;
         let mut b = WriteBatch::default();
@@ -543,7 +574,9 @@ impl Storage {
             state_root: block.header.state_root,
         };
         b.put(KEY_HEAD, head.encode());
-        self.db.write_opt(b, &self.write_options())?;
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db.write_opt(b, &opts)?;
         Ok(head)
     }
 

@@ -231,3 +231,70 @@ fn a_state_snapshot_installed_elsewhere_replaces_the_whole_state_and_head() {
     // Nothing below the head was ever written here: pruning finds nothing to delete.
     assert_eq!(target.prune_blocks(42).unwrap(), 0);
 }
+
+/// A block written without waiting for the disk is readable at once, the same as a synced
+/// one, and after `sync_wal` it is there after a reopen with its head and state writes.
+#[test]
+fn a_block_written_before_its_sync_reads_back_and_survives_a_reopen() {
+    use aurigraph_ledger::executor::{Receipt, TxStatus};
+    use aurigraph_ledger::state::Account;
+    use aurigraph_ledger::tx::{Operation, Transaction, keypair_from_seed};
+    use aurigraph_storage::BlockWrite;
+    use aurigraph_storage::block::{BlockHeader, StoredBlock, tx_root};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = init(dir.path());
+    let storage = Storage::open(dir.path(), true).unwrap();
+    let parent = storage.head().unwrap().expect("genesis head").hash;
+    let (sk, sender) = keypair_from_seed([5; 32]);
+    let tx = Transaction {
+        chain_id: 7,
+        sender,
+        nonce: 0,
+        fee: 1,
+        op: Operation::Transfer {
+            to: Address([1; 32]),
+            amount: 1,
+        },
+    }
+    .sign(&sk);
+    let writes = vec![(
+        Address([1; 32]),
+        Account {
+            balance: 1_001,
+            nonce: 0,
+        },
+    )];
+    let root = state.apply(&writes);
+    let block = StoredBlock {
+        header: BlockHeader {
+            height: 1,
+            parent,
+            state_root: root,
+            timestamp_ms: 1_700_000_000_000,
+            tx_root: tx_root([tx.hash()]),
+        },
+        receipts: vec![Receipt {
+            tx_hash: tx.hash(),
+            status: TxStatus::Success,
+            fee_charged: 1,
+        }],
+        txs: vec![tx],
+    };
+    let head = storage
+        .commit_block_unsynced(&BlockWrite {
+            block: &block,
+            writes: &writes,
+            telemetry: None,
+            raft_state: None,
+        })
+        .unwrap();
+    assert_eq!(storage.head().unwrap(), Some(head));
+    assert_eq!(storage.block(1).unwrap().as_ref(), Some(&block));
+    storage.sync_wal().unwrap();
+    drop(storage);
+    let storage = Storage::open(dir.path(), true).unwrap();
+    assert_eq!(storage.head().unwrap(), Some(head));
+    assert_eq!(storage.block(1).unwrap().as_ref(), Some(&block));
+    assert_eq!(storage.load_state(7, SHARDS).unwrap().root(), root);
+}

@@ -179,6 +179,7 @@ impl BlockApplier for NodeApplier {
                 entry.parent,
                 entry.timestamp_ms,
                 Some(raft_state),
+                super::producer::Sync::Now,
             )
             .map_err(|e| ApplyError::Storage(e.to_string()))
         })?;
