@@ -33,7 +33,10 @@
 //! **Durability (fsync policy).** With `sync = true` (the default) every block batch and
 //! every batch of accepted submissions is written with `WriteOptions::set_sync(true)`: the
 //! write-ahead log is fsynced before the call returns, so a block or a submission that was
-//! acknowledged survives a crash of the process or of the machine. With `sync = false` the
+//! acknowledged survives a crash of the process or of the machine. A node alone writes its
+//! block with [`Storage::commit_block_unsynced`] and syncs with [`Storage::sync_wal`] before
+//! any read or announcement sees the block (so that submissions are not held behind the
+//! fsync); since the log is one sequence, any synced write after it syncs it too. With `sync = false` the
 //! writes reach the OS page cache only: they survive a crash of the process (kill -9) but not
 //! of the machine. Rollout records are always synced (they are rare).
 //!
