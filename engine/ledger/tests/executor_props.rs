@@ -630,3 +630,66 @@ fn nonces_chain_within_a_block_and_commit_updates_the_root() {
     let again = commit(&mut state.clone(), out.execution.clone());
     assert_eq!(again.state_root, out.state_root);
 }
+
+/// Blocks long enough that Block-STM's workers claim full chunks (16 indices per claim at
+/// 2, 8 and 16 threads: 8,192 transactions), from distinct senders, with 0 %, 10 % and 50 %
+/// of the transfers paying one of three hot accounts (re-executions and suspensions across
+/// claims): every guard setting matches the oracle.
+#[test]
+fn blocks_with_full_claims_match_sequential() {
+    const N: usize = 8_192;
+    let senders: Vec<(SigningKey, Address)> = (0..N)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(1_000_000 + i as u64).to_le_bytes());
+            keypair_from_seed(seed)
+        })
+        .collect();
+    let state = ShardedState::from_genesis(
+        &Genesis {
+            chain_id: CHAIN,
+            allocations: senders.iter().map(|(_, a)| (*a, 10_000)).collect(),
+        },
+        256,
+    )
+    .unwrap();
+    let mut rng = SmallRng::seed_from_u64(8_192);
+    for hot_share in [0u32, 10, 50] {
+        let b: Vec<Arc<SignedTransaction>> = senders
+            .iter()
+            .map(|(key, sender)| {
+                let to = if rng.random_range(0..100) < hot_share {
+                    addr(rng.random_range(0..3))
+                } else {
+                    addr(rng.random_range(3..ACCOUNTS))
+                };
+                Arc::new(
+                    Transaction {
+                        chain_id: CHAIN,
+                        sender: *sender,
+                        nonce: 0,
+                        fee: 1,
+                        op: Operation::Transfer {
+                            to,
+                            amount: rng.random_range(1..100),
+                        },
+                    }
+                    .sign(key),
+                )
+            })
+            .collect();
+        let expected = SequentialExecutor::new()
+            .execute(&state, CHAIN, &b)
+            .unwrap();
+        for threads in [2, 8, 16] {
+            for guard in [AbortGuard::default(), AbortGuard::off()] {
+                let exec = BlockStmExecutor::with_guard(threads, guard).unwrap();
+                let got = exec.execute(&state, CHAIN, &b).unwrap();
+                assert!(
+                    got.same_result(&expected),
+                    "{hot_share} % hot, x{threads}, {guard:?}"
+                );
+            }
+        }
+    }
+}
